@@ -1,0 +1,168 @@
+//! The binary's commands: everything that prints, and the mapping of errors to exit codes.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use attendance_sync::cli::{self, BackfillArgs, ConfigError, DemoArgs, SimulateArgs};
+use attendance_sync::platform::{Client, Credentials};
+use attendance_sync::run::{self, BackfillRequest, RunError};
+use attendance_sync::sim::{SimConfig, SimTenant};
+use attendance_sync::users::{self, UsersFileError};
+use chrono::Days;
+
+/// Exit code of usage and configuration errors.
+const EXIT_USAGE: u8 = 2;
+
+/// Prints a clap error as one line (help and version go to stdout with exit 0).
+pub fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            ExitCode::from(EXIT_USAGE)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let text = e.render().to_string();
+    let line: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    eprintln!("{} (see --help)", line.join(" "));
+    ExitCode::from(EXIT_USAGE)
+}
+
+pub fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// Exit code of an error that ended a command.
+pub fn exit_code_of(e: &anyhow::Error) -> u8 {
+    if let Some(run) = e.downcast_ref::<RunError>() {
+        return run.exit_code();
+    }
+    if e.downcast_ref::<ConfigError>().is_some() || e.downcast_ref::<UsersFileError>().is_some() {
+        return EXIT_USAGE;
+    }
+    1
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+pub fn backfill(args: BackfillArgs) -> anyhow::Result<u8> {
+    let credentials = cli::credentials_from_env()?;
+    let config = cli::client_config(&args.base_url, credentials, &args.client)?;
+    let users = match &args.users_file {
+        Some(path) => users::read_users_file(path)?,
+        None => Err(ConfigError::MissingUsers)?,
+    };
+    let request = BackfillRequest {
+        from: args.from,
+        to: args.to,
+        users,
+        employee_type: args.employee_type,
+        statuses: args.statuses,
+        out: args.out,
+        today: cli::platform_today(),
+        concurrency: args.client.concurrency,
+    };
+    let client = Client::new(config)?;
+    let summary = runtime()?.block_on(run::backfill(&client, &request))?;
+    print!("{summary}");
+    Ok(summary.exit_code())
+}
+
+pub fn demo(args: DemoArgs) -> anyhow::Result<u8> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let sim_config = SimConfig {
+            seed: args.seed,
+            users: args.users,
+            ..SimConfig::default()
+        };
+        let tenant = SimTenant::start(sim_config.clone())
+            .await
+            .context("cannot start the simulated tenant on 127.0.0.1")?;
+        println!("simulated tenant listening on {}", tenant.base_url());
+        let credentials = Credentials {
+            app_id: sim_config.app_id.clone(),
+            app_secret: sim_config.app_secret.clone(),
+        };
+        let client_args = cli::ClientArgs {
+            rate_limit: 50,
+            concurrency: 16,
+            request_timeout: 30,
+        };
+        let config = cli::client_config(&tenant.base_url(), credentials, &client_args)?;
+        let client = Client::new(config)?;
+        let today = cli::platform_today();
+        let request = BackfillRequest {
+            from: today - Days::new(u64::from(args.days.max(1)) - 1),
+            to: today,
+            users: tenant.user_ids("employee_id").unwrap_or_default(),
+            employee_type: attendance_sync::plan::EmployeeType::EmployeeId,
+            statuses: vec![attendance_sync::plan::Status::APPROVED],
+            out: args.out.clone(),
+            today,
+            concurrency: client_args.concurrency,
+        };
+        let summary = run::backfill(&client, &request).await?;
+        let stats = tenant.stats();
+        print!("{summary}");
+        println!(
+            "  {:<18} {} query calls, {} token calls, {} answered 429",
+            "tenant saw", stats.query_calls, stats.token_calls, stats.rate_limited
+        );
+        println!("\nQuery it, e.g.: duckdb -c \"SELECT date, count(*) FROM read_parquet('{}/leaves/*/*.parquet', hive_partitioning=true) GROUP BY date ORDER BY date\"", args.out.display());
+        tenant.shutdown().await;
+        Ok(summary.exit_code())
+    })
+}
+
+pub fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let config = SimConfig {
+            seed: args.seed,
+            users: args.users,
+            rate_limit_per_sec: args.rate_limit,
+            ..SimConfig::default()
+        };
+        let tenant = SimTenant::start(config.clone())
+            .await
+            .context("cannot start the simulated tenant on 127.0.0.1")?;
+        if let Some(path) = &args.users_out {
+            let ids = tenant.user_ids("employee_id").unwrap_or_default();
+            std::fs::write(path, ids.join("\n") + "\n")
+                .with_context(|| format!("cannot write --users-out {}", path.display()))?;
+        }
+        println!("simulated tenant on {}", tenant.base_url());
+        // The simulated tenant's built-in, public test credentials: nothing real to protect.
+        println!(
+            "credentials: FEISHU_APP_ID={} FEISHU_APP_SECRET={}",
+            config.app_id, config.app_secret
+        );
+        println!("press Ctrl-C to stop");
+        std::future::pending::<()>().await;
+        Ok(0)
+    })
+}

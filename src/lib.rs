@@ -1,0 +1,17 @@
+//! attendance-sync: Feishu / Lark attendance approvals to date-partitioned Parquet tables.
+//!
+//! The pipeline, one module a stage: [`platform`] (HTTP client) → [`plan`] (windows × batches ×
+//! statuses) → [`flatten`] (answers to rows, with [`tz`] for wall times) → [`sink`] (Parquet files
+//! replaced atomically). [`run`] drives them; [`sim`] is the simulated tenant used by the tests
+//! and the demo. [`plan`], [`flatten`], [`tz`] and [`table`] do no I/O.
+
+pub mod cli;
+pub mod flatten;
+pub mod plan;
+pub mod platform;
+pub mod run;
+pub mod sim;
+pub mod sink;
+pub mod table;
+pub mod tz;
+pub mod users;

@@ -1,0 +1,814 @@
+//! End-to-end tests: the real binary against the simulated tenant over loopback, Parquet read back.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::TimestampMicrosecondType;
+use arrow_array::{Array, RecordBatch};
+use attendance_sync::sim::{SimConfig, SimTenant};
+use attendance_sync::sink::read_table;
+use attendance_sync::table::Table;
+use chrono::{DateTime, Days, NaiveDate, Utc};
+
+const BIN: &str = env!("CARGO_BIN_EXE_attendance-sync");
+const FIXTURE_USERS: [&str; 7] = [
+    "fx_shanghai",
+    "fx_newyork",
+    "fx_london",
+    "fx_lordhowe",
+    "fx_kolkata",
+    "fx_nozone",
+    "fx_badzone",
+];
+
+/// A simulated tenant served from its own runtime for the length of a test.
+struct Tenant {
+    rt: tokio::runtime::Runtime,
+    sim: Option<SimTenant>,
+}
+
+impl Tenant {
+    fn start(config: SimConfig) -> Tenant {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let sim = rt.block_on(SimTenant::start(config)).unwrap();
+        Tenant { rt, sim: Some(sim) }
+    }
+
+    fn sim(&self) -> &SimTenant {
+        self.sim.as_ref().unwrap()
+    }
+
+    fn url(&self) -> String {
+        self.sim().base_url()
+    }
+}
+
+impl Drop for Tenant {
+    fn drop(&mut self) {
+        if let Some(sim) = self.sim.take() {
+            self.rt.block_on(sim.shutdown());
+        }
+    }
+}
+
+fn small_tenant(users: usize) -> Tenant {
+    Tenant::start(SimConfig {
+        users,
+        ..SimConfig::default()
+    })
+}
+
+/// A working directory with a users file and an output root.
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new() -> Workspace {
+        Workspace {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn out(&self) -> PathBuf {
+        self.dir.path().join("warehouse")
+    }
+
+    fn users_file(&self, ids: &[String]) -> PathBuf {
+        let path = self.dir.path().join("users.txt");
+        let mut text = String::from("# users under test\n\n");
+        for id in ids {
+            text.push_str(id);
+            text.push('\n');
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+struct Run {
+    output: Output,
+}
+
+impl Run {
+    fn code(&self) -> i32 {
+        self.output.status.code().unwrap_or(-1)
+    }
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    fn assert_ok(&self) -> &Self {
+        assert_eq!(
+            self.code(),
+            0,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
+
+fn run_bin(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("FEISHU_APP_ID")
+        .env_remove("FEISHU_APP_SECRET")
+        .env_remove("FEISHU_BASE_URL")
+        .env("ATTENDANCE_SYNC_LOG", "info");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Run {
+        output: cmd.output().unwrap(),
+    }
+}
+
+fn creds() -> Vec<(&'static str, &'static str)> {
+    let c = SimConfig::default();
+    vec![
+        ("FEISHU_APP_ID", Box::leak(c.app_id.into_boxed_str())),
+        (
+            "FEISHU_APP_SECRET",
+            Box::leak(c.app_secret.into_boxed_str()),
+        ),
+    ]
+}
+
+fn backfill(
+    tenant: &Tenant,
+    ws: &Workspace,
+    users: &[String],
+    from: &str,
+    to: &str,
+    extra: &[&str],
+) -> Run {
+    let users_file = ws.users_file(users);
+    let out = ws.out();
+    let url = tenant.url();
+    let mut args = vec![
+        "backfill",
+        "--from",
+        from,
+        "--to",
+        to,
+        "--out",
+        out.to_str().unwrap(),
+        "--users-file",
+        users_file.to_str().unwrap(),
+        "--base-url",
+        &url,
+    ];
+    args.extend_from_slice(extra);
+    run_bin(&args, &creds())
+}
+
+fn fixtures() -> Vec<String> {
+    FIXTURE_USERS.iter().map(|s| s.to_string()).collect()
+}
+
+fn micros(rfc3339: &str) -> i64 {
+    DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .with_timezone(&Utc)
+        .timestamp_micros()
+}
+
+fn today() -> NaiveDate {
+    Utc::now().date_naive()
+}
+
+/// Every row of a table as (date, approval_id) → batch row, for lookups.
+struct TableData {
+    batches: Vec<(NaiveDate, RecordBatch)>,
+}
+
+impl TableData {
+    fn read(root: &Path, table: Table) -> TableData {
+        TableData {
+            batches: read_table(root, table).unwrap(),
+        }
+    }
+
+    fn rows(&self) -> usize {
+        self.batches.iter().map(|(_, b)| b.num_rows()).sum()
+    }
+
+    /// (date, batch, row) of every row whose approval_id is `id`.
+    fn find(&self, id: &str) -> Vec<(NaiveDate, &RecordBatch, usize)> {
+        let mut found = Vec::new();
+        for (date, b) in &self.batches {
+            let ids = b.column_by_name("approval_id").unwrap().as_string::<i32>();
+            for i in 0..b.num_rows() {
+                if ids.is_valid(i) && ids.value(i) == id {
+                    found.push((*date, b, i));
+                }
+            }
+        }
+        found
+    }
+
+    /// Rows without the run's own columns, per date, for comparing two runs.
+    fn content(&self) -> Vec<(NaiveDate, RecordBatch)> {
+        self.batches
+            .iter()
+            .map(|(d, b)| {
+                let keep: Vec<usize> = b
+                    .schema()
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| !f.name().starts_with('_'))
+                    .map(|(i, _)| i)
+                    .collect();
+                (*d, b.project(&keep).unwrap())
+            })
+            .collect()
+    }
+}
+
+fn ts(b: &RecordBatch, col: &str, row: usize) -> Option<i64> {
+    let a = b
+        .column_by_name(col)
+        .unwrap()
+        .as_primitive::<TimestampMicrosecondType>();
+    a.is_valid(row).then(|| a.value(row))
+}
+
+fn text(b: &RecordBatch, col: &str, row: usize) -> Option<String> {
+    let a = b.column_by_name(col).unwrap().as_string::<i32>();
+    a.is_valid(row).then(|| a.value(row).to_string())
+}
+
+fn rejects(root: &Path) -> Vec<serde_json::Value> {
+    let dir = root.join("_rejects");
+    let mut all = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries {
+            for line in std::fs::read_to_string(e.unwrap().path()).unwrap().lines() {
+                all.push(serde_json::from_str(line).unwrap());
+            }
+        }
+    }
+    all
+}
+
+#[test]
+fn backfill_writes_what_the_tenant_served_with_right_utc_instants_in_every_zone() {
+    let tenant = small_tenant(60);
+    let ws = Workspace::new();
+    let mut users = tenant.sim().user_ids("employee_id").unwrap();
+    users.sort();
+    let run = backfill(&tenant, &ws, &users, "2026-03-01", "2026-11-10", &[]);
+    run.assert_ok();
+    let stats = tenant.sim().stats();
+    let out = ws.out();
+    let rejected = rejects(&out);
+
+    // Every element the tenant served is a row or a reject: nothing dropped, nothing invented.
+    let mut total_rows = 0;
+    for table in Table::ALL {
+        let data = TableData::read(&out, table);
+        let served = stats.rows_served.get(table.name()).copied().unwrap_or(0) as usize;
+        let kept_aside = rejected
+            .iter()
+            .filter(|r| r["table"] == table.name())
+            .count();
+        assert_eq!(data.rows() + kept_aside, served, "{}", table.name());
+        total_rows += data.rows();
+    }
+    assert!(total_rows > 1000, "a realistic volume: {total_rows}");
+    assert!(run.stdout().contains(&format!(
+        "{} rows",
+        TableData::read(&out, Table::Leaves).rows()
+    )));
+
+    let leaves = TableData::read(&out, Table::Leaves);
+    let outs = TableData::read(&out, Table::Outs);
+    let overtime = TableData::read(&out, Table::OvertimeWorks);
+    let trips = TableData::read(&out, Table::Trips);
+    let check = |data: &TableData, id: &str, start: &str, end: &str, zone: &str| {
+        let found = data.find(id);
+        assert!(!found.is_empty(), "{id} missing");
+        for (_, b, i) in found {
+            assert_eq!(ts(b, "start_time", i), Some(micros(start)), "{id} start");
+            assert_eq!(ts(b, "end_time", i), Some(micros(end)), "{id} end");
+            assert_eq!(text(b, "time_zone", i).as_deref(), Some(zone), "{id} zone");
+        }
+    };
+    // New York: 02:30 does not exist on 2026-03-08 (moved to 03:30 EDT); 01:30 on 2026-11-01 happens twice (EDT taken).
+    check(
+        &leaves,
+        "fx-ny-gap",
+        "2026-03-08T07:30:00Z",
+        "2026-03-08T08:00:00Z",
+        "America/New_York",
+    );
+    check(
+        &outs,
+        "fx-ny-overlap",
+        "2026-11-01T05:30:00Z",
+        "2026-11-01T08:00:00Z",
+        "America/New_York",
+    );
+    // London: the 01:00-02:00 gap of 2026-03-29 and the repeated 01:00-02:00 of 2026-10-25.
+    check(
+        &overtime,
+        "fx-ldn-gap",
+        "2026-03-29T01:30:00Z",
+        "2026-03-29T04:00:00Z",
+        "Europe/London",
+    );
+    check(
+        &trips,
+        "fx-ldn-overlap",
+        "2026-10-25T00:15:00Z",
+        "2026-10-25T09:00:00Z",
+        "Europe/London",
+    );
+    // Lord Howe's half-hour shifts.
+    check(
+        &leaves,
+        "fx-lh-gap",
+        "2026-10-03T15:45:00Z",
+        "2026-10-03T23:00:00Z",
+        "Australia/Lord_Howe",
+    );
+    check(
+        &outs,
+        "fx-lh-overlap",
+        "2026-04-04T14:45:00Z",
+        "2026-04-05T01:30:00Z",
+        "Australia/Lord_Howe",
+    );
+    // Kolkata's +05:30 across midnight; Shanghai's +08:00; an empty zone is UTC.
+    check(
+        &overtime,
+        "fx-kol-midnight",
+        "2026-09-15T14:30:00Z",
+        "2026-09-15T20:30:00Z",
+        "Asia/Kolkata",
+    );
+    check(
+        &leaves,
+        "fx-sh-multiday",
+        "2026-09-14T01:00:00Z",
+        "2026-09-16T10:00:00Z",
+        "Asia/Shanghai",
+    );
+    check(
+        &outs,
+        "fx-utc",
+        "2026-09-15T09:00:00Z",
+        "2026-09-15T10:00:00Z",
+        "UTC",
+    );
+
+    // A multi-day leave is one row under each date it covers.
+    let dates: Vec<NaiveDate> = leaves
+        .find("fx-sh-multiday")
+        .iter()
+        .map(|(d, _, _)| *d)
+        .collect();
+    assert_eq!(
+        dates,
+        ["2026-09-14", "2026-09-15", "2026-09-16"].map(|d| d.parse::<NaiveDate>().unwrap())
+    );
+    let (_, b, i) = leaves.find("fx-sh-multiday")[0];
+    assert_eq!(
+        ts(b, "approve_pass_time", i),
+        Some(micros("2026-09-10T04:00:00Z"))
+    );
+    assert_eq!(
+        text(b, "start_time_local", i).as_deref(),
+        Some("2026-09-14 09:00:00")
+    );
+
+    // Text survives byte for byte; trips keep every destination.
+    let (_, b, i) = trips.find("fx-sh-trip")[0];
+    assert_eq!(text(b, "reason", i).as_deref(), Some("出差🚄 to 上海"));
+    let destinations = b.column_by_name("destinations").unwrap().as_list::<i32>();
+    assert_eq!(destinations.value(i).len(), 3);
+
+    // The unknown zone is kept aside with its reason and its raw record, not guessed as UTC.
+    assert!(leaves.find("fx-badzone").is_empty());
+    let bad: Vec<_> = rejected
+        .iter()
+        .filter(|r| r["approval_id"] == "fx-badzone")
+        .collect();
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0]["field"], "time_zone");
+    assert_eq!(bad[0]["value"], "Asia/Beijing");
+    assert_eq!(bad[0]["user_id"], "fx_badzone");
+    assert_eq!(bad[0]["raw"]["start_time"], "2026-09-15 09:00:00");
+
+    // DST adjustments are counted in the summary (at least the six fixture times).
+    let summary = run.stdout();
+    let line = summary
+        .lines()
+        .find(|l| l.contains("dst adjusted"))
+        .unwrap();
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert!(numbers[0] >= 3 && numbers[1] >= 3, "{line}");
+}
+
+#[test]
+fn output_files_follow_the_layout_and_format_contract() {
+    let tenant = small_tenant(0);
+    let ws = Workspace::new();
+    backfill(&tenant, &ws, &fixtures(), "2026-09-01", "2026-09-30", &[]).assert_ok();
+    let dir = ws.out().join("trips").join("date=2026-09-15");
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["part-00000.parquet"],
+        "no temporary files left behind"
+    );
+
+    let file = std::fs::File::open(dir.join("part-00000.parquet")).unwrap();
+    use parquet::basic::{Compression, LogicalType, TimeUnit};
+    use parquet::file::reader::FileReader;
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(file).unwrap();
+    let meta = reader.metadata();
+    let kv = meta.file_metadata().key_value_metadata().unwrap();
+    let version = kv
+        .iter()
+        .find(|k| k.key == "attendance_sync.schema_version")
+        .unwrap();
+    assert_eq!(version.value.as_deref(), Some("1"));
+    let rg = meta.row_group(0);
+    for col in rg.columns() {
+        assert!(
+            matches!(col.compression(), Compression::ZSTD(_)),
+            "{}",
+            col.column_path()
+        );
+        assert!(
+            col.statistics().is_some(),
+            "statistics on {}",
+            col.column_path()
+        );
+    }
+    let schema = meta.file_metadata().schema_descr();
+    let paths: Vec<String> = schema.columns().iter().map(|c| c.path().string()).collect();
+    assert!(
+        paths.contains(&"destinations.list.element.region_id".to_string()),
+        "{paths:?}"
+    );
+    assert!(
+        paths.contains(&"process_id.list.element".to_string()),
+        "{paths:?}"
+    );
+    assert!(
+        !paths.iter().any(|p| p == "date"),
+        "date lives in the path only"
+    );
+    let start = schema
+        .columns()
+        .iter()
+        .find(|c| c.name() == "start_time")
+        .unwrap();
+    assert!(
+        matches!(
+            start.logical_type_ref(),
+            Some(LogicalType::Timestamp(t)) if t.is_adjusted_to_u_t_c && matches!(t.unit, TimeUnit::MICROS)
+        ),
+        "{:?}",
+        start.logical_type_ref()
+    );
+}
+
+#[test]
+fn rerun_gives_identical_rows_and_a_revoked_approval_disappears() {
+    let tenant = small_tenant(20);
+    let ws = Workspace::new();
+    let mut users = fixtures();
+    users.extend(
+        tenant
+            .sim()
+            .user_ids("employee_id")
+            .unwrap()
+            .into_iter()
+            .take(20),
+    );
+    backfill(&tenant, &ws, &users, "2026-09-01", "2026-09-30", &[]).assert_ok();
+    let first: Vec<_> = Table::ALL
+        .iter()
+        .map(|t| TableData::read(&ws.out(), *t).content())
+        .collect();
+    backfill(&tenant, &ws, &users, "2026-09-01", "2026-09-30", &[]).assert_ok();
+    let second: Vec<_> = Table::ALL
+        .iter()
+        .map(|t| TableData::read(&ws.out(), *t).content())
+        .collect();
+    assert_eq!(
+        first, second,
+        "a rerun of the same window must give the same rows"
+    );
+    assert!(first.iter().map(|t| t.len()).sum::<usize>() > 10);
+
+    let outs = TableData::read(&ws.out(), Table::Outs);
+    assert_eq!(outs.find("fx-sh-revocable").len(), 1);
+    let before = outs.rows();
+    assert!(tenant.sim().set_status("fx-sh-revocable", 4));
+    backfill(&tenant, &ws, &users, "2026-09-01", "2026-09-30", &[]).assert_ok();
+    let outs = TableData::read(&ws.out(), Table::Outs);
+    assert!(
+        outs.find("fx-sh-revocable").is_empty(),
+        "revoked approval still present"
+    );
+    assert_eq!(outs.rows(), before - 1);
+
+    // A date whose only approval was revoked loses its file (the fixture user is alone there
+    // unless a generated user has an out that day too).
+    let day = ws.out().join("outs").join("date=2026-09-17");
+    let others = outs
+        .batches
+        .iter()
+        .filter(|(d, _)| d.to_string() == "2026-09-17")
+        .count();
+    assert_eq!(day.exists(), others > 0);
+}
+
+#[test]
+fn a_95_day_range_uses_4_windows_and_never_more_than_50_ids_a_request() {
+    let tenant = small_tenant(120);
+    let ws = Workspace::new();
+    let users = tenant.sim().user_ids("employee_id").unwrap();
+    assert_eq!(users.len(), 127);
+    let to = today();
+    let from = to - Days::new(94);
+    let (from, to) = (from.to_string(), to.to_string());
+    let run = backfill(&tenant, &ws, &users, &from, &to, &["--statuses", "2,3"]);
+    run.assert_ok();
+    let stats = tenant.sim().stats();
+    let mut windows: Vec<(i64, i64)> = stats.queries.iter().map(|q| (q.from, q.to)).collect();
+    windows.sort();
+    windows.dedup();
+    assert_eq!(windows.len(), 4, "{windows:?}");
+    assert_eq!(stats.query_calls, 4 * 3 * 2, "windows × batches × statuses");
+    assert!(stats.max_user_ids_per_query <= 50);
+    assert!(stats.max_window_days <= 30);
+    assert!(stats.max_check_date_to.unwrap() <= today() + Days::new(1));
+    assert!(
+        stats.queries.iter().all(|q| q.code == 0),
+        "every query accepted"
+    );
+}
+
+#[test]
+fn a_range_past_tomorrow_is_clipped_and_said_so() {
+    let tenant = small_tenant(5);
+    let ws = Workspace::new();
+    let users = tenant.sim().user_ids("employee_id").unwrap();
+    let to = (today() + Days::new(40)).to_string();
+    let from = (today() - Days::new(3)).to_string();
+    let run = backfill(&tenant, &ws, &users, &from, &to, &[]);
+    run.assert_ok();
+    assert!(run.stdout().contains("range clipped"), "{}", run.stdout());
+    assert!(tenant.sim().stats().max_check_date_to.unwrap() <= today() + Days::new(1));
+
+    let from = (today() + Days::new(5)).to_string();
+    let run = backfill(&tenant, &ws, &users, &from, &to, &[]);
+    assert_eq!(run.code(), 2);
+    assert!(run.stderr().contains("today"), "{}", run.stderr());
+}
+
+#[test]
+fn rate_limited_answers_are_waited_out_and_retried() {
+    let tenant = Tenant::start(SimConfig {
+        users: 200,
+        rate_limit_per_sec: 4,
+        ..SimConfig::default()
+    });
+    let ws = Workspace::new();
+    let users = tenant.sim().user_ids("employee_id").unwrap();
+    let run = backfill(
+        &tenant,
+        &ws,
+        &users,
+        "2026-09-01",
+        "2026-09-10",
+        &["--concurrency", "8"],
+    );
+    run.assert_ok();
+    let stats = tenant.sim().stats();
+    assert!(
+        stats.rate_limited > 0,
+        "the tenant never limited: the test proves nothing"
+    );
+    assert_eq!(stats.query_ok, 5, "each of the 5 batches answered once");
+    let served: u64 = stats.rows_served.values().sum();
+    let written: usize = Table::ALL
+        .iter()
+        .map(|t| TableData::read(&ws.out(), *t).rows())
+        .sum();
+    let kept_aside = rejects(&ws.out()).len();
+    assert_eq!(written + kept_aside, served as usize);
+    assert!(
+        run.stdout()
+            .contains(&format!("{} rate-limited", stats.rate_limited)),
+        "{}",
+        run.stdout()
+    );
+}
+
+#[test]
+fn bad_input_gives_one_line_errors_and_documented_exit_codes() {
+    let tenant = small_tenant(3);
+    let ws = Workspace::new();
+    let users_file = ws.users_file(&fixtures());
+    let users_arg = users_file.to_str().unwrap().to_string();
+    let out = ws.out();
+    let out_arg = out.to_str().unwrap().to_string();
+    let url = tenant.url();
+    let base = |from: &str, to: &str, users: &str| -> Vec<String> {
+        [
+            "backfill",
+            "--from",
+            from,
+            "--to",
+            to,
+            "--out",
+            &out_arg,
+            "--users-file",
+            users,
+            "--base-url",
+            &url,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let check = |args: Vec<String>, env: &[(&str, &str)], code: i32, needles: &[&str]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = run_bin(&args, env);
+        assert_eq!(run.code(), code, "{args:?}\nstderr: {}", run.stderr());
+        let err = run.stderr();
+        let last = err.lines().last().unwrap_or_default().to_string();
+        for n in needles {
+            assert!(last.contains(n), "{n:?} not in the last line: {err}");
+        }
+        assert!(
+            !err.contains(&SimConfig::default().app_secret),
+            "secret leaked"
+        );
+    };
+    let ok_creds = creds();
+    check(
+        base("2026-09-01", "2026-09-02", &users_arg),
+        &[],
+        2,
+        &["FEISHU_APP_ID"],
+    );
+    check(
+        base("2026-09-05", "2026-09-02", &users_arg),
+        &ok_creds,
+        2,
+        &["--from 2026-09-05", "--to 2026-09-02"],
+    );
+    check(
+        base("2026-13-01", "2026-09-02", &users_arg),
+        &ok_creds,
+        2,
+        &["2026-13-01", "--from"],
+    );
+    check(
+        base("2026-09-01", "2026-09-02", "/nonexistent/users.txt"),
+        &ok_creds,
+        2,
+        &["/nonexistent/users.txt"],
+    );
+    let wrong_secret = [ok_creds[0], ("FEISHU_APP_SECRET", "wrong")];
+    check(
+        base("2026-09-01", "2026-09-02", &users_arg),
+        &wrong_secret,
+        2,
+        &["10014", "FEISHU_APP_SECRET"],
+    );
+    // An id the tenant does not know: the platform refuses the batch with 1220004.
+    let unknown = ws.dir.path().join("unknown.txt");
+    std::fs::write(&unknown, "fx_shanghai\nnobody_here\n").unwrap();
+    check(
+        base("2026-09-01", "2026-09-02", unknown.to_str().unwrap()),
+        &ok_creds,
+        3,
+        &["1220004", "2026-09-01..2026-09-02", "batch 1/1"],
+    );
+    let mut bad_status = base("2026-09-01", "2026-09-02", &users_arg);
+    bad_status.extend(["--statuses".into(), "2,9".into()]);
+    check(bad_status, &ok_creds, 2, &["'9'", "--statuses"]);
+}
+
+#[test]
+fn nothing_secret_reaches_the_output() {
+    let tenant = small_tenant(10);
+    let ws = Workspace::new();
+    let users = tenant.sim().user_ids("employee_id").unwrap();
+    let run = backfill(
+        &tenant,
+        &ws,
+        &users,
+        "2026-09-10",
+        "2026-09-20",
+        &["--log", "debug"],
+    );
+    run.assert_ok();
+    let secret = SimConfig::default().app_secret;
+    let all = format!("{}{}", run.stdout(), run.stderr());
+    assert!(!all.contains(&secret));
+    assert!(!all.contains("t-"), "a token-like string reached the logs");
+    let mut stack = vec![ws.out()];
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            let bytes = std::fs::read(&p).unwrap();
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{}",
+                p.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn data_samples_parse_into_rows() {
+    use attendance_sync::flatten::{self, FlattenCounts, Tables};
+    use attendance_sync::plan::{Status, Window};
+    use attendance_sync::platform::model::{Envelope, QueryData};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("data-samples");
+    let mut seen = BTreeMap::new();
+    for name in ["spec-example-response.json", "sim-response.json"] {
+        let text = std::fs::read_to_string(root.join(name)).unwrap();
+        let env: Envelope<QueryData> = serde_json::from_str(&text).unwrap();
+        assert_eq!(env.code, 0);
+        let data = env.data.unwrap();
+        let approvals = data.user_approvals.as_ref().unwrap();
+        let users: Vec<String> = approvals.iter().filter_map(|u| u.user_id.clone()).collect();
+        let dates: Vec<NaiveDate> = approvals
+            .iter()
+            .filter_map(|u| attendance_sync::tz::parse_yyyymmdd(u.date.as_deref()?))
+            .collect();
+        let window = Window {
+            from: *dates.iter().min().unwrap(),
+            to: *dates.iter().max().unwrap(),
+        };
+        let mut tables = Tables::default();
+        let mut rejects = Vec::new();
+        let mut counts = FlattenCounts::default();
+        flatten::flatten(
+            data,
+            Status::APPROVED,
+            window,
+            &users,
+            &mut tables,
+            &mut rejects,
+            &mut counts,
+        );
+        let rows: usize = Table::ALL.iter().map(|t| tables.rows(*t)).sum();
+        assert!(rows >= 4, "{name}: {rows} rows");
+        seen.insert(name, (rows, rejects.len()));
+    }
+    assert_eq!(seen["spec-example-response.json"], (4, 0));
+}
+
+#[test]
+fn demo_runs_end_to_end() {
+    let ws = Workspace::new();
+    let out = ws.out();
+    let run = run_bin(
+        &["demo", "--users", "30", "--out", out.to_str().unwrap()],
+        &[],
+    );
+    run.assert_ok();
+    let stdout = run.stdout();
+    for needle in [
+        "outs",
+        "leaves",
+        "overtime_works",
+        "trips",
+        "rejects",
+        "requests",
+        &out.display().to_string(),
+    ] {
+        assert!(stdout.contains(needle), "{needle} missing from:\n{stdout}");
+    }
+    assert!(TableData::read(&out, Table::Outs).rows() > 0);
+}
