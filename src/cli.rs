@@ -60,6 +60,15 @@ pub struct ClientArgs {
     pub request_timeout: u64,
 }
 
+/// Where users are listed from when no users file is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UsersFrom {
+    /// Members of every attendance group (needs attendance read permission).
+    Groups,
+    /// Users of the contact department tree (needs contact read permission).
+    Contact,
+}
+
 #[derive(Debug, Args)]
 pub struct BackfillArgs {
     /// First date to fetch, YYYY-MM-DD (the approvals' `date`, as the platform assigns it).
@@ -72,8 +81,13 @@ pub struct BackfillArgs {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// One user id per line (blank lines and `#` comments allowed), of the --employee-type kind.
+    /// Without it, the users are listed from the tenant (see --users-from).
     #[arg(long, value_name = "FILE")]
     pub users_file: Option<PathBuf>,
+    /// Where to list users when no --users-file is given: every member of every attendance group,
+    /// or every user of the contact department tree (people outside attendance groups too).
+    #[arg(long, value_enum, default_value_t = UsersFrom::Groups, conflicts_with = "users_file")]
+    pub users_from: UsersFrom,
     /// Kind of id in the users file and in the output's user_id column.
     #[arg(long, value_enum, default_value_t = EmployeeType::EmployeeId)]
     pub employee_type: EmployeeType,
@@ -136,8 +150,6 @@ pub enum ConfigError {
     BadBaseUrl(String),
     #[error("--concurrency and --rate-limit must be at least 1")]
     ZeroLimit,
-    #[error("no users: pass --users-file FILE with one user id per line")]
-    MissingUsers,
 }
 
 /// Reads the app's credentials from FEISHU_APP_ID / FEISHU_APP_SECRET.

@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use attendance_sync::cli::{self, BackfillArgs, ConfigError, DemoArgs, SimulateArgs};
+use attendance_sync::cli::{self, BackfillArgs, ConfigError, DemoArgs, SimulateArgs, UsersFrom};
 use attendance_sync::platform::{Client, Credentials};
-use attendance_sync::run::{self, BackfillRequest, RunError};
+use attendance_sync::run::{self, BackfillRequest, RunError, Users};
 use attendance_sync::sim::{SimConfig, SimTenant};
 use attendance_sync::users::{self, UsersFileError};
 use chrono::Days;
@@ -43,9 +43,11 @@ pub fn usage_error(e: clap::Error) -> ExitCode {
 pub fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
 }
@@ -61,6 +63,13 @@ pub fn exit_code_of(e: &anyhow::Error) -> u8 {
     1
 }
 
+/// What went wrong in a run, as the last line on stderr (for cron mails and log scrapers).
+fn report_fatal(summary: &run::RunSummary) {
+    if let Some(problem) = summary.problem() {
+        eprintln!("error: {problem}");
+    }
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -71,9 +80,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub fn backfill(args: BackfillArgs) -> anyhow::Result<u8> {
     let credentials = cli::credentials_from_env()?;
     let config = cli::client_config(&args.base_url, credentials, &args.client)?;
-    let users = match &args.users_file {
-        Some(path) => users::read_users_file(path)?,
-        None => Err(ConfigError::MissingUsers)?,
+    let users = match (&args.users_file, args.users_from) {
+        (Some(path), _) => Users::List(users::read_users_file(path)?),
+        (None, UsersFrom::Groups) => Users::Groups,
+        (None, UsersFrom::Contact) => Users::Contact,
     };
     let request = BackfillRequest {
         from: args.from,
@@ -88,6 +98,7 @@ pub fn backfill(args: BackfillArgs) -> anyhow::Result<u8> {
     let client = Client::new(config)?;
     let summary = runtime()?.block_on(run::backfill(&client, &request))?;
     print!("{summary}");
+    report_fatal(&summary);
     Ok(summary.exit_code())
 }
 
@@ -118,7 +129,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<u8> {
         let request = BackfillRequest {
             from: today - Days::new(u64::from(args.days.max(1)) - 1),
             to: today,
-            users: tenant.user_ids("employee_id").unwrap_or_default(),
+            users: Users::Groups,
             employee_type: attendance_sync::plan::EmployeeType::EmployeeId,
             statuses: vec![attendance_sync::plan::Status::APPROVED],
             out: args.out.clone(),
@@ -128,6 +139,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<u8> {
         let summary = run::backfill(&client, &request).await?;
         let stats = tenant.stats();
         print!("{summary}");
+        report_fatal(&summary);
         println!(
             "  {:<18} {} query calls, {} token calls, {} answered 429",
             "tenant saw", stats.query_calls, stats.token_calls, stats.rate_limited

@@ -37,6 +37,20 @@ pub struct Tables {
 }
 
 impl Tables {
+    /// Keeps only the rows of users for which `keep` is true.
+    pub fn retain_users(&mut self, keep: impl Fn(&str) -> bool) {
+        fn retain<R: crate::table::Row>(m: &mut DateRows<R>, keep: &impl Fn(&str) -> bool) {
+            for rows in m.values_mut() {
+                rows.retain(|r| keep(&r.common().user_id));
+            }
+            m.retain(|_, rows| !rows.is_empty());
+        }
+        retain(&mut self.outs, &keep);
+        retain(&mut self.leaves, &keep);
+        retain(&mut self.overtime_works, &keep);
+        retain(&mut self.trips, &keep);
+    }
+
     pub fn rows(&self, table: Table) -> usize {
         fn count<R>(m: &DateRows<R>) -> usize {
             m.values().map(Vec::len).sum()
@@ -53,7 +67,8 @@ impl Tables {
 /// A record that could not be normalized, kept with everything needed to find and fix it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Reject {
-    pub table: Table,
+    /// `None` when the whole user_approval element was unreadable.
+    pub table: Option<Table>,
     pub user_id: Option<String>,
     /// The `date` as sent (`yyyyMMdd`), which may itself be what is wrong.
     pub date: Option<String>,
@@ -65,7 +80,8 @@ pub struct Reject {
     pub raw: Box<RawValue>,
 }
 
-/// DST resolutions and rejects seen while flattening.
+/// Rows written with a time that needed the DST rule: counted once per row, whichever and
+/// however many of its times needed it (a record rejected for another reason is not counted).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct FlattenCounts {
     pub dst_gap_shifted: u64,
@@ -90,8 +106,23 @@ pub fn flatten(
     counts: &mut FlattenCounts,
 ) {
     let batch: HashSet<&str> = batch.iter().map(String::as_str).collect();
-    for ua in data.user_approvals.unwrap_or_default() {
-        flatten_user_date(ua, status, window, &batch, tables, rejects, counts);
+    for raw in data.user_approvals.unwrap_or_default() {
+        let mut de = serde_json::Deserializer::from_str(raw.get());
+        match serde_path_to_error::deserialize::<_, UserApproval>(&mut de) {
+            Ok(ua) => flatten_user_date(ua, status, window, &batch, tables, rejects, counts),
+            // The user-date itself is unreadable: keep the whole element aside.
+            Err(e) => rejects.push(Reject {
+                table: None,
+                user_id: None,
+                date: None,
+                approval_id: None,
+                status: status.code(),
+                field: e.path().to_string(),
+                value: None,
+                reason: format!("user_approval has a field of the wrong type: {}", e.inner()),
+                raw,
+            }),
+        }
     }
 }
 
@@ -152,6 +183,8 @@ fn flatten_user_date(
         zone: zone.unwrap_or(Zone::UTC),
         counts,
         rejects,
+        record_gap: false,
+        record_ambiguous: false,
     };
     let lists = [
         (Table::Outs, outs),
@@ -210,6 +243,9 @@ struct Ctx<'a> {
     zone: Zone,
     counts: &'a mut FlattenCounts,
     rejects: &'a mut Vec<Reject>,
+    /// Whether the record being flattened had a time in a gap / an overlap.
+    record_gap: bool,
+    record_ambiguous: bool,
 }
 
 impl Ctx<'_> {
@@ -222,6 +258,8 @@ impl Ctx<'_> {
     ) -> Option<R> {
         let mut de = serde_json::Deserializer::from_str(raw.get());
         let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut de);
+        self.record_gap = false;
+        self.record_ambiguous = false;
         let result = match parsed {
             Ok(record) => to_row(self, record),
             Err(e) => Err(Problem {
@@ -231,7 +269,11 @@ impl Ctx<'_> {
             }),
         };
         match result {
-            Ok(row) => Some(row),
+            Ok(row) => {
+                self.counts.dst_gap_shifted += u64::from(self.record_gap);
+                self.counts.dst_ambiguous_earlier += u64::from(self.record_ambiguous);
+                Some(row)
+            }
             Err(p) => {
                 self.reject(table, raw, &p);
                 None
@@ -252,7 +294,7 @@ impl Ctx<'_> {
                 other => other.to_string(),
             });
         self.rejects.push(Reject {
-            table,
+            table: Some(table),
             user_id: self.user_id.map(str::to_string),
             date: self.date.map(str::to_string),
             approval_id,
@@ -279,8 +321,8 @@ impl Ctx<'_> {
         let (utc, resolution) = tz::to_utc(local, self.zone);
         match resolution {
             Resolution::Exact => {}
-            Resolution::GapShifted => self.counts.dst_gap_shifted += 1,
-            Resolution::AmbiguousEarlier => self.counts.dst_ambiguous_earlier += 1,
+            Resolution::GapShifted => self.record_gap = true,
+            Resolution::AmbiguousEarlier => self.record_ambiguous = true,
         }
         Ok(Some(utc.timestamp_micros()))
     }
@@ -546,6 +588,20 @@ mod tests {
         assert_eq!(t.rows(Table::Outs), 0);
         let fields: Vec<&str> = rejects.iter().map(|r| r.field.as_str()).collect();
         assert_eq!(fields, ["date", "user_id", "date"]);
+    }
+
+    #[test]
+    fn an_unreadable_user_approval_is_kept_aside_whole() {
+        let b = body(
+            r#"{"user_id":"u1","date":20260915,"outs":[{"approval_id":"x"}]},
+               {"user_id":"u1","date":"20260915","outs":[{"approval_id":"y"}]}"#,
+        );
+        let (t, rejects, _) = run(&b, &["u1"], window("2026-09-01", "2026-09-30"));
+        assert_eq!(t.rows(Table::Outs), 1);
+        assert_eq!(rejects.len(), 1);
+        assert_eq!(rejects[0].table, None);
+        assert_eq!(rejects[0].field, "date");
+        assert!(rejects[0].raw.get().contains(r#""approval_id":"x""#));
     }
 
     #[test]

@@ -1,34 +1,50 @@
 //! Run: drives one backfill through plan → queries → flatten → sink and accounts for it.
 //!
 //! Invariants:
-//! - A window is committed only when every query of it (every batch × status) succeeded; a window
-//!   with a failed query is not written at all, so its dates keep the data they had and no date is
-//!   ever replaced by a partial picture of it.
-//! - A failed window does not stop the others; the run ends with [`RunSummary::failures`] and exit
-//!   code 3. Errors that would recur on every request (credentials, permissions, a malformed
-//!   request) stop the run at once, after the windows already committed.
+//! - Queries run concurrently (bounded by `concurrency`, paced by the client's rate limiter) and
+//!   window after window, so at most a couple of windows are held in memory whatever the range.
+//! - A batch refused for one of its users (1220004, 1220005) is split in halves until the refused
+//!   ids are found; everyone else's data goes through. A refused id is left out of later queries.
+//! - A window is committed only when every query of it succeeded (refused users aside). It
+//!   replaces the rows of the users fetched and keeps every other user's rows, refused users'
+//!   included. A window with a failed query is not written at all: its dates keep their data.
+//! - Failed windows and refused users do not stop the run; they end it with exit code 3. Errors
+//!   that would recur on every request (credentials, a malformed request) stop it at once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 
 use crate::flatten::{self, FlattenCounts, Reject, Tables};
 use crate::plan::{self, Clipped, EmployeeType, Plan, PlanError, Status, Window};
 use crate::platform::model::QueryRequest;
 use crate::platform::{Client, ClientStats, PlatformError};
-use crate::sink::{LocalSink, SinkError, WrittenFile};
+use crate::sink::{CommitReport, LocalSink, REJECTS_DIR, Scope, SinkError, WrittenFile};
 use crate::table::{RunStamp, Table};
+
+/// Where the users of a run come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Users {
+    /// Exactly these ids (a users file).
+    List(Vec<String>),
+    /// Every member of every attendance group.
+    Groups,
+    /// Every user of the contact department tree, attendance group or not.
+    Contact,
+}
 
 /// What to back-fill.
 #[derive(Debug, Clone)]
 pub struct BackfillRequest {
     pub from: NaiveDate,
     pub to: NaiveDate,
-    pub users: Vec<String>,
+    pub users: Users,
     pub employee_type: EmployeeType,
     pub statuses: Vec<Status>,
     pub out: PathBuf,
@@ -91,6 +107,17 @@ pub enum RunError {
         batch: Box<BatchRef>,
         error: PlatformError,
     },
+    #[error("listing users ({source_name}): {error}")]
+    Users {
+        source_name: &'static str,
+        error: PlatformError,
+    },
+    #[error("listing users ({0}) found nobody: check the app's data scope, or pass --users-file")]
+    NoUsersFound(&'static str),
+    #[error(
+        "the platform refused all {refused} users tried so far and accepted none (1220004/1220005): the app's data scope or permission is missing; stopping"
+    )]
+    AllRefused { refused: usize },
 }
 
 impl RunError {
@@ -98,7 +125,14 @@ impl RunError {
     pub fn exit_code(&self) -> u8 {
         match self {
             RunError::Plan(_) => 2,
-            RunError::Fatal { error, .. } if matches!(error.code(), Some(10003 | 10014)) => 2,
+            RunError::Sink(
+                SinkError::EmployeeTypeMismatch { .. } | SinkError::SchemaMismatch { .. },
+            ) => 2,
+            RunError::Fatal { error, .. } | RunError::Users { error, .. }
+                if matches!(error.code(), Some(10003 | 10014)) =>
+            {
+                2
+            }
             _ => 1,
         }
     }
@@ -121,124 +155,171 @@ pub struct RunSummary {
     pub files: Vec<WrittenFile>,
     pub files_removed: usize,
     pub rejects: u64,
-    pub rejects_file: Option<PathBuf>,
     pub dst: FlattenCounts,
     pub client: ClientStats,
     pub failures: Vec<Failure>,
+    /// Ids the platform refused (1220004 / 1220005); their rows were left as they were.
+    pub refused_users: BTreeSet<String>,
+    /// Where the users came from: `users file`, `attendance groups` or `contact tree`.
+    pub users_source: &'static str,
+    /// From the first query sent to the last answer received.
+    pub query_phase: Duration,
+    /// The client's rate limit, requests per second.
+    pub rate_limit: u32,
+    /// The error that stopped the run early, after the windows counted here were committed.
+    pub fatal: Option<Fatal>,
+}
+
+/// An error that stopped a run after it had started writing.
+#[derive(Debug, Clone)]
+pub struct Fatal {
+    pub message: String,
+    pub exit_code: u8,
 }
 
 impl RunSummary {
-    /// 0 when everything was fetched and written, 3 when some windows failed.
+    /// 0 when everything was fetched and written, 3 when some windows failed or users were
+    /// refused, the fatal error's code when one stopped the run.
     pub fn exit_code(&self) -> u8 {
-        if self.failures.is_empty() { 0 } else { 3 }
+        if let Some(fatal) = &self.fatal {
+            fatal.exit_code
+        } else if self.failures.is_empty() && self.refused_users.is_empty() {
+            0
+        } else {
+            3
+        }
     }
 
-    /// Query requests per second over the run.
+    /// One line on what went wrong, when the exit code is not 0.
+    pub fn problem(&self) -> Option<String> {
+        if let Some(fatal) = &self.fatal {
+            return Some(fatal.message.clone());
+        }
+        let mut parts = Vec::new();
+        if !self.refused_users.is_empty() {
+            let ids: Vec<&str> = self
+                .refused_users
+                .iter()
+                .take(5)
+                .map(String::as_str)
+                .collect();
+            let more = self.refused_users.len().saturating_sub(ids.len());
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            parts.push(format!(
+                "{} user{} refused by the platform (1220004/1220005): {}{more}",
+                self.refused_users.len(),
+                if self.refused_users.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+                ids.join(", ")
+            ));
+        }
+        if let Some(first) = self.failures.first() {
+            parts.push(format!(
+                "{} quer{} failed after retries, first: {first}",
+                self.failures.len(),
+                if self.failures.len() == 1 { "y" } else { "ies" }
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+
+    /// Query requests per second while queries ran: the figure to hold against the rate limit.
     pub fn request_rate(&self) -> f64 {
-        self.client.query_requests as f64 / self.duration.as_secs_f64().max(1e-9)
+        self.client.query_requests as f64 / self.query_phase.as_secs_f64().max(1e-9)
     }
 }
 
 impl fmt::Display for RunSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let w = |f: &mut fmt::Formatter<'_>, k: &str, v: &dyn fmt::Display| {
-            writeln!(f, "  {k:<18} {v}")
-        };
+        let w = |f: &mut fmt::Formatter<'_>, k: &str, v: String| writeln!(f, "  {k:<18} {v}");
         writeln!(f, "run {}", self.run_id)?;
         if let Some(c) = self.clipped {
-            w(
-                f,
-                "range clipped",
-                &format!(
-                    "--to {} → {} (the platform's today + 1)",
-                    c.requested_to, c.clipped_to
-                ),
-            )?;
+            let v = format!(
+                "--to {} → {} (the platform's today + 1)",
+                c.requested_to, c.clipped_to
+            );
+            w(f, "range clipped", v)?;
         }
-        let (first, last) = (self.windows.first(), self.windows.last());
-        if let (Some(first), Some(last)) = (first, last) {
-            w(
-                f,
-                "dates",
-                &format!(
-                    "{}..{} in {} windows ({} committed)",
-                    first.from,
-                    last.to,
-                    self.windows.len(),
-                    self.windows_committed
-                ),
-            )?;
+        if let (Some(first), Some(last)) = (self.windows.first(), self.windows.last()) {
+            let v = format!(
+                "{}..{} in {} windows ({} committed)",
+                first.from,
+                last.to,
+                self.windows.len(),
+                self.windows_committed
+            );
+            w(f, "dates", v)?;
         }
         let statuses: Vec<String> = self.statuses.iter().map(|s| s.code().to_string()).collect();
-        w(
-            f,
-            "users",
-            &format!(
-                "{} in {} batches, statuses {}",
-                self.users,
-                self.batches,
-                statuses.join(",")
-            ),
-        )?;
+        let v = format!(
+            "{} from {} in {} batches, statuses {}",
+            self.users,
+            self.users_source,
+            self.batches,
+            statuses.join(",")
+        );
+        w(f, "users", v)?;
         for table in Table::ALL {
-            w(
-                f,
-                table.name(),
-                &format!("{} rows", self.rows.get(&table).copied().unwrap_or(0)),
-            )?;
+            let rows = self.rows.get(&table).copied().unwrap_or(0);
+            w(f, table.name(), format!("{rows} rows"))?;
         }
-        w(
-            f,
-            "files",
-            &format!(
-                "{} written, {} removed",
-                self.files.len(),
-                self.files_removed
-            ),
-        )?;
-        match &self.rejects_file {
-            Some(p) => w(
-                f,
-                "rejects",
-                &format!("{} (see {})", self.rejects, p.display()),
-            )?,
-            None => w(f, "rejects", &self.rejects)?,
-        }
-        w(
-            f,
-            "dst adjusted",
-            &format!(
-                "{} in a gap (moved forward), {} ambiguous (earlier taken)",
-                self.dst.dst_gap_shifted, self.dst.dst_ambiguous_earlier
-            ),
-        )?;
-        w(
-            f,
-            "requests",
-            &format!(
-                "{} queries ({:.1}/s), {} token, {} rate-limited, {} retries",
-                self.client.query_requests,
-                self.request_rate(),
-                self.client.token_requests,
-                self.client.rate_limited,
-                self.client.retries
-            ),
-        )?;
+        let v = format!(
+            "{} written, {} removed",
+            self.files.len(),
+            self.files_removed
+        );
+        w(f, "files", v)?;
+        let v = match self.rejects {
+            0 => "0".to_string(),
+            n => format!("{n} (see {})", self.out.join(REJECTS_DIR).display()),
+        };
+        w(f, "rejects", v)?;
+        let v = format!(
+            "{} in a gap (moved forward), {} ambiguous (earlier taken)",
+            self.dst.dst_gap_shifted, self.dst.dst_ambiguous_earlier
+        );
+        w(f, "dst adjusted", v)?;
+        let rate = self.request_rate();
+        let c = &self.client;
+        let v = format!(
+            "{} queries at {rate:.1}/s ({:.0}% of the {}/s limit), {} list, {} token, {} rate-limited, {} retries",
+            c.query_requests,
+            100.0 * rate / f64::from(self.rate_limit.max(1)),
+            self.rate_limit,
+            c.list_requests,
+            c.token_requests,
+            c.rate_limited,
+            c.retries
+        );
+        w(f, "requests", v)?;
         w(
             f,
             "duration",
-            &format!("{:.2}s", self.duration.as_secs_f64()),
+            format!("{:.2}s", self.duration.as_secs_f64()),
         )?;
-        w(f, "output", &self.out.display())?;
+        w(f, "output", self.out.display().to_string())?;
+        if !self.refused_users.is_empty() {
+            let ids: Vec<&str> = self.refused_users.iter().map(String::as_str).collect();
+            let v = format!(
+                "{} (1220004/1220005; their rows were kept as they were): {}",
+                ids.len(),
+                ids.join(", ")
+            );
+            w(f, "REFUSED USERS", v)?;
+        }
         if !self.failures.is_empty() {
-            w(
-                f,
-                "FAILED",
-                &format!(
-                    "{} queries; their windows kept their previous data:",
-                    self.failures.len()
-                ),
-            )?;
+            let v = format!(
+                "{} queries; their windows kept their previous data:",
+                self.failures.len()
+            );
+            w(f, "FAILED", v)?;
             for failure in &self.failures {
                 writeln!(f, "    {failure}")?;
             }
@@ -256,15 +337,79 @@ pub fn new_run_id(started: DateTime<Utc>) -> String {
     )
 }
 
+/// Windows whose commit may be under way while the next ones are fetched.
+const MAX_PENDING_COMMITS: usize = 2;
+/// Refused users, with no query accepted yet, after which the run stops as misconfigured.
+const ALL_REFUSED_LIMIT: usize = 100;
+
+/// Lists the users of a run.
+pub async fn resolve_users(
+    client: &Client,
+    users: &Users,
+    employee_type: EmployeeType,
+    concurrency: usize,
+) -> Result<(Vec<String>, &'static str), RunError> {
+    let (ids, source_name) = match users {
+        Users::List(ids) => return Ok((ids.clone(), "users file")),
+        Users::Groups => {
+            let source_name = "attendance groups";
+            let err = |error| RunError::Users { source_name, error };
+            let groups = client.list_groups().await.map_err(err)?;
+            let ids: Vec<Vec<String>> = futures::stream::iter(groups)
+                .filter_map(|g| async move { g.group_id })
+                .map(|id| async move { client.list_group_users(&id, employee_type).await })
+                .buffer_unordered(concurrency.max(1))
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<_, _>>()
+                .map_err(err)?;
+            (ids, source_name)
+        }
+        Users::Contact => {
+            let source_name = "contact tree";
+            let err = |error| RunError::Users { source_name, error };
+            let departments = client.list_departments().await.map_err(err)?;
+            let mut ids_of: Vec<String> = vec!["0".to_string()];
+            ids_of.extend(departments.into_iter().filter_map(|d| d.open_department_id));
+            let ids: Vec<Vec<String>> = futures::stream::iter(ids_of)
+                .map(|id| async move { client.list_department_users(&id, employee_type).await })
+                .buffer_unordered(concurrency.max(1))
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<_, _>>()
+                .map_err(err)?;
+            (ids, source_name)
+        }
+    };
+    let unique: BTreeSet<String> = ids.into_iter().flatten().collect();
+    if unique.is_empty() {
+        return Err(RunError::NoUsersFound(source_name));
+    }
+    tracing::info!(users = unique.len(), source = source_name, "users listed");
+    Ok((unique.into_iter().collect(), source_name))
+}
+
 /// Runs a backfill of `request` against `client`.
+///
+/// `Err` when the run could not start (users, plan, output root). An error that stops it once
+/// started is in [`RunSummary::fatal`], with what had been committed by then.
 pub async fn backfill(client: &Client, request: &BackfillRequest) -> Result<RunSummary, RunError> {
     let started_at = Utc::now();
-    let clock = std::time::Instant::now();
+    let clock = Instant::now();
     let run_id = new_run_id(started_at);
-    let plan: Plan = plan::plan(
+    let (users, users_source) = resolve_users(
+        client,
+        &request.users,
+        request.employee_type,
+        request.concurrency,
+    )
+    .await?;
+    let plan = plan::plan(
         request.from,
         request.to,
-        &request.users,
+        &users,
         &request.statuses,
         request.today,
     )?;
@@ -272,11 +417,11 @@ pub async fn backfill(client: &Client, request: &BackfillRequest) -> Result<RunS
         tracing::warn!(requested_to = %c.requested_to, clipped_to = %c.clipped_to,
             "the platform refuses dates after today + 1: the range is clipped");
     }
-    let sink = LocalSink::open(&request.out)?;
-    let stamp = RunStamp {
+    let sink = Arc::new(LocalSink::open(&request.out)?);
+    let stamp = Arc::new(RunStamp {
         run_id: run_id.clone(),
         ingested_at_micros: started_at.timestamp_micros(),
-    };
+    });
     tracing::info!(
         run_id,
         windows = plan.windows.len(),
@@ -284,9 +429,8 @@ pub async fn backfill(client: &Client, request: &BackfillRequest) -> Result<RunS
         requests = plan.requests(),
         "backfill planned"
     );
-
-    let mut summary = RunSummary {
-        run_id: run_id.clone(),
+    let summary = RunSummary {
+        run_id,
         started_at,
         duration: Duration::ZERO,
         out: request.out.clone(),
@@ -300,135 +444,395 @@ pub async fn backfill(client: &Client, request: &BackfillRequest) -> Result<RunS
         files: Vec::new(),
         files_removed: 0,
         rejects: 0,
-        rejects_file: None,
         dst: FlattenCounts::default(),
         client: ClientStats::default(),
         failures: Vec::new(),
+        refused_users: BTreeSet::new(),
+        users_source,
+        query_phase: Duration::ZERO,
+        rate_limit: client.rate_limit(),
+        fatal: None,
     };
-
-    for &window in &plan.windows {
-        let outcome = fetch_window(client, request, &plan, window).await;
-        summary.client = client.stats();
-        let fetched = match outcome {
-            Ok(f) => f,
-            Err(WindowError::Fatal(batch, error)) => {
-                summary.duration = clock.elapsed();
-                return Err(RunError::Fatal { batch, error });
-            }
-            Err(WindowError::Failed(failures)) => {
-                for f in &failures {
-                    tracing::error!(failure = %f, "query failed; window not committed");
-                }
-                summary.failures.extend(failures);
-                continue;
-            }
-        };
-        for table in Table::ALL {
-            *summary.rows.entry(table).or_default() += fetched.tables.rows(table) as u64;
-        }
-        summary.dst.dst_gap_shifted += fetched.counts.dst_gap_shifted;
-        summary.dst.dst_ambiguous_earlier += fetched.counts.dst_ambiguous_earlier;
-        summary.rejects += fetched.rejects.len() as u64;
-        if let Some(path) = sink.append_rejects(&run_id, &fetched.rejects)? {
-            summary.rejects_file = Some(path);
-        }
-        let sink_ref = &sink;
-        let stamp_ref = &stamp;
-        let report = tokio::task::block_in_place(move || {
-            sink_ref.commit_window(window, fetched.tables, stamp_ref)
-        })?;
-        summary.files_removed += report.removed.len();
-        summary.files.extend(report.files);
-        summary.windows_committed += 1;
-        tracing::info!(run_id, %window, "window committed");
-    }
+    let mut pipeline = Pipeline {
+        client,
+        employee_type: request.employee_type,
+        plan: &plan,
+        sink,
+        stamp,
+        queue: VecDeque::new(),
+        open: HashMap::new(),
+        next_window: 0,
+        accepted_queries: 0,
+        first_query: None,
+        last_answer: None,
+        summary,
+    };
+    let result = pipeline.run(request.concurrency.max(1)).await;
+    let mut summary = pipeline.summary;
     summary.client = client.stats();
     summary.duration = clock.elapsed();
+    if let (Some(first), Some(last)) = (pipeline.first_query, pipeline.last_answer) {
+        summary.query_phase = last.saturating_duration_since(first);
+    }
+    if let Err(e) = result {
+        tracing::error!(error = %e, "run stopped");
+        summary.fatal = Some(Fatal {
+            message: e.to_string(),
+            exit_code: e.exit_code(),
+        });
+    }
     Ok(summary)
 }
 
+/// One query to make: a (sub-)batch of users over a window, for one status.
+struct Job {
+    window: usize,
+    /// 1-based index of the planned batch this job came from (split jobs keep it).
+    batch: usize,
+    users: Vec<String>,
+    status: Status,
+}
+
+/// Rows, rejects and counts of one window while its queries come in.
+#[derive(Default)]
 struct Fetched {
     tables: Tables,
     rejects: Vec<Reject>,
     counts: FlattenCounts,
 }
 
-enum WindowError {
-    Fatal(Box<BatchRef>, PlatformError),
-    Failed(Vec<Failure>),
+/// A window whose queries are not all answered yet.
+struct OpenWindow {
+    window: Window,
+    /// Jobs of the window not answered yet (split jobs included).
+    pending: usize,
+    users: HashSet<String>,
+    refused: BTreeSet<String>,
+    fetched: Fetched,
+    failures: Vec<Failure>,
 }
 
-/// Runs every query of one window and flattens the answers as they arrive.
-async fn fetch_window(
-    client: &Client,
-    request: &BackfillRequest,
-    plan: &Plan,
+/// What a finished commit hands back.
+struct Committed {
     window: Window,
-) -> Result<Fetched, WindowError> {
-    let queries = plan
-        .batches
-        .iter()
-        .enumerate()
-        .flat_map(|(i, batch)| plan.statuses.iter().map(move |&status| (i, batch, status)));
-    let mut answers = futures::stream::iter(queries)
-        .map(|(i, batch, status)| async move {
-            let query = QueryRequest {
-                user_ids: batch.clone(),
-                check_date_from: plan::yyyymmdd(window.from),
-                check_date_to: plan::yyyymmdd(window.to),
-                check_date_type: None,
-                status: Some(status.code()),
-                check_time_from: None,
-                check_time_to: None,
-            };
-            let answer = client
-                .query_user_approvals(request.employee_type, &query)
-                .await;
-            (i, batch, status, answer)
-        })
-        .buffer_unordered(request.concurrency.max(1));
+    report: Result<CommitReport, SinkError>,
+    rows: BTreeMap<Table, u64>,
+    counts: FlattenCounts,
+}
 
-    let mut fetched = Fetched {
-        tables: Tables::default(),
-        rejects: Vec::new(),
-        counts: FlattenCounts::default(),
-    };
-    let mut failures = Vec::new();
-    while let Some((i, batch, status, answer)) = answers.next().await {
-        match answer {
-            Ok(data) => flatten::flatten(
-                data,
-                status,
-                window,
-                batch,
-                &mut fetched.tables,
-                &mut fetched.rejects,
-                &mut fetched.counts,
-            ),
-            Err(error) => {
-                let batch_ref = BatchRef {
-                    window,
-                    index: i + 1,
-                    batches: plan.batches.len(),
-                    first_user: batch.first().cloned().unwrap_or_default(),
-                    last_user: batch.last().cloned().unwrap_or_default(),
-                    users: batch.len(),
-                    status,
-                };
-                if error.is_fatal() {
-                    return Err(WindowError::Fatal(Box::new(batch_ref), error));
+type Answer = (
+    Job,
+    Result<crate::platform::model::QueryData, PlatformError>,
+);
+
+/// The state of one backfill while it runs.
+struct Pipeline<'a> {
+    client: &'a Client,
+    employee_type: EmployeeType,
+    plan: &'a Plan,
+    sink: Arc<LocalSink>,
+    stamp: Arc<RunStamp>,
+    /// Jobs not sent yet; split jobs go to the front.
+    queue: VecDeque<Job>,
+    open: HashMap<usize, OpenWindow>,
+    next_window: usize,
+    accepted_queries: u64,
+    first_query: Option<Instant>,
+    last_answer: Option<Instant>,
+    summary: RunSummary,
+}
+
+impl<'a> Pipeline<'a> {
+    async fn run(&mut self, concurrency: usize) -> Result<(), RunError> {
+        let mut in_flight = FuturesUnordered::new();
+        let mut commits = FuturesUnordered::new();
+        let result = self.drive(concurrency, &mut in_flight, &mut commits).await;
+        // Whatever happened, let the commits under way finish: each is atomic per file, and
+        // their counts belong in the summary.
+        drop(in_flight);
+        while let Some(done) = commits.next().await {
+            let outcome = self.on_committed(done);
+            if result.is_ok() {
+                outcome?;
+            }
+        }
+        result
+    }
+
+    async fn drive(
+        &mut self,
+        concurrency: usize,
+        in_flight: &mut FuturesUnordered<futures::future::BoxFuture<'a, Answer>>,
+        commits: &mut FuturesUnordered<tokio::task::JoinHandle<Committed>>,
+    ) -> Result<(), RunError> {
+        loop {
+            while in_flight.len() < concurrency {
+                if self.queue.is_empty() && !self.open_next_window() {
+                    break;
                 }
-                failures.push(Failure {
-                    batch: batch_ref,
-                    error,
-                });
+                let Some(job) = self.queue.pop_front() else {
+                    break;
+                };
+                if let Some(job) = self.without_refused(job) {
+                    self.first_query.get_or_insert_with(Instant::now);
+                    in_flight.push(self.send(job));
+                } else {
+                    self.settle_if_done(commits).await?;
+                }
+            }
+            if in_flight.is_empty() {
+                if self.queue.is_empty() && self.next_window >= self.plan.windows.len() {
+                    return Ok(());
+                }
+                continue;
+            }
+            tokio::select! {
+                Some((job, answer)) = in_flight.next() => {
+                    self.last_answer = Some(Instant::now());
+                    self.on_answer(job, answer)?;
+                    self.settle_if_done(commits).await?;
+                }
+                Some(done) = commits.next() => self.on_committed(done)?,
             }
         }
     }
-    if failures.is_empty() {
-        Ok(fetched)
-    } else {
-        failures.sort_by_key(|f| (f.batch.index, f.batch.status));
-        Err(WindowError::Failed(failures))
+
+    /// Queues the jobs of the next window; false when every window is queued already.
+    fn open_next_window(&mut self) -> bool {
+        let index = self.next_window;
+        let Some(&window) = self.plan.windows.get(index) else {
+            return false;
+        };
+        self.next_window += 1;
+        let mut state = OpenWindow {
+            window,
+            pending: 0,
+            users: HashSet::new(),
+            refused: BTreeSet::new(),
+            fetched: Fetched::default(),
+            failures: Vec::new(),
+        };
+        for (b, batch) in self.plan.batches.iter().enumerate() {
+            state.users.extend(batch.iter().cloned());
+            for &status in &self.plan.statuses {
+                state.pending += 1;
+                self.queue.push_back(Job {
+                    window: index,
+                    batch: b + 1,
+                    users: batch.clone(),
+                    status,
+                });
+            }
+        }
+        self.open.insert(index, state);
+        true
+    }
+
+    /// Drops ids already known to be refused from a job; `None` when nobody is left.
+    fn without_refused(&mut self, mut job: Job) -> Option<Job> {
+        if self.summary.refused_users.is_empty() {
+            return Some(job);
+        }
+        let state = self
+            .open
+            .get_mut(&job.window)
+            .expect("jobs belong to open windows");
+        let refused = &self.summary.refused_users;
+        job.users.retain(|u| {
+            let keep = !refused.contains(u);
+            if !keep {
+                state.refused.insert(u.clone());
+            }
+            keep
+        });
+        if job.users.is_empty() {
+            state.pending -= 1;
+            None
+        } else {
+            Some(job)
+        }
+    }
+
+    fn send(&self, job: Job) -> futures::future::BoxFuture<'a, Answer> {
+        let client = self.client;
+        let employee_type = self.employee_type;
+        let window = self.plan.windows[job.window];
+        Box::pin(async move {
+            let query = QueryRequest {
+                user_ids: job.users.clone(),
+                check_date_from: plan::yyyymmdd(window.from),
+                check_date_to: plan::yyyymmdd(window.to),
+                check_date_type: None,
+                status: Some(job.status.code()),
+                check_time_from: None,
+                check_time_to: None,
+            };
+            let answer = client.query_user_approvals(employee_type, &query).await;
+            (job, answer)
+        })
+    }
+
+    fn batch_ref(&self, job: &Job) -> BatchRef {
+        BatchRef {
+            window: self.plan.windows[job.window],
+            index: job.batch,
+            batches: self.plan.batches.len(),
+            first_user: job.users.first().cloned().unwrap_or_default(),
+            last_user: job.users.last().cloned().unwrap_or_default(),
+            users: job.users.len(),
+            status: job.status,
+        }
+    }
+
+    fn on_answer(
+        &mut self,
+        job: Job,
+        answer: Result<crate::platform::model::QueryData, PlatformError>,
+    ) -> Result<(), RunError> {
+        let state = self
+            .open
+            .get_mut(&job.window)
+            .expect("answers belong to open windows");
+        state.pending -= 1;
+        let error = match answer {
+            Ok(data) => {
+                self.accepted_queries += 1;
+                let f = &mut state.fetched;
+                flatten::flatten(
+                    data,
+                    job.status,
+                    state.window,
+                    &job.users,
+                    &mut f.tables,
+                    &mut f.rejects,
+                    &mut f.counts,
+                );
+                return Ok(());
+            }
+            Err(error) => error,
+        };
+        if error.is_fatal() {
+            return Err(RunError::Fatal {
+                batch: Box::new(self.batch_ref(&job)),
+                error,
+            });
+        }
+        if !error.is_per_user() {
+            let failure = Failure {
+                batch: self.batch_ref(&job),
+                error,
+            };
+            tracing::error!(%failure, "query failed after its retries; its window will not be committed");
+            self.open
+                .get_mut(&job.window)
+                .expect("open")
+                .failures
+                .push(failure);
+            return Ok(());
+        }
+        if job.users.len() == 1 {
+            let id = job.users[0].clone();
+            tracing::warn!(user = %id, window = %state.window, error = %error, "the platform refuses this user; leaving them out");
+            state.refused.insert(id.clone());
+            self.summary.refused_users.insert(id);
+            if self.accepted_queries == 0 && self.summary.refused_users.len() >= ALL_REFUSED_LIMIT {
+                return Err(RunError::AllRefused {
+                    refused: self.summary.refused_users.len(),
+                });
+            }
+            return Ok(());
+        }
+        // Split: the halves go first, so the window finishes before the next one grows.
+        state.pending += 2;
+        tracing::info!(batch = %self.batch_ref(&job), code = error.code(), "batch refused for one of its users; splitting it");
+        let mut left = job.users;
+        let right = left.split_off(left.len() / 2);
+        for users in [right, left] {
+            self.queue.push_front(Job {
+                window: job.window,
+                batch: job.batch,
+                users,
+                status: job.status,
+            });
+        }
+        Ok(())
+    }
+
+    /// Hands every fully answered window to the committer (or records its failures).
+    async fn settle_if_done(
+        &mut self,
+        commits: &mut FuturesUnordered<tokio::task::JoinHandle<Committed>>,
+    ) -> Result<(), RunError> {
+        let done: Vec<usize> = self
+            .open
+            .iter()
+            .filter(|(_, s)| s.pending == 0)
+            .map(|(i, _)| *i)
+            .collect();
+        for index in done {
+            let state = self.open.remove(&index).expect("listed above");
+            if !state.failures.is_empty() {
+                self.summary.failures.extend(state.failures);
+                continue;
+            }
+            while commits.len() >= MAX_PENDING_COMMITS {
+                if let Some(done) = commits.next().await {
+                    self.on_committed(done)?;
+                }
+            }
+            commits.push(self.commit(state));
+        }
+        Ok(())
+    }
+
+    fn commit(&self, state: OpenWindow) -> tokio::task::JoinHandle<Committed> {
+        let OpenWindow {
+            window,
+            users,
+            refused,
+            mut fetched,
+            ..
+        } = state;
+        fetched.tables.retain_users(|u| !refused.contains(u));
+        fetched
+            .rejects
+            .retain(|r| r.user_id.as_ref().is_none_or(|u| !refused.contains(u)));
+        let scope = Scope {
+            users: users.into_iter().filter(|u| !refused.contains(u)).collect(),
+            statuses: self.plan.statuses.iter().map(|s| s.code()).collect(),
+            employee_type: self.employee_type.as_str(),
+        };
+        let rows = Table::ALL
+            .iter()
+            .map(|t| (*t, fetched.tables.rows(*t) as u64))
+            .collect();
+        let sink = Arc::clone(&self.sink);
+        let stamp = Arc::clone(&self.stamp);
+        tokio::task::spawn_blocking(move || Committed {
+            window,
+            report: sink.commit_window(window, fetched.tables, fetched.rejects, &scope, &stamp),
+            rows,
+            counts: fetched.counts,
+        })
+    }
+
+    fn on_committed(
+        &mut self,
+        done: Result<Committed, tokio::task::JoinError>,
+    ) -> Result<(), RunError> {
+        let done = done.expect("a commit task never panics");
+        let report = done.report?;
+        let s = &mut self.summary;
+        for (table, rows) in done.rows {
+            *s.rows.entry(table).or_default() += rows;
+        }
+        s.rejects += report.rejects;
+        s.dst.dst_gap_shifted += done.counts.dst_gap_shifted;
+        s.dst.dst_ambiguous_earlier += done.counts.dst_ambiguous_earlier;
+        s.files_removed += report.removed.len();
+        s.files.extend(report.files);
+        s.windows_committed += 1;
+        tracing::info!(run_id = %s.run_id, window = %done.window, "window committed");
+        Ok(())
     }
 }

@@ -194,12 +194,50 @@ pub fn sort_rows<R: Row>(rows: &mut [R]) {
     });
 }
 
+/// Sorts a batch of any table into the order of [`sort_rows`] (nulls first, as `Option` orders).
+pub fn sort_batch(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    use arrow_array::Array;
+    let text = |name: &str| -> Result<&StringArray, ArrowError> {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            .ok_or_else(|| ArrowError::SchemaError(format!("no utf8 column {name}")))
+    };
+    fn opt(a: &StringArray, i: usize) -> Option<&str> {
+        a.is_valid(i).then(|| a.value(i))
+    }
+    let (user, approval) = (text("user_id")?, text("approval_id")?);
+    let (start, end) = (text("start_time_local")?, text("end_time_local")?);
+    let status = batch
+        .column_by_name("status")
+        .and_then(|c| c.as_any().downcast_ref::<Int32Array>())
+        .ok_or_else(|| ArrowError::SchemaError("no int32 column status".into()))?;
+    let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
+    order.sort_by(|&a, &b| {
+        let key = |i: u32| {
+            let i = i as usize;
+            (
+                opt(user, i),
+                status.value(i),
+                opt(approval, i),
+                opt(start, i),
+                opt(end, i),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    arrow_select::take::take_record_batch(batch, &arrow_array::UInt32Array::from(order))
+}
+
 /// What every row of one run shares.
 #[derive(Debug, Clone)]
 pub struct RunStamp {
     pub run_id: String,
     pub ingested_at_micros: i64,
 }
+
+/// Key under which the kind of id in `user_id` is stored: an output root holds one kind only.
+pub const EMPLOYEE_TYPE_KEY: &str = "attendance_sync.employee_type";
 
 fn utc_timestamp() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))

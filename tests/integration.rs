@@ -7,7 +7,8 @@ use std::process::{Command, Output};
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{Array, RecordBatch};
-use attendance_sync::sim::{SimConfig, SimTenant};
+use attendance_sync::plan::EmployeeType;
+use attendance_sync::sim::{Faults, SimConfig, SimTenant};
 use attendance_sync::sink::read_table;
 use attendance_sync::table::Table;
 use chrono::{DateTime, Days, NaiveDate, Utc};
@@ -249,12 +250,14 @@ fn text(b: &RecordBatch, col: &str, row: usize) -> Option<String> {
     a.is_valid(row).then(|| a.value(row).to_string())
 }
 
+/// Every reject under `<root>/_rejects/date=*/rejects.ndjson`.
 fn rejects(root: &Path) -> Vec<serde_json::Value> {
     let dir = root.join("_rejects");
     let mut all = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries {
-            for line in std::fs::read_to_string(e.unwrap().path()).unwrap().lines() {
+            let file = e.unwrap().path().join("rejects.ndjson");
+            for line in std::fs::read_to_string(file).unwrap().lines() {
                 all.push(serde_json::from_str(line).unwrap());
             }
         }
@@ -593,7 +596,7 @@ fn a_range_past_tomorrow_is_clipped_and_said_so() {
 fn rate_limited_answers_are_waited_out_and_retried() {
     let tenant = Tenant::start(SimConfig {
         users: 200,
-        rate_limit_per_sec: 4,
+        rate_limit_per_sec: 1,
         ..SimConfig::default()
     });
     let ws = Workspace::new();
@@ -708,7 +711,7 @@ fn bad_input_gives_one_line_errors_and_documented_exit_codes() {
         base("2026-09-01", "2026-09-02", unknown.to_str().unwrap()),
         &ok_creds,
         3,
-        &["1220004", "2026-09-01..2026-09-02", "batch 1/1"],
+        &["1 user refused", "nobody_here"],
     );
     let mut bad_status = base("2026-09-01", "2026-09-02", &users_arg);
     bad_status.extend(["--statuses".into(), "2,9".into()]);
@@ -758,9 +761,15 @@ fn data_samples_parse_into_rows() {
     for name in ["spec-example-response.json", "sim-response.json"] {
         let text = std::fs::read_to_string(root.join(name)).unwrap();
         let env: Envelope<QueryData> = serde_json::from_str(&text).unwrap();
-        assert_eq!(env.code, 0);
+        assert_eq!(env.code, Some(0));
         let data = env.data.unwrap();
-        let approvals = data.user_approvals.as_ref().unwrap();
+        let approvals: Vec<attendance_sync::platform::model::UserApproval> = data
+            .user_approvals
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|raw| serde_json::from_str(raw.get()).unwrap())
+            .collect();
         let users: Vec<String> = approvals.iter().filter_map(|u| u.user_id.clone()).collect();
         let dates: Vec<NaiveDate> = approvals
             .iter()
@@ -811,4 +820,392 @@ fn demo_runs_end_to_end() {
         assert!(stdout.contains(needle), "{needle} missing from:\n{stdout}");
     }
     assert!(TableData::read(&out, Table::Outs).rows() > 0);
+}
+
+// ---- Issue 3: a client that runs unattended ----
+
+fn all_content(root: &Path) -> Vec<Vec<(NaiveDate, RecordBatch)>> {
+    Table::ALL
+        .iter()
+        .map(|t| TableData::read(root, *t).content())
+        .collect()
+}
+
+fn user_ids_in(root: &Path) -> std::collections::BTreeSet<String> {
+    let mut users = std::collections::BTreeSet::new();
+    for t in Table::ALL {
+        for (_, b) in TableData::read(root, t).batches {
+            let col = b.column_by_name("user_id").unwrap().as_string::<i32>();
+            users.extend(col.iter().flatten().map(str::to_string));
+        }
+    }
+    users
+}
+
+#[test]
+fn ten_percent_of_500s_and_timeouts_still_give_complete_correct_tables() {
+    let clean = small_tenant(150);
+    let users = clean.sim().user_ids("employee_id").unwrap();
+    let reference = Workspace::new();
+    backfill(&clean, &reference, &users, "2026-08-01", "2026-09-30", &[]).assert_ok();
+
+    let faulty = Tenant::start(SimConfig {
+        users: 150,
+        faults: Faults {
+            http_500: 0.04,
+            code_1225000: 0.03,
+            drop_connection: 0.02,
+            slow: 0.02,
+            slow_ms: 2_500,
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    });
+    let ws = Workspace::new();
+    let run = backfill(
+        &faulty,
+        &ws,
+        &users,
+        "2026-08-01",
+        "2026-09-30",
+        &["--request-timeout", "1"],
+    );
+    run.assert_ok();
+    let stats = faulty.sim().stats();
+    assert!(
+        stats.faults_injected >= 1,
+        "no fault was injected: the test proves nothing"
+    );
+    assert!(run.stdout().contains(" retries"), "{}", run.stdout());
+    assert_eq!(
+        all_content(&ws.out()),
+        all_content(&reference.out()),
+        "faults changed the tables"
+    );
+    assert!(
+        run.stderr().contains("retrying"),
+        "each retry is logged with its reason"
+    );
+}
+
+#[test]
+fn a_batch_with_two_refused_ids_commits_the_other_48_and_names_the_two() {
+    let tenant = small_tenant(50);
+    let ws = Workspace::new();
+    let users: Vec<String> = tenant
+        .sim()
+        .user_ids("employee_id")
+        .unwrap()
+        .into_iter()
+        .take(50)
+        .collect();
+    // First a clean run: everyone's rows are in.
+    backfill(&tenant, &ws, &users, "2026-09-01", "2026-09-30", &[]).assert_ok();
+    let before = user_ids_in(&ws.out());
+    let bad = [users[7].clone(), users[31].clone()];
+    assert!(
+        bad.iter().all(|b| before.contains(b)),
+        "the refused users had rows before"
+    );
+
+    tenant.sim().set_refused_users(bad.to_vec());
+    // A revocation for a good user proves the good users really were fetched again.
+    let outs = TableData::read(&ws.out(), Table::Outs);
+    let (_, b, i) = outs
+        .batches
+        .iter()
+        .flat_map(|(d, b)| (0..b.num_rows()).map(move |i| (*d, b, i)))
+        .find(|(_, b, i)| {
+            let u = text(b, "user_id", *i).unwrap();
+            !bad.contains(&u) && !u.starts_with("fx_")
+        })
+        .unwrap();
+    let revoked = text(b, "approval_id", i).unwrap();
+    assert!(tenant.sim().set_status(&revoked, 4));
+    let run = backfill(&tenant, &ws, &users, "2026-09-01", "2026-09-30", &[]);
+    assert_eq!(run.code(), 3, "{}\n{}", run.stdout(), run.stderr());
+    let out = run.stdout();
+    let refused_line = out.lines().find(|l| l.contains("REFUSED USERS")).unwrap();
+    for b in &bad {
+        assert!(refused_line.contains(b.as_str()), "{refused_line}");
+    }
+    assert!(refused_line.contains("2 "), "{refused_line}");
+    // The other 48 were committed, and the refused two kept the rows they had.
+    let after = user_ids_in(&ws.out());
+    assert_eq!(after, before);
+    assert!(
+        TableData::read(&ws.out(), Table::Outs)
+            .find(&revoked)
+            .is_empty()
+    );
+    let stats = tenant.sim().stats();
+    // The second run's queries: the whole batch refused, then halves until the two are found.
+    let first_run = stats.queries.iter().position(|q| q.code != 0).unwrap();
+    let second_run = &stats.queries[first_run..];
+    assert_eq!(second_run[0].user_ids, 50);
+    let accepted: usize = second_run
+        .iter()
+        .filter(|q| q.code == 0)
+        .map(|q| q.user_ids)
+        .sum();
+    assert_eq!(
+        accepted, 48,
+        "split until only the two refused ids were left out: {second_run:?}"
+    );
+    assert_eq!(
+        second_run
+            .iter()
+            .filter(|q| q.code == 1220004 && q.user_ids == 1)
+            .count(),
+        2
+    );
+    assert!(stats.queries.iter().all(|q| q.user_ids <= 50));
+}
+
+#[test]
+fn token_expiry_mid_run_causes_exactly_one_token_call_per_expiry() {
+    let tenant = Tenant::start(SimConfig {
+        users: 300,
+        ..SimConfig::default()
+    });
+    let ws = Workspace::new();
+    let users = tenant.sim().user_ids("employee_id").unwrap();
+    let users_file = ws.users_file(&users);
+    let out = ws.out();
+    let url = tenant.url();
+    // 7 batches × 4 windows × 2 statuses = 56 queries at 8/s: about 7 s.
+    let child = Command::new(BIN)
+        .args([
+            "backfill",
+            "--from",
+            "2026-05-01",
+            "--to",
+            "2026-08-31",
+            "--statuses",
+            "2,3",
+            "--out",
+            out.to_str().unwrap(),
+            "--users-file",
+            users_file.to_str().unwrap(),
+            "--base-url",
+            &url,
+            "--rate-limit",
+            "8",
+            "--concurrency",
+            "8",
+        ])
+        .envs(creds())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut expiries = 0;
+    for _ in 0..3 {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let before = tenant.sim().stats().query_calls;
+        assert!(
+            before < 56,
+            "the run went faster than planned: the test proves nothing"
+        );
+        tenant.sim().expire_tokens();
+        expiries += 1;
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stats = tenant.sim().stats();
+    assert!(
+        stats.errors_by_code.get(&99991663).copied().unwrap_or(0) >= expiries,
+        "{stats:?}"
+    );
+    assert_eq!(
+        stats.token_calls,
+        1 + expiries,
+        "one token call at start and one per expiry"
+    );
+}
+
+#[test]
+fn a_short_token_lifetime_is_renewed_ahead_of_expiry() {
+    let tenant = Tenant::start(SimConfig {
+        users: 100,
+        token_ttl_secs: 2,
+        ..SimConfig::default()
+    });
+    let ws = Workspace::new();
+    let users = tenant.sim().user_ids("employee_id").unwrap();
+    let run = backfill(
+        &tenant,
+        &ws,
+        &users,
+        "2026-06-01",
+        "2026-08-31",
+        // 3 batches × 3 windows × 2 statuses at 4/s: about 4.5 s, over two token lifetimes.
+        &["--rate-limit", "4", "--statuses", "2,3"],
+    );
+    run.assert_ok();
+    let stats = tenant.sim().stats();
+    assert!(stats.token_calls >= 2, "{stats:?}");
+    assert_eq!(
+        stats.errors_by_code.get(&99991663).copied().unwrap_or(0),
+        0,
+        "renewed before it expired"
+    );
+}
+
+#[test]
+fn malformed_bodies_are_errors_naming_endpoint_window_and_batch() {
+    let tenant = Tenant::start(SimConfig {
+        users: 10,
+        faults: Faults {
+            malformed_json: 1.0,
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    });
+    let ws = Workspace::new();
+    let users = tenant.sim().user_ids("employee_id").unwrap();
+    // Put something in place first: a failed window must keep it.
+    let marker = ws.out().join("outs").join("date=2026-09-02");
+    std::fs::create_dir_all(&marker).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data-samples/spec-example-response.json"),
+        marker.join("keep-me.json"),
+    )
+    .unwrap();
+    let run = backfill(&tenant, &ws, &users, "2026-09-01", "2026-09-02", &[]);
+    assert_eq!(run.code(), 3, "{}", run.stderr());
+    let out = run.stdout();
+    let failed = out
+        .lines()
+        .skip_while(|l| !l.contains("FAILED"))
+        .nth(1)
+        .unwrap_or_default();
+    for needle in [
+        "user_approvals/query",
+        "malformed body",
+        "2026-09-01..2026-09-02",
+        "batch 1/1",
+    ] {
+        assert!(
+            failed.contains(needle),
+            "{needle:?} not in {failed:?}\n{out}"
+        );
+    }
+    assert!(marker.join("keep-me.json").exists());
+}
+
+#[test]
+fn users_listed_from_groups_and_contacts_match_the_tenant_exactly() {
+    use attendance_sync::platform::{Client, ClientConfig, Credentials};
+    use attendance_sync::run::{Users, resolve_users};
+    let tenant = small_tenant(400);
+    let c = SimConfig::default();
+    let client = Client::new(ClientConfig::new(
+        tenant.url(),
+        Credentials {
+            app_id: c.app_id,
+            app_secret: c.app_secret,
+        },
+    ))
+    .unwrap();
+    for employee_type in [
+        EmployeeType::EmployeeId,
+        EmployeeType::EmployeeNo,
+        EmployeeType::OpenId,
+    ] {
+        let (groups, _) = tenant
+            .rt
+            .block_on(resolve_users(&client, &Users::Groups, employee_type, 8))
+            .unwrap();
+        let expected = tenant.sim().group_members(employee_type.as_str()).unwrap();
+        assert_eq!(
+            groups
+                .iter()
+                .cloned()
+                .collect::<std::collections::BTreeSet<_>>(),
+            expected
+        );
+        assert_eq!(groups.len(), expected.len(), "no duplicates");
+        let (contacts, _) = tenant
+            .rt
+            .block_on(resolve_users(&client, &Users::Contact, employee_type, 8))
+            .unwrap();
+        let everyone = tenant
+            .sim()
+            .department_members(employee_type.as_str())
+            .unwrap();
+        assert_eq!(
+            contacts
+                .iter()
+                .cloned()
+                .collect::<std::collections::BTreeSet<_>>(),
+            everyone
+        );
+        assert!(
+            everyone.len() > expected.len(),
+            "some users are in no attendance group"
+        );
+    }
+    let stats = tenant.sim().stats();
+    assert!(stats.list_user_calls > 3 * 5, "paginated: {stats:?}");
+
+    // The binary lists them itself when no users file is given.
+    let ws = Workspace::new();
+    let out = ws.out();
+    let url = tenant.url();
+    let run = run_bin(
+        &[
+            "backfill",
+            "--from",
+            "2026-09-01",
+            "--to",
+            "2026-09-05",
+            "--out",
+            out.to_str().unwrap(),
+            "--base-url",
+            &url,
+        ],
+        &creds(),
+    );
+    run.assert_ok();
+    let members = tenant.sim().group_members("employee_id").unwrap();
+    assert!(
+        run.stdout()
+            .contains(&format!("{} from attendance groups", members.len())),
+        "{}",
+        run.stdout()
+    );
+    assert!(user_ids_in(&out).is_subset(&members));
+}
+
+#[test]
+fn bursts_of_429_are_recovered() {
+    let tenant = Tenant::start(SimConfig {
+        users: 200,
+        faults: Faults {
+            burst_429: 0.05,
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    });
+    let ws = Workspace::new();
+    let users = tenant.sim().user_ids("employee_id").unwrap();
+    let run = backfill(&tenant, &ws, &users, "2026-07-01", "2026-09-30", &[]);
+    run.assert_ok();
+    let stats = tenant.sim().stats();
+    assert!(
+        stats.rate_limited > 0,
+        "no burst happened: the test proves nothing"
+    );
+    let served: u64 = stats.rows_served.values().sum();
+    let written: usize = Table::ALL
+        .iter()
+        .map(|t| TableData::read(&ws.out(), *t).rows())
+        .sum();
+    assert_eq!(written + rejects(&ws.out()).len(), served as usize);
 }

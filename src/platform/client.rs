@@ -6,8 +6,10 @@
 //! - A token is used until `expire - margin` (margin: 3 minutes, or a quarter of a short lifetime);
 //!   a token-invalid code drops it (only if it is still the cached one) and the call is retried once
 //!   with a fresh one.
-//! - Every query passes the client-side rate limiter before it is sent. HTTP 429 / code 99991400
-//!   waits for `x-ogw-ratelimit-reset` and tries again without using up a retry.
+//! - Every request passes its API's client-side rate limiter before it is sent (the platform
+//!   limits each API separately). HTTP 429 / code 99991400 pauses that API for every task until
+//!   `x-ogw-ratelimit-reset` has passed, then runs it at half rate for a while, and tries again
+//!   without using up a retry.
 //! - Transport errors, HTTP 5xx and codes 1225000 / 1226000 are retried with exponential backoff
 //!   and jitter, a bounded number of times; parameter and permission errors are not.
 //! - Neither the app secret nor a token is ever logged or put into an error.
@@ -26,9 +28,13 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::error::{
+    DEPARTMENT_USERS_ENDPOINT, DEPARTMENTS_ENDPOINT, GROUP_USERS_ENDPOINT, GROUPS_ENDPOINT,
     PlatformError, QUERY_ENDPOINT, TOKEN_ENDPOINT, is_retryable_code, is_token_error,
 };
-use super::model::{Envelope, QueryData, QueryRequest, TokenRequest, TokenResponse};
+use super::model::{
+    ContactUser, Department, Envelope, GroupListData, GroupSummary, GroupUsersData, ItemsData,
+    PageInfo, QueryData, QueryRequest, TokenRequest, TokenResponse,
+};
 use crate::plan::EmployeeType;
 
 /// App credentials. `Debug` never shows the secret.
@@ -53,7 +59,7 @@ pub struct ClientConfig {
     /// Scheme and host, e.g. `https://open.feishu.cn`; paths are appended under `/open-apis/`.
     pub base_url: String,
     pub credentials: Credentials,
-    /// Requests per second the client allows itself (the platform's limit is 50).
+    /// Requests per second the client allows itself on each API (the platform's limit is 50).
     pub rate_limit_per_sec: u32,
     /// Deadline of one HTTP request.
     pub request_timeout: Duration,
@@ -81,6 +87,8 @@ impl ClientConfig {
 pub struct ClientStats {
     /// HTTP requests sent to the query endpoint, retries included.
     pub query_requests: u64,
+    /// HTTP requests sent to the group and contact list endpoints, retries included.
+    pub list_requests: u64,
     /// Requests sent to the token endpoint.
     pub token_requests: u64,
     /// Answers that were over the rate limit.
@@ -92,6 +100,7 @@ pub struct ClientStats {
 #[derive(Default)]
 struct Counters {
     query_requests: AtomicU64,
+    list_requests: AtomicU64,
     token_requests: AtomicU64,
     rate_limited: AtomicU64,
     retries: AtomicU64,
@@ -102,12 +111,72 @@ struct CachedToken {
     renew_at: Instant,
 }
 
+/// Pacing of one API: the platform limits each API separately, so each has its own limiter.
+struct Pacer {
+    endpoint: &'static str,
+    limiter: DefaultDirectRateLimiter,
+    /// Half the rate, used on top of `limiter` for a while after the platform said 429.
+    slow_limiter: DefaultDirectRateLimiter,
+    /// (nobody sends before, slow down until) — set by a 429.
+    pause: std::sync::Mutex<(Instant, Instant)>,
+    counter: fn(&Counters) -> &AtomicU64,
+}
+
+/// How long the limiter stays at half rate after the platform's reset has passed.
+const SLOW_DOWN_AFTER_429: Duration = Duration::from_secs(10);
+
+impl Pacer {
+    fn new(endpoint: &'static str, per_sec: u32, counter: fn(&Counters) -> &AtomicU64) -> Pacer {
+        let per_sec = NonZeroU32::new(per_sec.max(1)).expect("max(1) is non-zero");
+        let half = NonZeroU32::new((per_sec.get() / 2).max(1)).expect("max(1) is non-zero");
+        // A burst of one spreads requests evenly, so no wall-clock second of the platform's
+        // fixed windows sees more than the limit.
+        let quota = |n| Quota::per_second(n).allow_burst(NonZeroU32::MIN);
+        let now = Instant::now();
+        Pacer {
+            endpoint,
+            limiter: RateLimiter::direct(quota(per_sec)),
+            slow_limiter: RateLimiter::direct(quota(half)),
+            pause: std::sync::Mutex::new((now, now)),
+            counter,
+        }
+    }
+
+    /// Waits until this API may be called again.
+    async fn ready(&self) {
+        loop {
+            let (paused_until, _) = *self.pause.lock().expect("pacer lock");
+            if Instant::now() >= paused_until {
+                break;
+            }
+            tokio::time::sleep_until(paused_until).await;
+        }
+        self.limiter.until_ready().await;
+        let (_, slow_until) = *self.pause.lock().expect("pacer lock");
+        if Instant::now() < slow_until {
+            self.slow_limiter.until_ready().await;
+        }
+    }
+
+    /// The platform said 429: everyone waits out the reset, then goes at half rate for a while.
+    fn back_off(&self, reset: Duration) {
+        let mut pause = self.pause.lock().expect("pacer lock");
+        let until = Instant::now() + reset;
+        pause.0 = pause.0.max(until);
+        pause.1 = pause.1.max(until + SLOW_DOWN_AFTER_429);
+    }
+}
+
 /// A client of one tenant; cheap to share behind `&` across concurrent tasks.
 pub struct Client {
     http: reqwest::Client,
     config: ClientConfig,
     token: Mutex<Option<CachedToken>>,
-    limiter: DefaultDirectRateLimiter,
+    query: Pacer,
+    groups: Pacer,
+    group_users: Pacer,
+    departments: Pacer,
+    department_users: Pacer,
     counters: Counters,
 }
 
@@ -123,6 +192,9 @@ enum Attempt<T> {
     Failed(PlatformError),
 }
 
+/// Page size of the list endpoints (the documented maximum of the strictest of them).
+const PAGE_SIZE: u32 = 50;
+
 impl Client {
     pub fn new(config: ClientConfig) -> Result<Client, PlatformError> {
         let http = reqwest::Client::builder()
@@ -134,15 +206,15 @@ impl Client {
                 base_url: config.base_url.clone(),
                 detail: e.to_string(),
             })?;
-        let per_sec =
-            NonZeroU32::new(config.rate_limit_per_sec.max(1)).expect("max(1) is non-zero");
-        // A burst of one spreads requests evenly, so no wall-clock second of the platform's
-        // fixed windows sees more than the limit.
-        let quota = Quota::per_second(per_sec).allow_burst(NonZeroU32::MIN);
+        let rate = config.rate_limit_per_sec;
         Ok(Client {
             http,
             token: Mutex::new(None),
-            limiter: RateLimiter::direct(quota),
+            query: Pacer::new(QUERY_ENDPOINT, rate, |c| &c.query_requests),
+            groups: Pacer::new(GROUPS_ENDPOINT, rate, |c| &c.list_requests),
+            group_users: Pacer::new(GROUP_USERS_ENDPOINT, rate, |c| &c.list_requests),
+            departments: Pacer::new(DEPARTMENTS_ENDPOINT, rate, |c| &c.list_requests),
+            department_users: Pacer::new(DEPARTMENT_USERS_ENDPOINT, rate, |c| &c.list_requests),
             counters: Counters::default(),
             config,
         })
@@ -152,10 +224,16 @@ impl Client {
         let c = &self.counters;
         ClientStats {
             query_requests: c.query_requests.load(Ordering::Relaxed),
+            list_requests: c.list_requests.load(Ordering::Relaxed),
             token_requests: c.token_requests.load(Ordering::Relaxed),
             rate_limited: c.rate_limited.load(Ordering::Relaxed),
             retries: c.retries.load(Ordering::Relaxed),
         }
+    }
+
+    /// Requests per second the client allows itself on each API.
+    pub fn rate_limit(&self) -> u32 {
+        self.config.rate_limit_per_sec
     }
 
     fn url(&self, path: &str) -> String {
@@ -185,37 +263,164 @@ impl Client {
             self.url(QUERY_ENDPOINT),
             employee_type.as_str()
         );
+        self.call::<QueryData>(&self.query, |http| {
+            http.post(&url)
+                .header("content-type", "application/json; charset=utf-8")
+                .json(request)
+        })
+        .await
+    }
+
+    /// Every attendance group (`GET attendance/v1/groups`, all pages).
+    pub async fn list_groups(&self) -> Result<Vec<GroupSummary>, PlatformError> {
+        let url = self.url(GROUPS_ENDPOINT);
+        self.paginate(&self.groups, &url, |d: GroupListData| {
+            (d.group_list.unwrap_or_default(), d.page)
+        })
+        .await
+    }
+
+    /// Ids (of `employee_type`) of a group's members (`GET …/groups/:id/list_user`, all pages).
+    pub async fn list_group_users(
+        &self,
+        group_id: &str,
+        employee_type: EmployeeType,
+    ) -> Result<Vec<String>, PlatformError> {
+        let url = format!(
+            "{}?employee_type={}&dept_type=open_id&member_clock_type=0",
+            self.url(&GROUP_USERS_ENDPOINT.replace(":group_id", &encode(group_id))),
+            employee_type.as_str()
+        );
+        let users = self
+            .paginate(&self.group_users, &url, |d: GroupUsersData| {
+                (d.users.unwrap_or_default(), d.page)
+            })
+            .await?;
+        Ok(users.into_iter().filter_map(|u| u.user_id).collect())
+    }
+
+    /// Every department under the root (`GET contact/v3/departments/0/children?fetch_child=true`).
+    pub async fn list_departments(&self) -> Result<Vec<Department>, PlatformError> {
+        let url = format!(
+            "{}?fetch_child=true&department_id_type=open_department_id",
+            self.url(&DEPARTMENTS_ENDPOINT.replace(":department_id", "0"))
+        );
+        self.paginate(&self.departments, &url, |d: ItemsData<Department>| {
+            (d.items.unwrap_or_default(), d.page)
+        })
+        .await
+    }
+
+    /// Direct members of a department (`GET contact/v3/users/find_by_department`, all pages), as
+    /// ids of `employee_type`.
+    pub async fn list_department_users(
+        &self,
+        open_department_id: &str,
+        employee_type: EmployeeType,
+    ) -> Result<Vec<String>, PlatformError> {
+        let user_id_type = match employee_type {
+            EmployeeType::OpenId => "open_id",
+            EmployeeType::EmployeeId | EmployeeType::EmployeeNo => "user_id",
+        };
+        let url = format!(
+            "{}?department_id={}&department_id_type=open_department_id&user_id_type={user_id_type}",
+            self.url(DEPARTMENT_USERS_ENDPOINT),
+            encode(open_department_id)
+        );
+        let users = self
+            .paginate(&self.department_users, &url, |d: ItemsData<ContactUser>| {
+                (d.items.unwrap_or_default(), d.page)
+            })
+            .await?;
+        Ok(users
+            .into_iter()
+            .filter_map(|u| match employee_type {
+                EmployeeType::EmployeeId => u.user_id,
+                EmployeeType::EmployeeNo => u.employee_no,
+                EmployeeType::OpenId => u.open_id,
+            })
+            .filter(|id| !id.is_empty())
+            .collect())
+    }
+
+    /// Walks every page of a list endpoint.
+    async fn paginate<D: DeserializeOwned, T>(
+        &self,
+        pacer: &Pacer,
+        url: &str,
+        split: impl Fn(D) -> (Vec<T>, PageInfo),
+    ) -> Result<Vec<T>, PlatformError> {
+        let mut all = Vec::new();
+        let mut token: Option<String> = None;
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            let mut page_url = format!("{url}{sep}page_size={PAGE_SIZE}");
+            if let Some(t) = &token {
+                page_url.push_str("&page_token=");
+                page_url.push_str(&encode(t));
+            }
+            let data = self.call::<D>(pacer, |http| http.get(&page_url)).await?;
+            let (items, page) = split(data);
+            all.extend(items);
+            match (page.has_more, page.page_token) {
+                (Some(true), Some(next)) if !next.is_empty() => {
+                    if !seen.insert(next.clone()) {
+                        return Err(PlatformError::MalformedBody {
+                            endpoint: pacer.endpoint,
+                            http_status: 200,
+                            detail: "pagination repeated a page_token: stopping instead of looping"
+                                .into(),
+                        });
+                    }
+                    token = Some(next);
+                }
+                (Some(true), _) => {
+                    return Err(PlatformError::MalformedBody {
+                        endpoint: pacer.endpoint,
+                        http_status: 200,
+                        detail: "has_more is true but no page_token was given".into(),
+                    });
+                }
+                _ => break,
+            }
+        }
+        Ok(all)
+    }
+
+    /// One API call with pacing, token handling and retries. `build` makes the request for an
+    /// attempt; the bearer token is added here.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        pacer: &Pacer,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<T, PlatformError> {
+        let endpoint = pacer.endpoint;
         let mut backoff = self.backoff();
         let mut rate_limit_waits = 0;
         let mut token_renewed = false;
         loop {
-            self.limiter.until_ready().await;
+            pacer.ready().await;
             let token = self.token().await?;
-            self.counters.query_requests.fetch_add(1, Ordering::Relaxed);
-            let sent = self
-                .http
-                .post(&url)
-                .bearer_auth(&*token)
-                .header("content-type", "application/json; charset=utf-8")
-                .json(request)
-                .send()
-                .await;
-            match self.judge::<QueryData>(QUERY_ENDPOINT, sent).await {
-                Attempt::Done(data) => return Ok(data.unwrap_or_default()),
+            (pacer.counter)(&self.counters).fetch_add(1, Ordering::Relaxed);
+            let sent = build(&self.http).bearer_auth(&*token).send().await;
+            match self.judge::<T>(endpoint, sent).await {
+                Attempt::Done(data) => return Ok(data),
                 Attempt::RateLimited(wait) => {
                     self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+                    pacer.back_off(wait);
                     rate_limit_waits += 1;
                     if rate_limit_waits > self.config.max_rate_limit_waits {
                         return Err(PlatformError::RateLimited {
-                            endpoint: QUERY_ENDPOINT,
+                            endpoint,
                             waits: rate_limit_waits - 1,
                         });
                     }
                     tracing::debug!(
+                        endpoint,
                         wait_ms = wait.as_millis() as u64,
                         "rate limited; waiting for the platform's reset"
                     );
-                    tokio::time::sleep(wait).await;
                 }
                 Attempt::TokenRefused(err) => {
                     if token_renewed {
@@ -224,6 +429,7 @@ impl Client {
                     token_renewed = true;
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
+                        endpoint,
                         code = err.code(),
                         "access token refused; renewing it and retrying once"
                     );
@@ -232,7 +438,11 @@ impl Client {
                 Attempt::Transient(err) => match backoff.next() {
                     Some(delay) => {
                         self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(error = %err, delay_ms = delay.as_millis() as u64, "transient failure; retrying");
+                        tracing::warn!(
+                            error = %err,
+                            delay_ms = delay.as_millis() as u64,
+                            "transient failure; retrying"
+                        );
                         tokio::time::sleep(delay).await;
                     }
                     None => return Err(err),
@@ -247,7 +457,7 @@ impl Client {
         &self,
         endpoint: &'static str,
         sent: Result<reqwest::Response, reqwest::Error>,
-    ) -> Attempt<Option<T>> {
+    ) -> Attempt<T> {
         let response = match sent {
             Ok(r) => r,
             Err(e) => return Attempt::Transient(self.transport(endpoint, &e)),
@@ -264,7 +474,7 @@ impl Client {
         };
         let envelope = serde_json::from_slice::<Envelope<T>>(&body);
         let rate_limited = http_status == StatusCode::TOO_MANY_REQUESTS
-            || matches!(&envelope, Ok(env) if env.code == 99991400);
+            || matches!(&envelope, Ok(env) if env.code == Some(99991400));
         if rate_limited {
             // The reset is whole seconds in practice; never spin on a zero.
             let secs = reset.unwrap_or(1.0).clamp(0.05, 60.0);
@@ -282,21 +492,32 @@ impl Client {
                 return Attempt::Transient(err);
             }
         };
-        if envelope.code == 0 && http_status.is_success() {
-            return Attempt::Done(envelope.data);
+        let Some(code) = envelope.code else {
+            return Attempt::Transient(PlatformError::MalformedBody {
+                endpoint,
+                http_status: http_status.as_u16(),
+                detail: format!("no `code` field (first bytes: {:?})", preview(&body)),
+            });
+        };
+        if code == 0 && http_status.is_success() {
+            return match envelope.data {
+                Some(data) => Attempt::Done(data),
+                None => Attempt::Transient(PlatformError::MalformedBody {
+                    endpoint,
+                    http_status: http_status.as_u16(),
+                    detail: "code 0 without `data`".into(),
+                }),
+            };
         }
         let err = PlatformError::Api {
             endpoint,
             http_status: http_status.as_u16(),
-            code: envelope.code,
+            code,
             msg: envelope.msg,
         };
-        if is_token_error(envelope.code) {
+        if is_token_error(code) {
             Attempt::TokenRefused(err)
-        } else if is_retryable_code(envelope.code)
-            || (envelope.code == 0 && http_status.is_server_error())
-            || (http_status.is_server_error() && !err.is_fatal())
-        {
+        } else if is_retryable_code(code) || (http_status.is_server_error() && !err.is_fatal()) {
             Attempt::Transient(err)
         } else {
             Attempt::Failed(err)
@@ -423,6 +644,19 @@ impl Client {
             }
         }
     }
+}
+
+/// Percent-encodes a path segment or query value.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The start of a body, for error messages (bodies carry no secrets: tokens only come from the

@@ -2,6 +2,14 @@
 
 /// Path of the query endpoint, for messages.
 pub const QUERY_ENDPOINT: &str = "attendance/v1/user_approvals/query";
+/// Path of the attendance group list, for messages.
+pub const GROUPS_ENDPOINT: &str = "attendance/v1/groups";
+/// Path of an attendance group's members, for messages.
+pub const GROUP_USERS_ENDPOINT: &str = "attendance/v1/groups/:group_id/list_user";
+/// Path of the contact department tree, for messages.
+pub const DEPARTMENTS_ENDPOINT: &str = "contact/v3/departments/:department_id/children";
+/// Path of a department's members, for messages.
+pub const DEPARTMENT_USERS_ENDPOINT: &str = "contact/v3/users/find_by_department";
 /// Path of the token endpoint, for messages.
 pub const TOKEN_ENDPOINT: &str = "auth/v3/tenant_access_token/internal";
 
@@ -63,15 +71,41 @@ pub fn is_retryable_code(code: i64) -> bool {
 
 impl PlatformError {
     /// Errors that will recur on every other request of the run, so continuing is pointless:
-    /// bad credentials, a refused token, a malformed request, a tenant or permission problem.
+    /// no token to be had, bad credentials, a refused token, a malformed request, a tenant problem.
     pub fn is_fatal(&self) -> bool {
+        if self.endpoint() == TOKEN_ENDPOINT {
+            // Without a token nothing else can succeed; its own retries are already spent.
+            return true;
+        }
         match self {
             PlatformError::Api { code, .. } => {
-                matches!(code, 10003 | 10014 | 1220001 | 1220002 | 1220005 | 1220600)
+                matches!(code, 10003 | 10014 | 1220001 | 1220002 | 1220600)
                     || is_token_error(*code)
                     || (*code >= 10000 && *code < 20000)
             }
             _ => false,
+        }
+    }
+
+    /// Errors caused by one or more user ids of the batch (unknown, departed, or outside the
+    /// app's data scope): the batch is split to find them, the other users go through.
+    pub fn is_per_user(&self) -> bool {
+        matches!(
+            self,
+            PlatformError::Api {
+                code: 1220004 | 1220005,
+                ..
+            }
+        )
+    }
+
+    /// The endpoint the error came from.
+    pub fn endpoint(&self) -> &'static str {
+        match self {
+            PlatformError::Api { endpoint, .. }
+            | PlatformError::Transport { endpoint, .. }
+            | PlatformError::MalformedBody { endpoint, .. }
+            | PlatformError::RateLimited { endpoint, .. } => endpoint,
         }
     }
 

@@ -4,9 +4,11 @@
 //! - Every documented field is present and every field is optional: the platform omits fields
 //!   freely, and a missing field must never fail a whole response.
 //! - Unknown fields are ignored (no `deny_unknown_fields`), so platform additions never break a run.
-//! - The four record lists of a [`UserApproval`] stay as raw JSON ([`RawRecord`]) until the flatten
-//!   stage parses them one by one. A record with a field of the wrong type is then rejected alone,
-//!   with its bytes exactly as sent, instead of failing the 49 other users of its batch.
+//! - `user_approvals` and the four record lists of a [`UserApproval`] stay as raw JSON
+//!   ([`RawRecord`]) until the flatten stage parses them one by one. A record with a field of the
+//!   wrong type is then rejected alone, with its bytes exactly as sent, instead of failing the 49
+//!   other users of its batch.
+//! - `code` is required: a body without it (a proxy's `{}`) is malformed, never "no data".
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -17,8 +19,8 @@ pub type RawRecord = Box<RawValue>;
 /// `{"code", "msg", "data"}`: the envelope of every Open Platform answer.
 #[derive(Debug, Deserialize)]
 pub struct Envelope<T> {
-    #[serde(default)]
-    pub code: i64,
+    /// Absent only in bodies that are not the platform's (a proxy's `{}`): malformed.
+    pub code: Option<i64>,
     #[serde(default)]
     pub msg: String,
     pub data: Option<T>,
@@ -64,8 +66,9 @@ pub struct QueryRequest {
 /// `data` of a query answer.
 #[derive(Debug, Default, Deserialize)]
 pub struct QueryData {
+    /// [`UserApproval`]s, parsed one by one when flattened.
     #[serde(default)]
-    pub user_approvals: Option<Vec<UserApproval>>,
+    pub user_approvals: Option<Vec<RawRecord>>,
 }
 
 /// One user on one date, with the four kinds of approvals that apply to it.
@@ -170,4 +173,69 @@ pub struct UserTrip {
     pub transportation: Option<Vec<i32>>,
     pub trip_type: Option<i32>,
     pub remarks: Option<String>,
+}
+
+/// Fields every paginated list answer carries beside its items.
+#[derive(Debug, Default, Deserialize)]
+pub struct PageInfo {
+    pub has_more: Option<bool>,
+    pub page_token: Option<String>,
+}
+
+/// `data` of `GET attendance/v1/groups`.
+#[derive(Debug, Default, Deserialize)]
+pub struct GroupListData {
+    pub group_list: Option<Vec<GroupSummary>>,
+    #[serde(flatten)]
+    pub page: PageInfo,
+}
+
+/// An attendance group (考勤组).
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct GroupSummary {
+    pub group_id: Option<String>,
+    pub group_name: Option<String>,
+}
+
+/// `data` of `GET attendance/v1/groups/:group_id/list_user`.
+#[derive(Debug, Default, Deserialize)]
+pub struct GroupUsersData {
+    pub users: Option<Vec<GroupUser>>,
+    #[serde(flatten)]
+    pub page: PageInfo,
+}
+
+/// A member of an attendance group; `user_id` is of the requested employee_type.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct GroupUser {
+    pub user_id: Option<String>,
+    pub department_ids: Option<Vec<String>>,
+}
+
+/// `data` of the contact list endpoints.
+#[derive(Debug, Default, Deserialize)]
+pub struct ItemsData<T> {
+    pub items: Option<Vec<T>>,
+    #[serde(flatten)]
+    pub page: PageInfo,
+}
+
+/// A department of the contact tree.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct Department {
+    pub name: Option<String>,
+    pub department_id: Option<String>,
+    pub open_department_id: Option<String>,
+    pub parent_department_id: Option<String>,
+}
+
+/// A user of the contact directory.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct ContactUser {
+    /// The employee_id (`user_id_type=user_id`).
+    pub user_id: Option<String>,
+    pub open_id: Option<String>,
+    pub employee_no: Option<String>,
+    pub name: Option<String>,
+    pub department_ids: Option<Vec<String>>,
 }

@@ -306,13 +306,14 @@ fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn hash_of(parts: &[u64]) -> u64 {
+pub(crate) fn hash_of(parts: &[u64]) -> u64 {
     parts
         .iter()
         .fold(0x243F_6A88_85A3_08D3, |acc, &part| mix64(acc ^ part))
 }
 
-// Stream tags: each independent draw gets its own, so adding one never shifts another.
+// Stream tags: each independent draw gets its own, so adding one never shifts another
+// (directory.rs uses 0x40..0x47, lists.rs 0x48, faults.rs 0x50).
 const TAG_EMPLOYEE_ID: u64 = 0x01;
 const TAG_EMPLOYEE_NO: u64 = 0x02;
 const TAG_OPEN_ID: u64 = 0x03;

@@ -1,8 +1,12 @@
 //! The simulated tenant's HTTP surface: the token and user_approvals/query endpoints, with the
-//! platform's auth, rate limiting, validation order, error bodies and stats bookkeeping.
+//! platform's auth, rate limiting, validation order, error bodies and stats bookkeeping, and
+//! the gate every faultable API passes through (rate limit, auth, faults).
 //!
 //! Invariants:
 //! - Query checks run in the platform's order: rate limit, auth, employee_type, body, user ids.
+//! - Every faultable API ([`Api`]) has its own rate-limit window and fault bursts; faults are
+//!   drawn only for requests that passed the rate limit and auth, and a faulted answer serves
+//!   no rows (a delay alone still serves the real answer, and its rows count once sent).
 //! - Every query request is counted and logged, whatever the answer; the window, date and id
 //!   count maxima are observed from the raw body before any rejection.
 //! - Every error body is `{"code","msg","data":{}}`, except the 429 body (no `data`), like the
@@ -12,6 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -22,17 +27,25 @@ use axum::extract::{Query, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use chrono::NaiveDate;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
 use super::data::{IdType, Kind, Listing, Population};
-use super::{QueryLogEntry, SimConfig, SimStats};
+use super::directory::Directory;
+use super::faults::{FaultAnswer, FaultInjector, FaultPlan, HTML_500_BODY};
+use super::lists;
+use super::{Faults, NO_CODE, QueryLogEntry, SimConfig, SimStats};
 
 pub(crate) const TOKEN_PATH: &str = "/open-apis/auth/v3/tenant_access_token/internal";
 pub(crate) const QUERY_PATH: &str = "/open-apis/attendance/v1/user_approvals/query";
+pub(crate) const GROUP_LIST_PATH: &str = "/open-apis/attendance/v1/groups";
+pub(crate) const LIST_USER_PATH: &str = "/open-apis/attendance/v1/groups/{group_id}/list_user";
+pub(crate) const DEPARTMENT_CHILDREN_PATH: &str =
+    "/open-apis/contact/v3/departments/{department_id}/children";
+pub(crate) const FIND_BY_DEPARTMENT_PATH: &str = "/open-apis/contact/v3/users/find_by_department";
 
 pub(crate) const CODE_OK: i64 = 0;
 pub(crate) const CODE_UNKNOWN_APP: i64 = 10003;
@@ -42,6 +55,11 @@ pub(crate) const CODE_MISSING_TOKEN: i64 = 99991661;
 pub(crate) const CODE_INVALID_TOKEN: i64 = 99991663;
 pub(crate) const CODE_PARAM_INVALID: i64 = 1220001;
 pub(crate) const CODE_UNKNOWN_USER: i64 = 1220004;
+pub(crate) const CODE_INTERNAL_ERROR: i64 = 1225000;
+
+/// The platform's documented per-API limit, sent in the headers of a fault burst's 429 when
+/// the tenant itself is unlimited.
+const PLATFORM_RATE_LIMIT: u32 = 50;
 
 /// Most user ids one query may carry (as the sibling attendance query endpoints document).
 pub(crate) const MAX_USER_IDS: usize = 50;
@@ -50,14 +68,45 @@ pub(crate) const MAX_WINDOW_DAYS: i64 = 30;
 /// The status queried when the body has none: approved.
 const DEFAULT_STATUS: i32 = 2;
 
+/// The APIs that are rate limited and faulted, each on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Api {
+    Query,
+    GroupList,
+    ListUser,
+    DepartmentChildren,
+    FindByDepartment,
+}
+
+impl Api {
+    pub(crate) const COUNT: usize = 5;
+
+    /// A dense index in `0..COUNT`, for per-API arrays.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Api::Query => 0,
+            Api::GroupList => 1,
+            Api::ListUser => 2,
+            Api::DepartmentChildren => 3,
+            Api::FindByDepartment => 4,
+        }
+    }
+}
+
 /// Shared state of one running tenant.
 pub(crate) struct TenantState {
+    /// The configuration as started; runtime switches live in the fields below.
     pub(crate) config: SimConfig,
     pub(crate) population: Population,
+    pub(crate) directory: Directory,
     started: Instant,
     tokens: Mutex<TokenStore>,
-    rate: Mutex<RateWindow>,
-    stats: Mutex<SimStats>,
+    token_ttl_secs: AtomicU64,
+    rates: [Mutex<RateWindow>; Api::COUNT],
+    faults: Mutex<FaultInjector>,
+    /// Indexes of the users the query refuses.
+    refused: RwLock<HashSet<usize>>,
+    pub(crate) stats: Mutex<SimStats>,
     overlay: RwLock<Overlay>,
 }
 
@@ -69,7 +118,7 @@ struct Overlay {
     inserted_approval_ids: HashSet<String>,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking handler cannot leave these structures half-updated in a harmful way; keep
     // serving rather than cascading the panic into every later request.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -86,7 +135,12 @@ pub(crate) fn fresh_stats() -> SimStats {
 }
 
 impl TenantState {
-    pub(crate) fn new(config: SimConfig, population: Population) -> TenantState {
+    pub(crate) fn new(
+        config: SimConfig,
+        population: Population,
+        directory: Directory,
+        refused: HashSet<usize>,
+    ) -> TenantState {
         // Tokens need only be unpredictable, not reproducible.
         let clock_entropy = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -97,13 +151,33 @@ impl TenantState {
                 current: None,
                 expiry_by_token: HashMap::new(),
             }),
+            token_ttl_secs: AtomicU64::new(config.token_ttl_secs),
+            faults: Mutex::new(FaultInjector::new(config.seed, config.faults.clone())),
             config,
             population,
+            directory,
             started: Instant::now(),
-            rate: Mutex::new(RateWindow { index: 0, used: 0 }),
+            rates: std::array::from_fn(|_| Mutex::new(RateWindow { index: 0, used: 0 })),
+            refused: RwLock::new(refused),
             stats: Mutex::new(fresh_stats()),
             overlay: RwLock::new(Overlay::default()),
         }
+    }
+
+    pub(crate) fn set_faults(&self, faults: Faults) {
+        lock(&self.faults).set(faults);
+    }
+
+    pub(crate) fn set_refused(&self, refused: HashSet<usize>) {
+        *self.refused.write().unwrap_or_else(PoisonError::into_inner) = refused;
+    }
+
+    pub(crate) fn set_token_ttl(&self, secs: u64) {
+        self.token_ttl_secs.store(secs, Ordering::Relaxed);
+    }
+
+    pub(crate) fn expire_tokens(&self) {
+        lock(&self.tokens).expire_all();
     }
 
     pub(crate) fn stats(&self) -> SimStats {
@@ -169,7 +243,158 @@ pub(crate) fn router(state: Arc<TenantState>) -> Router {
     Router::new()
         .route(TOKEN_PATH, post(token_handler))
         .route(QUERY_PATH, post(query_handler))
+        .route(GROUP_LIST_PATH, get(lists::group_list_handler))
+        .route(LIST_USER_PATH, get(lists::list_user_handler))
+        .route(
+            DEPARTMENT_CHILDREN_PATH,
+            get(lists::department_children_handler),
+        )
+        .route(
+            FIND_BY_DEPARTMENT_PATH,
+            get(lists::find_by_department_handler),
+        )
         .with_state(state)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The gate of every faultable API: rate limit, auth, then faults.
+// ---------------------------------------------------------------------------------------------
+
+/// An answer decided, not yet sent.
+pub(crate) struct Outcome<Rows> {
+    pub(crate) response: Response,
+    /// The body's code, or [`NO_CODE`].
+    pub(crate) code: i64,
+    /// The faults drawn (none when the request was stopped before the draw).
+    pub(crate) plan: FaultPlan,
+    /// What the answer serves: the endpoint's own count when answered, default when faulted.
+    pub(crate) rows: Rows,
+}
+
+impl<Rows: Default> Outcome<Rows> {
+    fn unfaulted(response: Response, code: i64) -> Outcome<Rows> {
+        Outcome {
+            response,
+            code,
+            plan: FaultPlan::default(),
+            rows: Rows::default(),
+        }
+    }
+}
+
+/// Runs the checks every faultable API shares, in the platform's order (its own rate-limit
+/// window, then auth), draws the faults, and calls `answer` (the endpoint's own validation and
+/// body) unless a fault replaces the answer.
+pub(crate) fn gate<Rows: Default>(
+    state: &TenantState,
+    api: Api,
+    headers: &HeaderMap,
+    answer: impl FnOnce() -> Result<(String, Rows), Rejection>,
+) -> Outcome<Rows> {
+    let limit = state.config.rate_limit_per_sec;
+    if limit > 0
+        && let Err(reset_secs) =
+            lock(&state.rates[api.index()]).admit(state.started.elapsed(), limit)
+    {
+        return Outcome::unfaulted(rate_limited_response(limit, reset_secs), CODE_RATE_LIMITED);
+    }
+    if let Err(rejection) = authorize(state, headers) {
+        let code = rejection.code;
+        return Outcome::unfaulted(rejection.into_response(), code);
+    }
+    let plan = lock(&state.faults).draw(api, Instant::now());
+    let faulted = |response: Response, code: i64| Outcome {
+        response,
+        code,
+        plan,
+        rows: Rows::default(),
+    };
+    match plan.answer {
+        Some(FaultAnswer::Http500) => {
+            let mut response = (StatusCode::INTERNAL_SERVER_ERROR, HTML_500_BODY).into_response();
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            faulted(response, NO_CODE)
+        }
+        Some(FaultAnswer::Code1225000) => {
+            let rejection = Rejection {
+                http: StatusCode::INTERNAL_SERVER_ERROR,
+                code: CODE_INTERNAL_ERROR,
+                msg: "internal server error".to_owned(),
+            };
+            faulted(rejection.into_response(), CODE_INTERNAL_ERROR)
+        }
+        Some(FaultAnswer::Burst429) => {
+            let limit = if limit > 0 {
+                limit
+            } else {
+                PLATFORM_RATE_LIMIT
+            };
+            faulted(rate_limited_response(limit, 1), CODE_RATE_LIMITED)
+        }
+        // `deliver` closes the connection instead of sending this.
+        Some(FaultAnswer::DropConnection) => faulted(StatusCode::OK.into_response(), NO_CODE),
+        Some(FaultAnswer::MalformedJson) => {
+            let body = match answer() {
+                Ok((body, _)) => body,
+                Err(rejection) => rejection.body(),
+            };
+            faulted(json_response(StatusCode::OK, first_half(body)), NO_CODE)
+        }
+        None => match answer() {
+            Ok((body, rows)) => Outcome {
+                response: json_response(StatusCode::OK, body),
+                code: CODE_OK,
+                plan,
+                rows,
+            },
+            Err(rejection) => {
+                let code = rejection.code;
+                Outcome {
+                    response: rejection.into_response(),
+                    code,
+                    plan,
+                    rows: Rows::default(),
+                }
+            }
+        },
+    }
+}
+
+/// The first half of `body` (cut on a char boundary): never valid JSON, since an object's
+/// closing brace is its last byte.
+fn first_half(mut body: String) -> String {
+    let mut cut = body.len() / 2;
+    while !body.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    body.truncate(cut);
+    body
+}
+
+/// Counts an outcome's code and faults, for any faultable API.
+pub(crate) fn record_outcome(stats: &mut SimStats, code: i64, plan: &FaultPlan) {
+    if code != CODE_OK && code != NO_CODE {
+        *stats.errors_by_code.entry(code).or_default() += 1;
+    }
+    if plan.is_faulted() {
+        stats.faults_injected += 1;
+    }
+}
+
+/// Sends the response after the planned delay, or drops the connection without an answer.
+pub(crate) async fn deliver(response: Response, plan: FaultPlan) -> Response {
+    if let Some(delay) = plan.delay {
+        tokio::time::sleep(delay).await;
+    }
+    if plan.answer == Some(FaultAnswer::DropConnection) {
+        // Unwinding out of the handler kills hyper's connection task, which closes the socket
+        // with no response written. `resume_unwind` skips the panic hook: no stderr noise.
+        std::panic::resume_unwind(Box::new("sim: drop connection"));
+    }
+    response
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -191,14 +416,14 @@ fn json_string(text: &str) -> String {
 
 /// A rejected request: HTTP status, platform code and message.
 #[derive(Debug)]
-struct Rejection {
+pub(crate) struct Rejection {
     http: StatusCode,
     code: i64,
     msg: String,
 }
 
 impl Rejection {
-    fn bad_request(code: i64, msg: impl Into<String>) -> Rejection {
+    pub(crate) fn bad_request(code: i64, msg: impl Into<String>) -> Rejection {
         Rejection {
             http: StatusCode::BAD_REQUEST,
             code,
@@ -206,17 +431,21 @@ impl Rejection {
         }
     }
 
-    fn param(msg: impl std::fmt::Display) -> Rejection {
+    pub(crate) fn param(msg: impl std::fmt::Display) -> Rejection {
         Rejection::bad_request(CODE_PARAM_INVALID, format!("param is invalid: {msg}"))
     }
 
     /// The error body every API shares, with an empty `data`.
-    fn into_response(self) -> Response {
-        let body = format!(
+    fn body(&self) -> String {
+        format!(
             r#"{{"code":{},"msg":{},"data":{{}}}}"#,
             self.code,
             json_string(&self.msg)
-        );
+        )
+    }
+
+    fn into_response(self) -> Response {
+        let body = self.body();
         json_response(self.http, body)
     }
 }
@@ -234,11 +463,17 @@ struct TokenStore {
 
 impl TokenStore {
     /// Follows the platform: reissue the current token (with its remaining life) unless it has
-    /// less than 30 minutes left (half the ttl for ttls under an hour); then mint a new one,
-    /// leaving the old one valid until its own expiry.
+    /// less than 30 minutes left (half the ttl for ttls under an hour, and never under 1 s, so
+    /// a reissued token never says `expire: 0`); then mint a new one, leaving the old one valid
+    /// until its own expiry. A ttl of 0 is taken as 1 s.
     fn issue(&mut self, now: Instant, ttl_secs: u64) -> (String, u64) {
         self.expiry_by_token.retain(|_, expiry| *expiry > now);
-        let refresh_below = if ttl_secs < 3600 { ttl_secs / 2 } else { 1800 };
+        let ttl_secs = ttl_secs.max(1);
+        let refresh_below = if ttl_secs < 3600 {
+            (ttl_secs / 2).max(1)
+        } else {
+            1800
+        };
         if let Some(current) = &self.current
             && let Some(expiry) = self.expiry_by_token.get(current)
         {
@@ -256,6 +491,12 @@ impl TokenStore {
             .insert(token.clone(), now + Duration::from_secs(ttl_secs));
         self.current = Some(token.clone());
         (token, ttl_secs)
+    }
+
+    /// Forgets every token, so none is valid and the next issue mints a new one.
+    fn expire_all(&mut self) {
+        self.current = None;
+        self.expiry_by_token.clear();
     }
 
     fn is_valid(&self, token: &str, now: Instant) -> bool {
@@ -309,11 +550,12 @@ fn answer_token(state: &TenantState, body: &[u8]) -> Result<(String, u64), Rejec
             "app secret invalid",
         ));
     }
-    Ok(lock(&state.tokens).issue(Instant::now(), state.config.token_ttl_secs))
+    let ttl_secs = state.token_ttl_secs.load(Ordering::Relaxed);
+    Ok(lock(&state.tokens).issue(Instant::now(), ttl_secs))
 }
 
 // ---------------------------------------------------------------------------------------------
-// Rate limit: fixed 1-second windows counted from the tenant's start.
+// Rate limit: fixed 1-second windows counted from the tenant's start, one per API.
 // ---------------------------------------------------------------------------------------------
 
 struct RateWindow {
@@ -416,51 +658,41 @@ async fn query_handler(
         .unwrap_or_default();
     observe(&state, &observed);
 
-    let limit = state.config.rate_limit_per_sec;
-    let admitted = if limit == 0 {
-        Ok(())
-    } else {
-        lock(&state.rate).admit(state.started.elapsed(), limit)
-    };
-    let (response, code, rows) = match admitted {
-        Err(reset_secs) => (
-            rate_limited_response(limit, reset_secs),
-            CODE_RATE_LIMITED,
-            [0; 4],
-        ),
-        Ok(()) => match answer_query(&state, &headers, employee_type.as_deref(), parsed_body) {
-            Ok((body, rows)) => (json_response(StatusCode::OK, body), CODE_OK, rows),
-            Err(rejection) => {
-                let code = rejection.code;
-                (rejection.into_response(), code, [0; 4])
-            }
-        },
-    };
-
+    let outcome: Outcome<[u64; 4]> = gate(&state, Api::Query, &headers, || {
+        let request = validate(&state, employee_type.as_deref(), parsed_body)?;
+        Ok(render_answer(&state, &request))
+    });
+    let code = outcome.code;
+    {
+        let mut stats = lock(&state.stats);
+        stats.query_calls += 1;
+        match code {
+            CODE_OK => stats.query_ok += 1,
+            CODE_RATE_LIMITED => stats.rate_limited += 1,
+            _ => {}
+        }
+        record_outcome(&mut stats, code, &outcome.plan);
+        stats.queries.push(QueryLogEntry {
+            employee_type: employee_type.unwrap_or_default(),
+            from: observed.from.unwrap_or_default(),
+            to: observed.to.unwrap_or_default(),
+            status: observed.status,
+            user_ids: observed.user_ids,
+            code,
+            fault: outcome.plan.name(),
+        });
+    }
+    let response = deliver(outcome.response, outcome.plan).await;
+    // Rows count once sent: a slow answer whose client gave up (dropping this future) never
+    // reaches here.
     let mut stats = lock(&state.stats);
-    stats.query_calls += 1;
-    match code {
-        CODE_OK => stats.query_ok += 1,
-        CODE_RATE_LIMITED => stats.rate_limited += 1,
-        _ => {}
-    }
-    if code != CODE_OK {
-        *stats.errors_by_code.entry(code).or_default() += 1;
-    }
-    for (kind, count) in Kind::ALL.iter().zip(rows) {
+    for (kind, count) in Kind::ALL.iter().zip(outcome.rows) {
         *stats
             .rows_served
             .entry(kind.table().to_owned())
             .or_default() += count;
     }
-    stats.queries.push(QueryLogEntry {
-        employee_type: employee_type.unwrap_or_default(),
-        from: observed.from.unwrap_or_default(),
-        to: observed.to.unwrap_or_default(),
-        status: observed.status,
-        user_ids: observed.user_ids,
-        code,
-    });
+    drop(stats);
     response
 }
 
@@ -475,17 +707,6 @@ fn observe(state: &TenantState, observed: &ObservedQuery) {
     if let (Some(from), Some(to)) = (observed.from.and_then(parse_day), to) {
         stats.max_window_days = stats.max_window_days.max((to - from).num_days());
     }
-}
-
-fn answer_query(
-    state: &TenantState,
-    headers: &HeaderMap,
-    employee_type: Option<&str>,
-    body: Result<Value, serde_json::Error>,
-) -> Result<(String, [u64; 4]), Rejection> {
-    authorize(state, headers)?;
-    let request = validate(state, employee_type, body)?;
-    Ok(render_answer(state, &request))
 }
 
 fn authorize(state: &TenantState, headers: &HeaderMap) -> Result<(), Rejection> {
@@ -592,6 +813,7 @@ fn validate(
         }
     }
 
+    let refused = state.refused.read().unwrap_or_else(PoisonError::into_inner);
     let mut users = Vec::with_capacity(user_ids.len());
     for user_id in user_ids {
         let Some(user) = state.population.lookup(id_type, &user_id) else {
@@ -600,8 +822,16 @@ fn validate(
                 "user_id is not exist or does not have permission",
             ));
         };
+        if refused.contains(&user) {
+            // Like the platform: one refused id fails the whole batch, and is named.
+            return Err(Rejection::bad_request(
+                CODE_UNKNOWN_USER,
+                format!("user_id is not exist or does not have permission: {user_id}"),
+            ));
+        }
         users.push((user_id, user));
     }
+    drop(refused);
     Ok(QueryRequest {
         id_type,
         users,
@@ -712,6 +942,27 @@ mod tests {
             "the old token lives until its own expiry"
         );
         assert!(!store.is_valid(&first, start + Duration::from_secs(7200)));
+    }
+
+    #[test]
+    fn short_ttls_never_reissue_a_token_with_no_life_left() {
+        let mut store = TokenStore {
+            rng: StdRng::seed_from_u64(2),
+            current: None,
+            expiry_by_token: HashMap::new(),
+        };
+        let start = Instant::now();
+        let (first, expire) = store.issue(start, 2);
+        assert_eq!(expire, 2);
+        let at = |millis| start + Duration::from_millis(millis);
+        assert_eq!(store.issue(at(500), 2), (first.clone(), 1));
+        let (second, expire) = store.issue(at(1_200), 2);
+        assert_ne!(second, first);
+        assert_eq!(expire, 2);
+        assert!(store.is_valid(&first, at(1_900)) && !store.is_valid(&first, at(2_000)));
+        let (third, expire) = store.issue(at(3_000), 0);
+        assert_eq!(expire, 1, "a ttl of 0 is taken as 1 s");
+        assert!(store.is_valid(&third, at(3_500)));
     }
 
     #[test]

@@ -1,17 +1,17 @@
 //! End-to-end tests of the simulated tenant over loopback HTTP (reqwest against the real
 //! server), covering the token flow, validation order and codes, fixtures, the overlay and
-//! determinism.
+//! determinism. The helpers here are shared with `fault_tests` and `directory_tests`.
 
 use chrono::NaiveDate;
 use serde_json::{Value, json};
 
 use super::{SimConfig, SimTenant};
 
-fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+pub(super) fn date(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).unwrap()
 }
 
-fn config() -> SimConfig {
+pub(super) fn config() -> SimConfig {
     SimConfig {
         users: 60,
         rate_limit_per_sec: 0,
@@ -20,14 +20,20 @@ fn config() -> SimConfig {
     }
 }
 
-struct Reply {
-    http: u16,
-    headers: reqwest::header::HeaderMap,
-    text: String,
-    json: Value,
+pub(super) struct Reply {
+    pub(super) http: u16,
+    pub(super) headers: reqwest::header::HeaderMap,
+    pub(super) text: String,
+    /// The body as JSON, Null when it does not parse.
+    pub(super) json: Value,
 }
 
-async fn post(client: &reqwest::Client, url: String, token: Option<&str>, body: String) -> Reply {
+pub(super) async fn post(
+    client: &reqwest::Client,
+    url: String,
+    token: Option<&str>,
+    body: String,
+) -> Reply {
     let mut request = client
         .post(url)
         .header("content-type", "application/json; charset=utf-8")
@@ -35,7 +41,24 @@ async fn post(client: &reqwest::Client, url: String, token: Option<&str>, body: 
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
-    let response = request.send().await.unwrap();
+    read_reply(request.send().await.unwrap()).await
+}
+
+/// A GET of `path_and_query` under the tenant's base URL.
+pub(super) async fn get(
+    client: &reqwest::Client,
+    tenant: &SimTenant,
+    token: Option<&str>,
+    path_and_query: &str,
+) -> Reply {
+    let mut request = client.get(format!("{}{path_and_query}", tenant.base_url()));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    read_reply(request.send().await.unwrap()).await
+}
+
+async fn read_reply(response: reqwest::Response) -> Reply {
     let http = response.status().as_u16();
     let headers = response.headers().clone();
     let text = response.text().await.unwrap();
@@ -48,7 +71,7 @@ async fn post(client: &reqwest::Client, url: String, token: Option<&str>, body: 
     }
 }
 
-async fn token(client: &reqwest::Client, tenant: &SimTenant) -> String {
+pub(super) async fn token(client: &reqwest::Client, tenant: &SimTenant) -> String {
     let config = tenant.config();
     let body = json!({"app_id": config.app_id, "app_secret": config.app_secret}).to_string();
     let url = format!(
@@ -63,7 +86,7 @@ async fn token(client: &reqwest::Client, tenant: &SimTenant) -> String {
         .to_owned()
 }
 
-async fn query(
+pub(super) async fn query(
     client: &reqwest::Client,
     tenant: &SimTenant,
     token: &str,
@@ -77,7 +100,7 @@ async fn query(
     post(client, url, Some(token), body.to_string()).await
 }
 
-fn approvals(reply: &Reply) -> &Vec<Value> {
+pub(super) fn approvals(reply: &Reply) -> &Vec<Value> {
     assert_eq!(
         (reply.http, &reply.json["code"]),
         (200, &json!(0)),
@@ -87,7 +110,7 @@ fn approvals(reply: &Reply) -> &Vec<Value> {
     reply.json["data"]["user_approvals"].as_array().unwrap()
 }
 
-fn assert_error(reply: &Reply, http: u16, code: i64) {
+pub(super) fn assert_error(reply: &Reply, http: u16, code: i64) {
     assert_eq!(reply.http, http, "{}", reply.text);
     assert_eq!(reply.json["code"], code, "{}", reply.text);
     assert_eq!(reply.json["data"], json!({}), "{}", reply.text);
