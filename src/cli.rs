@@ -107,31 +107,88 @@ pub struct DemoArgs {
     /// Where the demo writes its tables.
     #[arg(long, default_value = "./demo-warehouse", value_name = "DIR")]
     pub out: PathBuf,
-    /// Users of the simulated tenant (seven fixture users with DST cases come on top).
-    #[arg(long, default_value_t = 300, value_name = "N")]
-    pub users: usize,
     /// Days to back-fill, ending today.
     #[arg(long, default_value_t = 60, value_name = "N")]
     pub days: u32,
-    /// Seed of the simulated tenant's data.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
+    /// Approval statuses to fetch, as for backfill.
+    #[arg(long, value_delimiter = ',', default_value = "2", value_name = "LIST")]
+    pub statuses: Vec<Status>,
+    #[command(flatten)]
+    pub tenant: TenantArgs,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
-    /// Generated users (seven fixture users come on top).
+    #[command(flatten)]
+    pub tenant: TenantArgs,
+    /// Write the user ids (employee_id) to this file, one per line.
+    #[arg(long, value_name = "FILE")]
+    pub users_out: Option<PathBuf>,
+}
+
+/// How the simulated tenant is populated and how badly it behaves.
+#[derive(Debug, Args, Clone)]
+pub struct TenantArgs {
+    /// Generated users (seven fixture users with DST cases come on top).
     #[arg(long, default_value_t = 300, value_name = "N")]
     pub users: usize,
     /// Seed of the generated data.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Requests per second the tenant answers before HTTP 429 (0: no limit).
+    /// Requests per second the tenant answers on each API before HTTP 429 (0: no limit).
     #[arg(long, default_value_t = 50, value_name = "N")]
-    pub rate_limit: u32,
-    /// Write the user ids (employee_id) to this file, one per line.
-    #[arg(long, value_name = "FILE")]
-    pub users_out: Option<PathBuf>,
+    pub tenant_rate_limit: u32,
+    /// Lifetime of the tenant's access tokens, in seconds.
+    #[arg(long, default_value_t = 7200, value_name = "SECONDS")]
+    pub token_ttl: u64,
+    /// Share of answers that are HTTP 500 with an HTML body, e.g. 0.05.
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    pub fault_500: f64,
+    /// Share of answers that are code 1225000 (internal error).
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    pub fault_1225000: f64,
+    /// Chance per request of a one-second burst of HTTP 429.
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    pub fault_429_burst: f64,
+    /// Share of answers held back --slow-ms.
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    pub fault_slow: f64,
+    /// Delay of a slow answer, in milliseconds.
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    pub slow_ms: u64,
+    /// Share of requests whose connection is dropped without an answer.
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    pub fault_drop: f64,
+    /// Share of answers whose JSON body is cut in half.
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    pub fault_malformed: f64,
+    /// Generated users the tenant refuses with 1220004 (departed employees).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub refuse_users: usize,
+}
+
+impl TenantArgs {
+    /// The simulated tenant's configuration (refused users are chosen once it has started).
+    pub fn sim_config(&self) -> crate::sim::SimConfig {
+        crate::sim::SimConfig {
+            seed: self.seed,
+            users: self.users,
+            rate_limit_per_sec: self.tenant_rate_limit,
+            token_ttl_secs: self.token_ttl,
+            faults: crate::sim::Faults {
+                http_500: self.fault_500,
+                code_1225000: self.fault_1225000,
+                burst_429: self.fault_429_burst,
+                slow: self.fault_slow,
+                slow_ms: self.slow_ms,
+                drop_connection: self.fault_drop,
+                malformed_json: self.fault_malformed,
+            },
+            ..crate::sim::SimConfig::default()
+        }
+    }
 }
 
 fn parse_date(s: &str) -> Result<NaiveDate, String> {

@@ -6,7 +6,7 @@ use anyhow::Context;
 use attendance_sync::cli::{self, BackfillArgs, ConfigError, DemoArgs, SimulateArgs, UsersFrom};
 use attendance_sync::platform::{Client, Credentials};
 use attendance_sync::run::{self, BackfillRequest, RunError, Users};
-use attendance_sync::sim::{SimConfig, SimTenant};
+use attendance_sync::sim::SimTenant;
 use attendance_sync::users::{self, UsersFileError};
 use chrono::Days;
 
@@ -102,28 +102,37 @@ pub fn backfill(args: BackfillArgs) -> anyhow::Result<u8> {
     Ok(summary.exit_code())
 }
 
+/// Starts the simulated tenant of `args` and refuses the users it asks for.
+async fn start_tenant(args: &cli::TenantArgs) -> anyhow::Result<SimTenant> {
+    let tenant = SimTenant::start(args.sim_config())
+        .await
+        .context("cannot start the simulated tenant on 127.0.0.1")?;
+    if args.refuse_users > 0 {
+        let ids = tenant.user_ids("employee_id").unwrap_or_default();
+        let generated = args.users.min(ids.len());
+        let step = (generated / args.refuse_users.min(generated).max(1)).max(1);
+        let refused = ids[..generated]
+            .iter()
+            .step_by(step)
+            .take(args.refuse_users)
+            .cloned()
+            .collect();
+        tenant.set_refused_users(refused);
+    }
+    Ok(tenant)
+}
+
 pub fn demo(args: DemoArgs) -> anyhow::Result<u8> {
     let rt = runtime()?;
     rt.block_on(async {
-        let sim_config = SimConfig {
-            seed: args.seed,
-            users: args.users,
-            ..SimConfig::default()
-        };
-        let tenant = SimTenant::start(sim_config.clone())
-            .await
-            .context("cannot start the simulated tenant on 127.0.0.1")?;
+        let tenant = start_tenant(&args.tenant).await?;
         println!("simulated tenant listening on {}", tenant.base_url());
+        let sim_config = tenant.config().clone();
         let credentials = Credentials {
             app_id: sim_config.app_id.clone(),
             app_secret: sim_config.app_secret.clone(),
         };
-        let client_args = cli::ClientArgs {
-            rate_limit: 50,
-            concurrency: 16,
-            request_timeout: 30,
-        };
-        let config = cli::client_config(&tenant.base_url(), credentials, &client_args)?;
+        let config = cli::client_config(&tenant.base_url(), credentials, &args.client)?;
         let client = Client::new(config)?;
         let today = cli::platform_today();
         let request = BackfillRequest {
@@ -131,20 +140,28 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<u8> {
             to: today,
             users: Users::Groups,
             employee_type: attendance_sync::plan::EmployeeType::EmployeeId,
-            statuses: vec![attendance_sync::plan::Status::APPROVED],
+            statuses: args.statuses.clone(),
             out: args.out.clone(),
             today,
-            concurrency: client_args.concurrency,
+            concurrency: args.client.concurrency,
         };
         let summary = run::backfill(&client, &request).await?;
         let stats = tenant.stats();
         print!("{summary}");
-        report_fatal(&summary);
         println!(
-            "  {:<18} {} query calls, {} token calls, {} answered 429",
-            "tenant saw", stats.query_calls, stats.token_calls, stats.rate_limited
+            "  {:<18} {} query calls, {} list calls, {} token calls, {} answered 429, {} faults injected",
+            "tenant saw",
+            stats.query_calls,
+            stats.group_list_calls + stats.list_user_calls,
+            stats.token_calls,
+            stats.rate_limited,
+            stats.faults_injected
         );
-        println!("\nQuery it, e.g.: duckdb -c \"SELECT date, count(*) FROM read_parquet('{}/leaves/*/*.parquet', hive_partitioning=true) GROUP BY date ORDER BY date\"", args.out.display());
+        println!(
+            "\nQuery it, e.g.: duckdb -c \"SELECT date, count(*) FROM read_parquet('{}/leaves/*/*.parquet', hive_partitioning=true) GROUP BY date ORDER BY date\"",
+            args.out.display()
+        );
+        report_fatal(&summary);
         tenant.shutdown().await;
         Ok(summary.exit_code())
     })
@@ -153,15 +170,8 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<u8> {
 pub fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
     let rt = runtime()?;
     rt.block_on(async {
-        let config = SimConfig {
-            seed: args.seed,
-            users: args.users,
-            rate_limit_per_sec: args.rate_limit,
-            ..SimConfig::default()
-        };
-        let tenant = SimTenant::start(config.clone())
-            .await
-            .context("cannot start the simulated tenant on 127.0.0.1")?;
+        let tenant = start_tenant(&args.tenant).await?;
+        let config = tenant.config().clone();
         if let Some(path) = &args.users_out {
             let ids = tenant.user_ids("employee_id").unwrap_or_default();
             std::fs::write(path, ids.join("\n") + "\n")

@@ -720,22 +720,45 @@ fn bad_input_gives_one_line_errors_and_documented_exit_codes() {
 
 #[test]
 fn nothing_secret_reaches_the_output() {
-    let tenant = small_tenant(10);
+    // Retries, token renewals and refusals all log: none of their lines may carry a secret.
+    let tenant = Tenant::start(SimConfig {
+        users: 60,
+        token_ttl_secs: 1,
+        faults: Faults {
+            http_500: 0.1,
+            code_1225000: 0.1,
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    });
     let ws = Workspace::new();
     let users = tenant.sim().user_ids("employee_id").unwrap();
     let run = backfill(
         &tenant,
         &ws,
         &users,
-        "2026-09-10",
+        "2026-08-10",
         "2026-09-20",
-        &["--log", "debug"],
+        &["--log", "debug", "--rate-limit", "5", "--statuses", "2,3"],
     );
     run.assert_ok();
     let secret = SimConfig::default().app_secret;
     let all = format!("{}{}", run.stdout(), run.stderr());
+    assert!(
+        all.contains("retrying"),
+        "the run logged no retry: the test proves less than it says"
+    );
+    assert!(
+        tenant.sim().stats().token_calls >= 2,
+        "no token renewal happened"
+    );
     assert!(!all.contains(&secret));
-    assert!(!all.contains("t-"), "a token-like string reached the logs");
+    // Tokens are "t-" and 32 hex digits.
+    let token_like = all.match_indices("t-").any(|(i, _)| {
+        let rest = &all[i + 2..];
+        rest.len() >= 32 && rest[..32].bytes().all(|b| b.is_ascii_hexdigit())
+    });
+    assert!(!token_like, "a token reached the output");
     let mut stack = vec![ws.out()];
     while let Some(p) = stack.pop() {
         if p.is_dir() {
@@ -1059,25 +1082,19 @@ fn a_short_token_lifetime_is_renewed_ahead_of_expiry() {
 
 #[test]
 fn malformed_bodies_are_errors_naming_endpoint_window_and_batch() {
-    let tenant = Tenant::start(SimConfig {
-        users: 10,
-        faults: Faults {
-            malformed_json: 1.0,
-            ..Faults::default()
-        },
-        ..SimConfig::default()
-    });
+    let tenant = small_tenant(10);
     let ws = Workspace::new();
     let users = tenant.sim().user_ids("employee_id").unwrap();
-    // Put something in place first: a failed window must keep it.
-    let marker = ws.out().join("outs").join("date=2026-09-02");
-    std::fs::create_dir_all(&marker).unwrap();
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("data-samples/spec-example-response.json"),
-        marker.join("keep-me.json"),
-    )
-    .unwrap();
-    let run = backfill(&tenant, &ws, &users, "2026-09-01", "2026-09-02", &[]);
+    // A clean run first: the failed window must keep what it wrote, though the source changed.
+    backfill(&tenant, &ws, &users, "2026-09-14", "2026-09-17", &[]).assert_ok();
+    let before = all_content(&ws.out());
+    assert!(before.iter().map(Vec::len).sum::<usize>() > 0);
+    tenant.sim().set_status("fx-sh-multiday", 4);
+    tenant.sim().set_faults(Faults {
+        malformed_json: 1.0,
+        ..Faults::default()
+    });
+    let run = backfill(&tenant, &ws, &users, "2026-09-14", "2026-09-17", &[]);
     assert_eq!(run.code(), 3, "{}", run.stderr());
     let out = run.stdout();
     let failed = out
@@ -1088,7 +1105,7 @@ fn malformed_bodies_are_errors_naming_endpoint_window_and_batch() {
     for needle in [
         "user_approvals/query",
         "malformed body",
-        "2026-09-01..2026-09-02",
+        "2026-09-14..2026-09-17",
         "batch 1/1",
     ] {
         assert!(
@@ -1096,7 +1113,16 @@ fn malformed_bodies_are_errors_naming_endpoint_window_and_batch() {
             "{needle:?} not in {failed:?}\n{out}"
         );
     }
-    assert!(marker.join("keep-me.json").exists());
+    assert_eq!(
+        all_content(&ws.out()),
+        before,
+        "the failed window kept its data"
+    );
+    let last = run.stderr().lines().last().unwrap_or_default().to_string();
+    assert!(
+        last.contains("malformed body") && last.contains("batch 1/1"),
+        "{last}"
+    );
 }
 
 #[test]
@@ -1208,4 +1234,135 @@ fn bursts_of_429_are_recovered() {
         .map(|t| TableData::read(&ws.out(), *t).rows())
         .sum();
     assert_eq!(written + rejects(&ws.out()).len(), served as usize);
+}
+
+#[test]
+fn a_narrower_rerun_keeps_the_rows_outside_its_scope() {
+    let tenant = small_tenant(40);
+    let ws = Workspace::new();
+    let users: Vec<String> = tenant
+        .sim()
+        .user_ids("employee_id")
+        .unwrap()
+        .into_iter()
+        .take(40)
+        .collect();
+    backfill(
+        &tenant,
+        &ws,
+        &users,
+        "2026-09-01",
+        "2026-09-30",
+        &["--statuses", "2,3,4"],
+    )
+    .assert_ok();
+    let wide = all_content(&ws.out());
+    let wide_rejects = rejects(&ws.out()).len();
+
+    // Five users, approved only: everything else must stay as it was.
+    let few = &users[..5];
+    backfill(&tenant, &ws, few, "2026-09-01", "2026-09-30", &[]).assert_ok();
+    assert_eq!(
+        all_content(&ws.out()),
+        wide,
+        "a narrower run changed rows outside its scope"
+    );
+    assert_eq!(
+        rejects(&ws.out()).len(),
+        wide_rejects,
+        "rejects were duplicated or lost"
+    );
+
+    // And inside its scope it does replace: revoke one of the five users' approvals.
+    let outs = TableData::read(&ws.out(), Table::Outs);
+    let target = outs
+        .batches
+        .iter()
+        .flat_map(|(_, b)| (0..b.num_rows()).map(move |i| (b, i)))
+        .find(|(b, i)| {
+            few.contains(&text(b, "user_id", *i).unwrap())
+                && b.column_by_name("status")
+                    .unwrap()
+                    .as_primitive::<arrow_array::types::Int32Type>()
+                    .value(*i)
+                    == 2
+        })
+        .map(|(b, i)| text(b, "approval_id", i).unwrap())
+        .expect("one of the five has an approved out");
+    tenant.sim().set_status(&target, 4);
+    backfill(&tenant, &ws, few, "2026-09-01", "2026-09-30", &[]).assert_ok();
+    let outs = TableData::read(&ws.out(), Table::Outs);
+    let statuses: Vec<i32> = outs
+        .find(&target)
+        .iter()
+        .map(|(_, b, i)| {
+            b.column_by_name("status")
+                .unwrap()
+                .as_primitive::<arrow_array::types::Int32Type>()
+                .value(*i)
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        Vec::<i32>::new(),
+        "the revoked approval is gone from status 2"
+    );
+}
+
+#[test]
+fn an_output_root_of_another_employee_type_is_refused() {
+    let tenant = small_tenant(5);
+    let ws = Workspace::new();
+    let users = tenant.sim().user_ids("employee_id").unwrap();
+    backfill(&tenant, &ws, &users, "2026-09-01", "2026-09-30", &[]).assert_ok();
+    let open_ids = tenant.sim().user_ids("open_id").unwrap();
+    let run = backfill(
+        &tenant,
+        &ws,
+        &open_ids,
+        "2026-09-01",
+        "2026-09-30",
+        &["--employee-type", "open_id"],
+    );
+    assert_eq!(run.code(), 2, "{}", run.stderr());
+    let last = run.stderr().lines().last().unwrap_or_default().to_string();
+    assert!(
+        last.contains("employee_id") && last.contains("open_id") && last.contains(".parquet"),
+        "{last}"
+    );
+}
+
+#[test]
+fn an_unreachable_platform_fails_fast_naming_the_token_endpoint() {
+    let ws = Workspace::new();
+    let users_file = ws.users_file(&fixtures());
+    let out = ws.out();
+    let started = std::time::Instant::now();
+    let run = run_bin(
+        &[
+            "backfill",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-06-30",
+            "--out",
+            out.to_str().unwrap(),
+            "--users-file",
+            users_file.to_str().unwrap(),
+            "--base-url",
+            "http://127.0.0.1:9",
+        ],
+        &creds(),
+    );
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    let last = run.stderr().lines().last().unwrap_or_default().to_string();
+    assert!(
+        last.contains("tenant_access_token") && last.contains("127.0.0.1:9"),
+        "{last}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
 }

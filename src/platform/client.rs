@@ -8,7 +8,7 @@
 //!   with a fresh one.
 //! - Every request passes its API's client-side rate limiter before it is sent (the platform
 //!   limits each API separately). HTTP 429 / code 99991400 pauses that API for every task until
-//!   `x-ogw-ratelimit-reset` has passed, then runs it at half rate for a while, and tries again
+//!   `x-ogw-ratelimit-reset` has passed, then runs it at 4/5 of the rate for a while, and tries again
 //!   without using up a retry.
 //! - Transport errors, HTTP 5xx and codes 1225000 / 1226000 are retried with exponential backoff
 //!   and jitter, a bounded number of times; parameter and permission errors are not.
@@ -115,20 +115,22 @@ struct CachedToken {
 struct Pacer {
     endpoint: &'static str,
     limiter: DefaultDirectRateLimiter,
-    /// Half the rate, used on top of `limiter` for a while after the platform said 429.
+    /// Four fifths of the rate, used on top of `limiter` for a while after the platform said 429.
     slow_limiter: DefaultDirectRateLimiter,
     /// (nobody sends before, slow down until) — set by a 429.
     pause: std::sync::Mutex<(Instant, Instant)>,
     counter: fn(&Counters) -> &AtomicU64,
 }
 
-/// How long the limiter stays at half rate after the platform's reset has passed.
-const SLOW_DOWN_AFTER_429: Duration = Duration::from_secs(10);
+/// How long the limiter stays at four fifths of its rate after the platform's reset has passed:
+/// long enough that a limit set a little above the platform's stops hammering it, short enough
+/// that a passing burst of 429s (another job on the same app) costs little.
+const SLOW_DOWN_AFTER_429: Duration = Duration::from_secs(5);
 
 impl Pacer {
     fn new(endpoint: &'static str, per_sec: u32, counter: fn(&Counters) -> &AtomicU64) -> Pacer {
         let per_sec = NonZeroU32::new(per_sec.max(1)).expect("max(1) is non-zero");
-        let half = NonZeroU32::new((per_sec.get() / 2).max(1)).expect("max(1) is non-zero");
+        let slower = NonZeroU32::new((per_sec.get() * 4 / 5).max(1)).expect("max(1) is non-zero");
         // A burst of one spreads requests evenly, so no wall-clock second of the platform's
         // fixed windows sees more than the limit.
         let quota = |n| Quota::per_second(n).allow_burst(NonZeroU32::MIN);
@@ -136,7 +138,7 @@ impl Pacer {
         Pacer {
             endpoint,
             limiter: RateLimiter::direct(quota(per_sec)),
-            slow_limiter: RateLimiter::direct(quota(half)),
+            slow_limiter: RateLimiter::direct(quota(slower)),
             pause: std::sync::Mutex::new((now, now)),
             counter,
         }
@@ -158,7 +160,7 @@ impl Pacer {
         }
     }
 
-    /// The platform said 429: everyone waits out the reset, then goes at half rate for a while.
+    /// The platform said 429: everyone waits out the reset, then goes at 4/5 of the rate for a while.
     fn back_off(&self, reset: Duration) {
         let mut pause = self.pause.lock().expect("pacer lock");
         let until = Instant::now() + reset;
