@@ -77,9 +77,12 @@ pub struct BackfillArgs {
     /// Last date to fetch, YYYY-MM-DD, inclusive. Clipped to today + 1, the platform's limit.
     #[arg(long, value_name = "DATE", value_parser = parse_date)]
     pub to: NaiveDate,
-    /// Output root: tables go to DIR/<table>/date=YYYY-MM-DD/part-00000.parquet.
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
+    /// Output root, a directory or an object store URL: tables go to
+    /// OUT/<table>/date=YYYY-MM-DD/part-00000.parquet. Example: --out s3://lake/attendance
+    /// (credentials from AWS_* / GOOGLE_* / AZURE_* variables; AWS_ENDPOINT_URL for S3-compatible
+    /// stores).
+    #[arg(long, value_name = "DIR|URL")]
+    pub out: String,
     /// One user id per line (blank lines and `#` comments allowed), of the --employee-type kind.
     /// Without it, the users are listed from the tenant (see --users-from).
     #[arg(long, value_name = "FILE")]
@@ -104,9 +107,9 @@ pub struct BackfillArgs {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Where the demo writes its tables.
-    #[arg(long, default_value = "./demo-warehouse", value_name = "DIR")]
-    pub out: PathBuf,
+    /// Where the demo writes its tables: a directory or an object store URL.
+    #[arg(long, default_value = "./demo-warehouse", value_name = "DIR|URL")]
+    pub out: String,
     /// Days to back-fill, ending today.
     #[arg(long, default_value_t = 60, value_name = "N")]
     pub days: u32,

@@ -159,7 +159,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<u8> {
         );
         println!(
             "\nQuery it, e.g.: duckdb -c \"SELECT date, count(*) FROM read_parquet('{}/leaves/*/*.parquet', hive_partitioning=true) GROUP BY date ORDER BY date\"",
-            args.out.display()
+            args.out
         );
         report_fatal(&summary);
         tenant.shutdown().await;

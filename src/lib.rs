@@ -2,8 +2,9 @@
 //!
 //! The pipeline, one module a stage: [`platform`] (HTTP client) → [`plan`] (windows × batches ×
 //! statuses) → [`flatten`] (answers to rows, with [`tz`] for wall times) → [`sink`] (Parquet files
-//! replaced atomically). [`run`] drives them; [`sim`] is the simulated tenant used by the tests
-//! and the demo. [`plan`], [`flatten`], [`tz`] and [`table`] do no I/O.
+//! replaced atomically in a [`store`]: a local directory or S3, GCS, Azure). [`run`] drives them;
+//! [`sim`] is the simulated tenant used by the tests and the demo. [`plan`], [`flatten`], [`tz`]
+//! and [`table`] do no I/O.
 
 pub mod cli;
 pub mod flatten;
@@ -12,6 +13,7 @@ pub mod platform;
 pub mod run;
 pub mod sim;
 pub mod sink;
+pub mod store;
 pub mod table;
 pub mod tz;
 pub mod users;

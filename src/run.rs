@@ -13,7 +13,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +24,8 @@ use crate::flatten::{self, FlattenCounts, Reject, Tables};
 use crate::plan::{self, Clipped, EmployeeType, Plan, PlanError, Status, Window};
 use crate::platform::model::QueryRequest;
 use crate::platform::{Client, ClientStats, PlatformError};
-use crate::sink::{CommitReport, LocalSink, REJECTS_DIR, Scope, SinkError, WrittenFile};
+use crate::sink::{CommitReport, REJECTS_DIR, Scope, Sink, SinkError, WrittenFile};
+use crate::store::{Store, StoreError};
 use crate::table::{RunStamp, Table};
 
 /// Where the users of a run come from.
@@ -47,7 +47,8 @@ pub struct BackfillRequest {
     pub users: Users,
     pub employee_type: EmployeeType,
     pub statuses: Vec<Status>,
-    pub out: PathBuf,
+    /// Output root: a directory or an object store URL (`s3://bucket/prefix`, `gs://…`, `az://…`).
+    pub out: String,
     /// The platform's today: dates after `today + 1` are not asked for.
     pub today: NaiveDate,
     /// Queries in flight at once.
@@ -102,6 +103,8 @@ pub enum RunError {
     Plan(#[from] PlanError),
     #[error("writing output: {0}")]
     Sink(#[from] SinkError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("{batch}: {error}")]
     Fatal {
         batch: Box<BatchRef>,
@@ -124,7 +127,7 @@ impl RunError {
     /// Exit code: 2 for what the operator must fix in the command or its configuration, else 1.
     pub fn exit_code(&self) -> u8 {
         match self {
-            RunError::Plan(_) => 2,
+            RunError::Plan(_) | RunError::Store(StoreError::BadUrl { .. }) => 2,
             RunError::Sink(
                 SinkError::EmployeeTypeMismatch { .. } | SinkError::SchemaMismatch { .. },
             ) => 2,
@@ -144,7 +147,7 @@ pub struct RunSummary {
     pub run_id: String,
     pub started_at: DateTime<Utc>,
     pub duration: Duration,
-    pub out: PathBuf,
+    pub out: String,
     pub windows: Vec<Window>,
     pub windows_committed: usize,
     pub batches: usize,
@@ -278,7 +281,7 @@ impl fmt::Display for RunSummary {
         w(f, "files", v)?;
         let v = match self.rejects {
             0 => "0".to_string(),
-            n => format!("{n} (see {})", self.out.join(REJECTS_DIR).display()),
+            n => format!("{n} (see {}/{REJECTS_DIR})", self.out.trim_end_matches('/')),
         };
         w(f, "rejects", v)?;
         let v = format!(
@@ -304,7 +307,7 @@ impl fmt::Display for RunSummary {
             "duration",
             format!("{:.2}s", self.duration.as_secs_f64()),
         )?;
-        w(f, "output", self.out.display().to_string())?;
+        w(f, "output", self.out.clone())?;
         if !self.refused_users.is_empty() {
             let ids: Vec<&str> = self.refused_users.iter().map(String::as_str).collect();
             let v = format!(
@@ -417,7 +420,9 @@ pub async fn backfill(client: &Client, request: &BackfillRequest) -> Result<RunS
         tracing::warn!(requested_to = %c.requested_to, clipped_to = %c.clipped_to,
             "the platform refuses dates after today + 1: the range is clipped");
     }
-    let sink = Arc::new(LocalSink::open(&request.out)?);
+    let store = Arc::new(Store::open(&request.out)?);
+    store.check().await?;
+    let sink = Arc::new(Sink::new(Arc::clone(&store)));
     let stamp = Arc::new(RunStamp {
         run_id: run_id.clone(),
         ingested_at_micros: started_at.timestamp_micros(),
@@ -530,7 +535,7 @@ struct Pipeline<'a> {
     client: &'a Client,
     employee_type: EmployeeType,
     plan: &'a Plan,
-    sink: Arc<LocalSink>,
+    sink: Arc<Sink>,
     stamp: Arc<RunStamp>,
     /// Jobs not sent yet; split jobs go to the front.
     queue: VecDeque<Job>,
@@ -808,11 +813,16 @@ impl<'a> Pipeline<'a> {
             .collect();
         let sink = Arc::clone(&self.sink);
         let stamp = Arc::clone(&self.stamp);
-        tokio::task::spawn_blocking(move || Committed {
-            window,
-            report: sink.commit_window(window, fetched.tables, fetched.rejects, &scope, &stamp),
-            rows,
-            counts: fetched.counts,
+        tokio::spawn(async move {
+            let report = sink
+                .commit_window(window, fetched.tables, fetched.rejects, scope, stamp)
+                .await;
+            Committed {
+                window,
+                report,
+                rows,
+                counts: fetched.counts,
+            }
         })
     }
 

@@ -1,33 +1,34 @@
-//! Sink: Parquet encoding and the atomic replacement of `(table, date)` partitions on local disk.
+//! Sink: Parquet encoding and the replacement of `(table, date)` partitions in the output root.
 //!
 //! Layout: `<root>/<table>/date=YYYY-MM-DD/part-NNNNN.parquet`, plus
 //! `<root>/_rejects/date=YYYY-MM-DD/rejects.ndjson` for records kept aside. Names starting with `_`
 //! or `.` are the job's own; warehouses skip them.
 //!
 //! Invariants:
-//! - A part file is written under a hidden temporary name (`.part-NNNNN.parquet.tmp-<run_id>`),
-//!   flushed to disk, then renamed into place: a reader sees the old file or the new one, never
-//!   half of one.
+//! - Every file is put atomically ([`Store::put`]): a reader sees the old file or the new one,
+//!   never half of one, on a local disk and on S3, GCS and Azure alike.
 //! - Committing a window replaces, in every `(table, date)` of it and in its rejects, the rows of
 //!   the run's [`Scope`] (the users whose data it fetched, for the statuses it asked), and keeps
 //!   every other row (a run over fewer users or statuses, or a user the platform refused this
-//!   time, loses nothing). An output root holds one kind of user id; another kind is refused. Parts left over from a larger earlier day
-//!   are removed, and a date left without rows loses its files. So rerunning a window never
-//!   duplicates rows, and approvals gone at the source disappear.
-//! - Files: zstd, statistics on, one row group per 128 Ki rows, at most [`MAX_ROWS_PER_FILE`] rows,
-//!   the schema version and table name in the key-value metadata.
-
-use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+//!   time, loses nothing). An output root holds one kind of user id; another kind is refused.
+//!   Parts left over from a larger earlier day are removed after the new ones are in place, and a
+//!   date left without rows loses its files. So rerunning a window never duplicates rows, and
+//!   approvals gone at the source disappear.
+//! - Files: zstd, page statistics, one row group per 128 Ki rows, at most [`MAX_ROWS_PER_FILE`]
+//!   rows, the schema version, table and employee type in the key-value metadata.
+//! - Reading old files, merging and encoding is CPU work done on a blocking thread; the store is
+//!   only touched before (list, get) and after (put, delete) it.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use arrow_array::{Array, BooleanArray, Int32Array, RecordBatch, StringArray};
 use arrow_schema::ArrowError;
 use arrow_select::concat::concat_batches;
 use arrow_select::filter::filter_record_batch;
+use bytes::Bytes;
 use chrono::NaiveDate;
+use futures::{StreamExt, TryStreamExt};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
@@ -36,6 +37,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use crate::flatten::{DateRows, Reject, Tables};
 use crate::plan::Window;
+use crate::store::{Store, StoreError};
 use crate::table::{
     self, EMPLOYEE_TYPE_KEY, RunStamp, SCHEMA_VERSION, SCHEMA_VERSION_KEY, TABLE_KEY, Table,
 };
@@ -43,29 +45,28 @@ use crate::table::{
 /// A day with more rows than this is split into several part files.
 pub const MAX_ROWS_PER_FILE: usize = 1_000_000;
 const ROW_GROUP_ROWS: usize = 128 * 1024;
+/// Directory of the records kept aside, partitioned by date like the tables.
+pub const REJECTS_DIR: &str = "_rejects";
+const REJECTS_FILE: &str = "rejects.ndjson";
+/// Store requests in flight at once during a commit.
+const STORE_CONCURRENCY: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("cannot {action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot read {}: {detail}", path.display())]
-    Read { path: PathBuf, detail: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot read {path}: {detail}")]
+    Read { path: String, detail: String },
     #[error(
-        "{} does not have the columns of {table} schema v{}: move it away or write to a new output root",
-        path.display(),
+        "{path} does not have the columns of {table} schema v{}: move it away or write to a new output root",
         SCHEMA_VERSION
     )]
-    SchemaMismatch { path: PathBuf, table: &'static str },
+    SchemaMismatch { path: String, table: &'static str },
     #[error(
-        "{} holds user ids of kind {found}, this run writes {expected}: one output root holds one --employee-type",
-        path.display()
+        "{path} holds user ids of kind {found}, this run writes {expected}: one output root holds one --employee-type"
     )]
     EmployeeTypeMismatch {
-        path: PathBuf,
+        path: String,
         found: String,
         expected: &'static str,
     },
@@ -77,36 +78,42 @@ pub enum SinkError {
     },
 }
 
-fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> SinkError + 'a {
-    move |source| SinkError::Io {
-        action,
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 /// A file put in place by a commit.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct WrittenFile {
-    pub path: PathBuf,
+    /// Relative to the output root.
+    pub path: String,
     pub table: Table,
     pub date: NaiveDate,
     pub rows: usize,
     pub bytes: u64,
 }
 
-/// Directory of the records kept aside, partitioned by date like the tables.
-pub const REJECTS_DIR: &str = "_rejects";
-const REJECTS_FILE: &str = "rejects.ndjson";
-
 /// What committing one window did.
 #[derive(Debug, Default)]
 pub struct CommitReport {
+    pub files: Vec<WrittenFile>,
+    /// Files deleted because their date has fewer parts, or no rows, now (relative paths).
+    pub removed: Vec<String>,
     /// Rejects written.
     pub rejects: u64,
-    pub files: Vec<WrittenFile>,
-    /// Part files deleted because their date has fewer parts, or no rows, now.
-    pub removed: Vec<PathBuf>,
+}
+
+/// Which rows a run replaces: those of its users, for its statuses. Everything else stays.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub users: HashSet<String>,
+    pub statuses: HashSet<i32>,
+    /// The kind of id in `user_id`; a root holding another kind is refused.
+    pub employee_type: &'static str,
+}
+
+impl Scope {
+    /// Whether a row of `user` with `status` is replaced by this run. A row without a user
+    /// (an unreadable user_approval, kept aside) is replaced by any run over its status.
+    pub fn covers(&self, user: Option<&str>, status: i32) -> bool {
+        self.statuses.contains(&status) && user.is_none_or(|u| self.users.contains(u))
+    }
 }
 
 /// Encodes one batch as a Parquet file in memory.
@@ -133,408 +140,487 @@ pub fn encode(
     Ok(buf)
 }
 
-/// The output root on local disk.
-pub struct LocalSink {
-    root: PathBuf,
-}
-
-impl LocalSink {
-    /// Opens (creating if needed) the output root.
-    pub fn open(root: &Path) -> Result<LocalSink, SinkError> {
-        fs::create_dir_all(root).map_err(io("create the output directory", root))?;
-        Ok(LocalSink {
-            root: root.to_path_buf(),
-        })
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// The directory of one partition.
-    pub fn partition_dir(&self, table: Table, date: NaiveDate) -> PathBuf {
-        self.root
-            .join(table.name())
-            .join(format!("date={}", date.format("%Y-%m-%d")))
-    }
-
-    /// Replaces, for every `(table, date)` of `window` and its rejects, the rows within `scope`
-    /// with the rows in `tables` and `rejects`; rows outside the scope are kept as they are.
-    pub fn commit_window(
-        &self,
-        window: Window,
-        mut tables: Tables,
-        rejects: Vec<Reject>,
-        scope: &Scope,
-        stamp: &RunStamp,
-    ) -> Result<CommitReport, SinkError> {
-        let mut report = CommitReport::default();
-        let mut ctx = Replace {
-            sink: self,
-            scope,
-            stamp,
-            report: &mut report,
-        };
-        let mut rejects_by_date: BTreeMap<NaiveDate, Vec<Reject>> = BTreeMap::new();
-        for r in rejects {
-            // Rejects go under the date they came under; one whose date is unreadable or outside
-            // the window under the window's first date (its `date` field says what it was).
-            let date = r
-                .date
-                .as_deref()
-                .and_then(crate::tz::parse_yyyymmdd)
-                .filter(|d| window.contains(*d))
-                .unwrap_or(window.from);
-            rejects_by_date.entry(date).or_default().push(r);
-        }
-        for date in window.dates() {
-            ctx.replace_rejects(date, rejects_by_date.remove(&date).unwrap_or_default())?;
-            ctx.replace(Table::Outs, date, take(&mut tables.outs, date), |r, s| {
-                table::absence_batch(r, true, s)
-            })?;
-            ctx.replace(
-                Table::Leaves,
-                date,
-                take(&mut tables.leaves, date),
-                |r, s| table::absence_batch(r, false, s),
-            )?;
-            ctx.replace(
-                Table::OvertimeWorks,
-                date,
-                take(&mut tables.overtime_works, date),
-                table::overtime_batch,
-            )?;
-            ctx.replace(
-                Table::Trips,
-                date,
-                take(&mut tables.trips, date),
-                table::trip_batch,
-            )?;
-        }
-        Ok(report)
-    }
-}
-
-/// One commit's shared state while it replaces partitions.
-struct Replace<'a> {
-    sink: &'a LocalSink,
-    scope: &'a Scope,
-    stamp: &'a RunStamp,
-    report: &'a mut CommitReport,
-}
-
-impl Replace<'_> {
-    fn replace<R: table::Row>(
-        &mut self,
-        table: Table,
-        date: NaiveDate,
-        mut rows: Vec<R>,
-        to_batch: impl Fn(&[R], &RunStamp) -> Result<RecordBatch, ArrowError>,
-    ) -> Result<(), SinkError> {
-        let dir = self.sink.partition_dir(table, date);
-        let existing = existing_parts(&dir)?;
-        if rows.is_empty() && existing.is_empty() {
-            return Ok(());
-        }
-        let encode_err = |detail: String| SinkError::Encode {
-            table: table.name(),
-            date,
-            detail,
-        };
-        table::sort_rows(&mut rows);
-        let fresh = to_batch(&rows, self.stamp).map_err(|e| encode_err(e.to_string()))?;
-        let mut batches = self.kept_rows(table, &existing)?;
-        if batches.is_empty() && fresh.num_rows() == 0 && existing.is_empty() {
-            return Ok(());
-        }
-        let merged = if batches.is_empty() {
-            fresh
-        } else {
-            let schema = fresh.schema();
-            batches.push(fresh);
-            let all = concat_batches(&schema, &batches).map_err(|e| encode_err(e.to_string()))?;
-            table::sort_batch(&all).map_err(|e| encode_err(e.to_string()))?
-        };
-
-        let mut written = 0;
-        if merged.num_rows() > 0 {
-            fs::create_dir_all(&dir).map_err(io("create the partition directory", &dir))?;
-            let mut offset = 0;
-            while offset < merged.num_rows() {
-                let len = MAX_ROWS_PER_FILE.min(merged.num_rows() - offset);
-                let chunk = merged.slice(offset, len);
-                let bytes = encode(&chunk, table, self.scope.employee_type)
-                    .map_err(|e| encode_err(e.to_string()))?;
-                let name = part_name(written);
-                let path = dir.join(&name);
-                let tmp = dir.join(format!(".{name}.tmp-{}", self.stamp.run_id));
-                write_synced(&tmp, &bytes)?;
-                fs::rename(&tmp, &path).map_err(io("move into place", &path))?;
-                self.report.files.push(WrittenFile {
-                    path,
-                    table,
-                    date,
-                    rows: len,
-                    bytes: bytes.len() as u64,
-                });
-                written += 1;
-                offset += len;
-            }
-        }
-        for (index, path) in existing {
-            if index >= written {
-                fs::remove_file(&path).map_err(io("remove the outdated file", &path))?;
-                self.report.removed.push(path);
-            }
-        }
-        if written == 0 {
-            // Only succeeds when nothing else is left in it; another tool's file stays.
-            let _ = fs::remove_dir(&dir);
-        }
-        sync_dir(&dir);
-        Ok(())
-    }
-
-    /// Rows of the partition's current files outside this run's scope.
-    fn kept_rows(
-        &self,
-        table: Table,
-        existing: &[(usize, PathBuf)],
-    ) -> Result<Vec<RecordBatch>, SinkError> {
-        let mut kept = Vec::new();
-        let expected = table.schema();
-        for (_, path) in existing {
-            let (batches, employee_type) = read_parquet(path)?;
-            if let Some(found) = employee_type
-                && found != self.scope.employee_type
-            {
-                return Err(SinkError::EmployeeTypeMismatch {
-                    path: path.clone(),
-                    found,
-                    expected: self.scope.employee_type,
-                });
-            }
-            for batch in batches {
-                if batch.schema().fields() != expected.fields() {
-                    return Err(SinkError::SchemaMismatch {
-                        path: path.clone(),
-                        table: table.name(),
-                    });
-                }
-                let users = batch
-                    .column(0)
-                    .as_any()
-                    .downcast_ref::<StringArray>()
-                    .expect("user_id is the first, utf8 column");
-                let statuses = batch
-                    .column(2)
-                    .as_any()
-                    .downcast_ref::<Int32Array>()
-                    .expect("status is the third, int32 column");
-                let keep: BooleanArray = (0..batch.num_rows())
-                    .map(|i| {
-                        let user = users.is_valid(i).then(|| users.value(i));
-                        Some(!self.scope.covers(user, statuses.value(i)))
-                    })
-                    .collect();
-                let batch = filter_record_batch(&batch, &keep).map_err(|e| SinkError::Read {
-                    path: path.clone(),
-                    detail: e.to_string(),
-                })?;
-                if batch.num_rows() > 0 {
-                    kept.push(batch);
-                }
-            }
-        }
-        Ok(kept)
-    }
-
-    /// Replaces the rejects of one date within the scope, as the tables are replaced.
-    fn replace_rejects(&mut self, date: NaiveDate, fresh: Vec<Reject>) -> Result<(), SinkError> {
-        let dir = self
-            .sink
-            .root
-            .join(REJECTS_DIR)
-            .join(format!("date={}", date.format("%Y-%m-%d")));
-        let path = dir.join(REJECTS_FILE);
-        let old = match fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if fresh.is_empty() {
-                    return Ok(());
-                }
-                String::new()
-            }
-            Err(e) => return Err(io("read", &path)(e)),
-        };
-        #[derive(serde::Deserialize)]
-        struct Key {
-            user_id: Option<String>,
-            status: i32,
-        }
-        let mut buf = Vec::new();
-        for line in old.lines().filter(|l| !l.trim().is_empty()) {
-            let key: Key = serde_json::from_str(line).map_err(|e| SinkError::Read {
-                path: path.clone(),
-                detail: e.to_string(),
-            })?;
-            if !self.scope.covers(key.user_id.as_deref(), key.status) {
-                buf.extend_from_slice(line.as_bytes());
-                buf.push(b'\n');
-            }
-        }
-        #[derive(serde::Serialize)]
-        struct Line<'a> {
-            run_id: &'a str,
-            #[serde(flatten)]
-            reject: &'a Reject,
-        }
-        for reject in &fresh {
-            let line = Line {
-                run_id: &self.stamp.run_id,
-                reject,
-            };
-            serde_json::to_writer(&mut buf, &line).expect("a reject always serializes");
-            buf.push(b'\n');
-        }
-        if buf.is_empty() {
-            fs::remove_file(&path).map_err(io("remove the outdated file", &path))?;
-            let _ = fs::remove_dir(&dir);
-            return Ok(());
-        }
-        fs::create_dir_all(&dir).map_err(io("create the rejects directory", &dir))?;
-        let tmp = dir.join(format!(".{REJECTS_FILE}.tmp-{}", self.stamp.run_id));
-        write_synced(&tmp, &buf)?;
-        fs::rename(&tmp, &path).map_err(io("move into place", &path))?;
-        sync_dir(&dir);
-        self.report.rejects += fresh.len() as u64;
-        Ok(())
-    }
-}
-
-/// Which rows a run replaces: those of its users, for its statuses. Everything else stays.
-#[derive(Debug, Clone)]
-pub struct Scope {
-    pub users: HashSet<String>,
-    pub statuses: HashSet<i32>,
-    /// The kind of id in `user_id`; a root holding another kind is refused.
-    pub employee_type: &'static str,
-}
-
-impl Scope {
-    /// Whether a row of `user` with `status` is replaced by this run. A row without a user
-    /// (an unreadable user_approval, kept aside) is replaced by any run over its status.
-    pub fn covers(&self, user: Option<&str>, status: i32) -> bool {
-        self.statuses.contains(&status) && user.is_none_or(|u| self.users.contains(u))
-    }
-}
-
-/// Reads every batch of one Parquet file, and the employee type it was written with.
-fn read_parquet(path: &Path) -> Result<(Vec<RecordBatch>, Option<String>), SinkError> {
-    let read_err = |detail: String| SinkError::Read {
-        path: path.to_path_buf(),
-        detail,
-    };
-    let file = fs::File::open(path).map_err(io("open", path))?;
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| read_err(e.to_string()))?;
+/// Decodes a Parquet file: its batches and the employee type it was written with.
+pub fn decode(
+    bytes: Vec<u8>,
+) -> Result<(Vec<RecordBatch>, Option<String>), parquet::errors::ParquetError> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes))?;
     let employee_type = builder
         .metadata()
         .file_metadata()
         .key_value_metadata()
         .and_then(|kv| kv.iter().find(|k| k.key == EMPLOYEE_TYPE_KEY))
         .and_then(|k| k.value.clone());
-    let batches = builder
-        .build()
-        .map_err(|e| read_err(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| read_err(e.to_string()))?;
+    let batches = builder.build()?.collect::<Result<Vec<_>, _>>()?;
     Ok((batches, employee_type))
+}
+
+/// `<table>/date=YYYY-MM-DD/part-NNNNN.parquet` → (date, part index).
+fn parse_part(rel: &str) -> Option<(NaiveDate, usize)> {
+    let mut parts = rel.split('/');
+    let _table = parts.next()?;
+    let date = parts.next()?.strip_prefix("date=")?.parse().ok()?;
+    let index = parts
+        .next()?
+        .strip_prefix("part-")?
+        .strip_suffix(".parquet")?
+        .parse()
+        .ok()?;
+    parts.next().is_none().then_some((date, index))
+}
+
+fn partition_dir(table: &str, date: NaiveDate) -> String {
+    format!("{table}/date={}", date.format("%Y-%m-%d"))
+}
+
+/// The output root's tables.
+pub struct Sink {
+    store: Arc<Store>,
+}
+
+/// What a partition holds now: its part files and their bytes.
+#[derive(Default)]
+struct Existing {
+    /// (part index, relative path, bytes)
+    parts: Vec<(usize, String, Vec<u8>)>,
+}
+
+/// A write the commit decided on.
+struct Planned {
+    files: Vec<(WrittenFile, Vec<u8>)>,
+    deletes: Vec<String>,
+    rejects_puts: Vec<(String, Vec<u8>)>,
+    rejects_deletes: Vec<String>,
+    rejects: u64,
+}
+
+impl Sink {
+    pub fn new(store: Arc<Store>) -> Sink {
+        Sink { store }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Replaces, for every `(table, date)` of `window` and its rejects, the rows within `scope`
+    /// with the rows in `tables` and `rejects`; rows outside the scope are kept as they are.
+    pub async fn commit_window(
+        &self,
+        window: Window,
+        tables: Tables,
+        rejects: Vec<Reject>,
+        scope: Scope,
+        stamp: Arc<RunStamp>,
+    ) -> Result<CommitReport, SinkError> {
+        // 1. What is there now, for the window's dates.
+        let mut existing: BTreeMap<(Table, NaiveDate), Existing> = BTreeMap::new();
+        let mut to_fetch = Vec::new();
+        for table in Table::ALL {
+            for rel in self.store.list_files(table.name()).await? {
+                if let Some((date, index)) = parse_part(&rel)
+                    && window.contains(date)
+                {
+                    to_fetch.push((table, date, index, rel));
+                }
+            }
+        }
+        let fetched: Vec<_> = futures::stream::iter(to_fetch)
+            .map(|(table, date, index, rel)| {
+                let store = Arc::clone(&self.store);
+                async move {
+                    let bytes = store.get(&rel).await?.unwrap_or_default();
+                    Ok::<_, SinkError>((table, date, index, rel, bytes))
+                }
+            })
+            .buffer_unordered(STORE_CONCURRENCY)
+            .try_collect()
+            .await?;
+        for (table, date, index, rel, bytes) in fetched {
+            existing
+                .entry((table, date))
+                .or_default()
+                .parts
+                .push((index, rel, bytes));
+        }
+        let mut old_rejects = BTreeMap::new();
+        for rel in self.store.list_files(REJECTS_DIR).await? {
+            let date = rel
+                .split('/')
+                .nth(1)
+                .and_then(|d| d.strip_prefix("date="))
+                .and_then(|d| d.parse::<NaiveDate>().ok());
+            if let Some(date) = date
+                && window.contains(date)
+                && rel.ends_with(REJECTS_FILE)
+            {
+                let text = self.store.get(&rel).await?.unwrap_or_default();
+                old_rejects.insert(date, String::from_utf8_lossy(&text).into_owned());
+            }
+        }
+
+        // 2. Merge and encode, off the async workers.
+        let store = Arc::clone(&self.store);
+        let planned = tokio::task::spawn_blocking(move || {
+            plan_commit(
+                &store,
+                window,
+                tables,
+                rejects,
+                existing,
+                old_rejects,
+                &scope,
+                &stamp,
+            )
+        })
+        .await
+        .expect("merging never panics")?;
+
+        // 3. Put the new files, then remove what they replace.
+        let Planned {
+            files,
+            deletes,
+            rejects_puts,
+            rejects_deletes,
+            rejects,
+        } = planned;
+        let mut puts: Vec<(String, Vec<u8>)> = Vec::with_capacity(files.len() + rejects_puts.len());
+        let mut written = Vec::with_capacity(files.len());
+        for (file, bytes) in files {
+            puts.push((file.path.clone(), bytes));
+            written.push(file);
+        }
+        puts.extend(rejects_puts);
+        futures::stream::iter(puts)
+            .map(|(rel, bytes)| {
+                let store = Arc::clone(&self.store);
+                async move { store.put(&rel, bytes).await }
+            })
+            .buffer_unordered(STORE_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        for rel in deletes.iter().chain(&rejects_deletes) {
+            self.store.delete(rel).await?;
+        }
+        Ok(CommitReport {
+            files: written,
+            removed: deletes,
+            rejects,
+        })
+    }
+}
+
+/// Decides every write of a commit: pure but for decoding the bytes it is given.
+#[allow(clippy::too_many_arguments)]
+fn plan_commit(
+    store: &Store,
+    window: Window,
+    mut tables: Tables,
+    rejects: Vec<Reject>,
+    mut existing: BTreeMap<(Table, NaiveDate), Existing>,
+    mut old_rejects: BTreeMap<NaiveDate, String>,
+    scope: &Scope,
+    stamp: &RunStamp,
+) -> Result<Planned, SinkError> {
+    let mut planned = Planned {
+        files: Vec::new(),
+        deletes: Vec::new(),
+        rejects_puts: Vec::new(),
+        rejects_deletes: Vec::new(),
+        rejects: 0,
+    };
+    let mut rejects_by_date: BTreeMap<NaiveDate, Vec<Reject>> = BTreeMap::new();
+    for r in rejects {
+        // Rejects go under the date they came under; one whose date is unreadable or outside
+        // the window under the window's first date (its `date` field says what it was).
+        let date = r
+            .date
+            .as_deref()
+            .and_then(crate::tz::parse_yyyymmdd)
+            .filter(|d| window.contains(*d))
+            .unwrap_or(window.from);
+        rejects_by_date.entry(date).or_default().push(r);
+    }
+    for date in window.dates() {
+        let mut partition = |table: Table, fresh: Result<RecordBatch, ArrowError>| {
+            let old = existing.remove(&(table, date)).unwrap_or_default();
+            merge_partition(store, table, date, fresh, old, scope, &mut planned)
+        };
+        partition(
+            Table::Outs,
+            sorted_batch(take(&mut tables.outs, date), stamp, |r, s| {
+                table::absence_batch(r, true, s)
+            }),
+        )?;
+        partition(
+            Table::Leaves,
+            sorted_batch(take(&mut tables.leaves, date), stamp, |r, s| {
+                table::absence_batch(r, false, s)
+            }),
+        )?;
+        partition(
+            Table::OvertimeWorks,
+            sorted_batch(
+                take(&mut tables.overtime_works, date),
+                stamp,
+                table::overtime_batch,
+            ),
+        )?;
+        partition(
+            Table::Trips,
+            sorted_batch(take(&mut tables.trips, date), stamp, table::trip_batch),
+        )?;
+        merge_rejects(
+            date,
+            rejects_by_date.remove(&date).unwrap_or_default(),
+            old_rejects.remove(&date),
+            scope,
+            stamp,
+            &mut planned,
+        )?;
+    }
+    Ok(planned)
 }
 
 fn take<R>(rows: &mut DateRows<R>, date: NaiveDate) -> Vec<R> {
     rows.remove(&date).unwrap_or_default()
 }
 
-fn part_name(index: usize) -> String {
-    format!("part-{index:05}.parquet")
+fn sorted_batch<R: table::Row>(
+    mut rows: Vec<R>,
+    stamp: &RunStamp,
+    to_batch: impl Fn(&[R], &RunStamp) -> Result<RecordBatch, ArrowError>,
+) -> Result<RecordBatch, ArrowError> {
+    table::sort_rows(&mut rows);
+    to_batch(&rows, stamp)
 }
 
-/// `part-NNNNN.parquet` files of a partition with their index; also clears temporary files left
-/// by a run that died before renaming them.
-fn existing_parts(dir: &Path) -> Result<Vec<(usize, PathBuf)>, SinkError> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io("list", dir)(e)),
+/// The new content of one partition: old rows outside the scope plus the fresh rows.
+fn merge_partition(
+    store: &Store,
+    table: Table,
+    date: NaiveDate,
+    fresh: Result<RecordBatch, ArrowError>,
+    old: Existing,
+    scope: &Scope,
+    planned: &mut Planned,
+) -> Result<(), SinkError> {
+    let encode_err = |detail: String| SinkError::Encode {
+        table: table.name(),
+        date,
+        detail,
     };
-    let mut parts = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(io("list", dir))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some(index) = name
-            .strip_prefix("part-")
-            .and_then(|n| n.strip_suffix(".parquet"))
-            .and_then(|n| n.parse::<usize>().ok())
+    let fresh = fresh.map_err(|e| encode_err(e.to_string()))?;
+    if fresh.num_rows() == 0 && old.parts.is_empty() {
+        return Ok(());
+    }
+    let expected = table.schema();
+    let mut batches = Vec::new();
+    for (_, rel, bytes) in &old.parts {
+        let (decoded, employee_type) = decode(bytes.clone()).map_err(|e| SinkError::Read {
+            path: store.describe(rel),
+            detail: e.to_string(),
+        })?;
+        if let Some(found) = employee_type
+            && found != scope.employee_type
         {
-            parts.push((index, entry.path()));
-        } else if name.starts_with(".part-") && name.contains(".parquet.tmp-") && is_stale(&entry) {
-            // Left by a run that died before its rename; a live run's file is never this old.
-            let _ = fs::remove_file(entry.path());
+            return Err(SinkError::EmployeeTypeMismatch {
+                path: store.describe(rel),
+                found,
+                expected: scope.employee_type,
+            });
         }
-    }
-    parts.sort();
-    Ok(parts)
-}
-
-/// Temporary files older than a day belong to no live run.
-fn is_stale(entry: &fs::DirEntry) -> bool {
-    entry
-        .metadata()
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.elapsed().ok())
-        .is_some_and(|age| age > std::time::Duration::from_secs(24 * 3600))
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), SinkError> {
-    let mut f = fs::File::create(path).map_err(io("create", path))?;
-    f.write_all(bytes).map_err(io("write", path))?;
-    f.sync_all().map_err(io("flush", path))?;
-    Ok(())
-}
-
-/// Makes renames and deletions in `dir` durable; best effort where directories cannot be opened.
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
-
-/// Rows of a whole table, read back from the output root (all dates, in date order), for tests
-/// and tools.
-pub fn read_table(root: &Path, table: Table) -> Result<Vec<(NaiveDate, RecordBatch)>, SinkError> {
-    let mut out = Vec::new();
-    let dir = root.join(table.name());
-    let Ok(entries) = fs::read_dir(&dir) else {
-        return Ok(out);
-    };
-    let mut dates: Vec<(NaiveDate, PathBuf)> = entries
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let date = name.strip_prefix("date=")?.parse::<NaiveDate>().ok()?;
-            Some((date, e.path()))
-        })
-        .collect();
-    dates.sort();
-    for (date, path) in dates {
-        for (_, file) in existing_parts(&path)? {
-            for batch in read_parquet(&file)?.0 {
-                out.push((date, batch));
+        for batch in decoded {
+            if batch.schema().fields() != expected.fields() {
+                return Err(SinkError::SchemaMismatch {
+                    path: store.describe(rel),
+                    table: table.name(),
+                });
+            }
+            let kept = outside_scope(&batch, scope).map_err(|e| encode_err(e.to_string()))?;
+            if kept.num_rows() > 0 {
+                batches.push(kept);
             }
         }
     }
+    let merged = if batches.is_empty() {
+        fresh
+    } else {
+        let schema = fresh.schema();
+        batches.push(fresh);
+        let all = concat_batches(&schema, &batches).map_err(|e| encode_err(e.to_string()))?;
+        table::sort_batch(&all).map_err(|e| encode_err(e.to_string()))?
+    };
+
+    let dir = partition_dir(table.name(), date);
+    let mut written = 0;
+    let mut offset = 0;
+    while offset < merged.num_rows() {
+        let len = MAX_ROWS_PER_FILE.min(merged.num_rows() - offset);
+        let bytes = encode(&merged.slice(offset, len), table, scope.employee_type)
+            .map_err(|e| encode_err(e.to_string()))?;
+        let file = WrittenFile {
+            path: format!("{dir}/part-{written:05}.parquet"),
+            table,
+            date,
+            rows: len,
+            bytes: bytes.len() as u64,
+        };
+        planned.files.push((file, bytes));
+        written += 1;
+        offset += len;
+    }
+    for (index, rel, _) in old.parts {
+        if index >= written {
+            planned.deletes.push(rel);
+        }
+    }
+    Ok(())
+}
+
+/// The rows of `batch` the run does not replace.
+fn outside_scope(batch: &RecordBatch, scope: &Scope) -> Result<RecordBatch, ArrowError> {
+    let users = batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| ArrowError::SchemaError("user_id is not the first, utf8 column".into()))?;
+    let statuses = batch
+        .column(2)
+        .as_any()
+        .downcast_ref::<Int32Array>()
+        .ok_or_else(|| ArrowError::SchemaError("status is not the third, int32 column".into()))?;
+    let keep: BooleanArray = (0..batch.num_rows())
+        .map(|i| {
+            let user = users.is_valid(i).then(|| users.value(i));
+            Some(!scope.covers(user, statuses.value(i)))
+        })
+        .collect();
+    filter_record_batch(batch, &keep)
+}
+
+/// The new rejects file of one date: old lines outside the scope plus the fresh rejects.
+fn merge_rejects(
+    date: NaiveDate,
+    fresh: Vec<Reject>,
+    old: Option<String>,
+    scope: &Scope,
+    stamp: &RunStamp,
+    planned: &mut Planned,
+) -> Result<(), SinkError> {
+    let rel = format!("{}/{REJECTS_FILE}", partition_dir(REJECTS_DIR, date));
+    if fresh.is_empty() && old.is_none() {
+        return Ok(());
+    }
+    #[derive(serde::Deserialize)]
+    struct Key {
+        user_id: Option<String>,
+        status: i32,
+    }
+    let mut buf = Vec::new();
+    for line in old
+        .as_deref()
+        .unwrap_or("")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+    {
+        let key: Key = serde_json::from_str(line).map_err(|e| SinkError::Read {
+            path: rel.clone(),
+            detail: e.to_string(),
+        })?;
+        if !scope.covers(key.user_id.as_deref(), key.status) {
+            buf.extend_from_slice(line.as_bytes());
+            buf.push(b'\n');
+        }
+    }
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        run_id: &'a str,
+        #[serde(flatten)]
+        reject: &'a Reject,
+    }
+    for reject in &fresh {
+        let line = Line {
+            run_id: &stamp.run_id,
+            reject,
+        };
+        serde_json::to_writer(&mut buf, &line).expect("a reject always serializes");
+        buf.push(b'\n');
+    }
+    planned.rejects += fresh.len() as u64;
+    if buf.is_empty() {
+        planned.rejects_deletes.push(rel);
+    } else {
+        planned.rejects_puts.push((rel, buf));
+    }
+    Ok(())
+}
+
+/// Every row of a table in the output root (all dates, in date order), for tests and tools.
+pub async fn read_table(
+    store: &Store,
+    table: Table,
+) -> Result<Vec<(NaiveDate, RecordBatch)>, SinkError> {
+    let mut parts: Vec<(NaiveDate, usize, String)> = store
+        .list_files(table.name())
+        .await?
+        .into_iter()
+        .filter_map(|rel| parse_part(&rel).map(|(d, i)| (d, i, rel)))
+        .collect();
+    parts.sort();
+    let mut out = Vec::new();
+    for (date, _, rel) in parts {
+        let bytes = store.get(&rel).await?.unwrap_or_default();
+        let (batches, _) = decode(bytes).map_err(|e| SinkError::Read {
+            path: store.describe(&rel),
+            detail: e.to_string(),
+        })?;
+        out.extend(batches.into_iter().map(|b| (date, b)));
+    }
     Ok(out)
+}
+
+/// [`read_table`] of a local root, without an async runtime.
+pub fn read_local_table(
+    root: &std::path::Path,
+    table: Table,
+) -> Result<Vec<(NaiveDate, RecordBatch)>, SinkError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime starts");
+    rt.block_on(read_table(&Store::Local(root.to_path_buf()), table))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_paths_parse_and_others_do_not() {
+        let d = NaiveDate::from_ymd_opt(2026, 9, 15).unwrap();
+        assert_eq!(
+            parse_part("outs/date=2026-09-15/part-00003.parquet"),
+            Some((d, 3))
+        );
+        assert_eq!(parse_part("outs/date=2026-09-15/notes.txt"), None);
+        assert_eq!(parse_part("outs/date=bad/part-00000.parquet"), None);
+        assert_eq!(
+            parse_part("outs/date=2026-09-15/x/part-00000.parquet"),
+            None
+        );
+    }
+
+    #[test]
+    fn scope_covers_its_users_and_statuses_only() {
+        let scope = Scope {
+            users: ["u1".to_string()].into(),
+            statuses: [2].into(),
+            employee_type: "employee_id",
+        };
+        assert!(scope.covers(Some("u1"), 2));
+        assert!(!scope.covers(Some("u1"), 3));
+        assert!(!scope.covers(Some("u2"), 2));
+        assert!(scope.covers(None, 2));
+    }
 }

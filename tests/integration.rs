@@ -9,7 +9,7 @@ use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{Array, RecordBatch};
 use attendance_sync::plan::EmployeeType;
 use attendance_sync::sim::{Faults, SimConfig, SimTenant};
-use attendance_sync::sink::read_table;
+use attendance_sync::sink::read_local_table;
 use attendance_sync::table::Table;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 
@@ -196,7 +196,7 @@ struct TableData {
 impl TableData {
     fn read(root: &Path, table: Table) -> TableData {
         TableData {
-            batches: read_table(root, table).unwrap(),
+            batches: read_local_table(root, table).unwrap(),
         }
     }
 
