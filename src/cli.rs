@@ -98,6 +98,14 @@ pub struct BackfillArgs {
     /// 4 revoked. Leaves and overtime exist only for 2 and 3. Example: --statuses 2,3,4
     #[arg(long, value_delimiter = ',', default_value = "2", value_name = "LIST")]
     pub statuses: Vec<Status>,
+    /// Start over: ignore the windows an interrupted run of this same backfill already committed
+    /// (by default a rerun resumes after them).
+    #[arg(long)]
+    pub restart: bool,
+    /// Seconds the lease on the output root lives without renewal. A run killed without releasing
+    /// it blocks other runs (exit 2) until it expires.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub lease_ttl: u64,
     /// Open Platform host; Lark tenants use https://open.larksuite.com.
     #[arg(long, env = "FEISHU_BASE_URL", default_value = DEFAULT_BASE_URL, value_name = "URL")]
     pub base_url: String,

@@ -94,6 +94,8 @@ pub fn backfill(args: BackfillArgs) -> anyhow::Result<u8> {
         out: args.out,
         today: cli::platform_today(),
         concurrency: args.client.concurrency,
+        restart: args.restart,
+        lease_ttl: std::time::Duration::from_secs(args.lease_ttl.max(3)),
     };
     let client = Client::new(config)?;
     let summary = runtime()?.block_on(run::backfill(&client, &request))?;
@@ -144,6 +146,8 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<u8> {
             out: args.out.clone(),
             today,
             concurrency: args.client.concurrency,
+            restart: false,
+            lease_ttl: std::time::Duration::from_secs(120),
         };
         let summary = run::backfill(&client, &request).await?;
         let stats = tenant.stats();

@@ -7,10 +7,13 @@
 //! and [`table`] do no I/O.
 
 pub mod cli;
+pub mod ddl;
 pub mod flatten;
+pub mod lease;
 pub mod plan;
 pub mod platform;
 pub mod run;
+pub mod runlog;
 pub mod sim;
 pub mod sink;
 pub mod store;

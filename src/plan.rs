@@ -80,7 +80,9 @@ impl FromStr for Status {
 }
 
 /// An inclusive range of dates that one query may cover.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Window {
     pub from: NaiveDate,
     pub to: NaiveDate,

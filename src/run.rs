@@ -21,9 +21,11 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
 use crate::flatten::{self, FlattenCounts, Reject, Tables};
+use crate::lease::{Lease, LeaseError};
 use crate::plan::{self, Clipped, EmployeeType, Plan, PlanError, Status, Window};
 use crate::platform::model::QueryRequest;
 use crate::platform::{Client, ClientStats, PlatformError};
+use crate::runlog::{self, FailedQuery, Manifest, Progress, WindowOutcome};
 use crate::sink::{CommitReport, REJECTS_DIR, Scope, Sink, SinkError, WrittenFile};
 use crate::store::{Store, StoreError};
 use crate::table::{RunStamp, Table};
@@ -53,6 +55,10 @@ pub struct BackfillRequest {
     pub today: NaiveDate,
     /// Queries in flight at once.
     pub concurrency: usize,
+    /// Ignore what an interrupted run of the same backfill committed, and redo every window.
+    pub restart: bool,
+    /// Lifetime of the lease on the output root; renewed every third of it while the run lives.
+    pub lease_ttl: Duration,
 }
 
 /// Which part of the plan a query covered, for messages.
@@ -105,6 +111,8 @@ pub enum RunError {
     Sink(#[from] SinkError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
     #[error("{batch}: {error}")]
     Fatal {
         batch: Box<BatchRef>,
@@ -127,7 +135,9 @@ impl RunError {
     /// Exit code: 2 for what the operator must fix in the command or its configuration, else 1.
     pub fn exit_code(&self) -> u8 {
         match self {
-            RunError::Plan(_) | RunError::Store(StoreError::BadUrl { .. }) => 2,
+            RunError::Plan(_)
+            | RunError::Store(StoreError::BadUrl { .. })
+            | RunError::Lease(LeaseError::Held { .. } | LeaseError::Unreadable { .. }) => 2,
             RunError::Sink(
                 SinkError::EmployeeTypeMismatch { .. } | SinkError::SchemaMismatch { .. },
             ) => 2,
@@ -156,7 +166,14 @@ pub struct RunSummary {
     pub clipped: Option<Clipped>,
     pub rows: BTreeMap<Table, u64>,
     pub files: Vec<WrittenFile>,
-    pub files_removed: usize,
+    /// Files deleted because their date has fewer parts, or no rows, now.
+    pub files_removed: Vec<String>,
+    /// Windows committed by an interrupted run of the same backfill, not fetched again.
+    pub windows_skipped: BTreeSet<Window>,
+    /// Windows that failed.
+    pub windows_failed: BTreeSet<Window>,
+    /// Windows this run committed.
+    pub committed_windows: BTreeSet<Window>,
     pub rejects: u64,
     pub dst: FlattenCounts,
     pub client: ClientStats,
@@ -171,6 +188,11 @@ pub struct RunSummary {
     pub rate_limit: u32,
     /// The error that stopped the run early, after the windows counted here were committed.
     pub fatal: Option<Fatal>,
+    /// The users asked for, in the order planned.
+    pub user_ids: Vec<String>,
+    pub employee_type: EmployeeType,
+    /// Where the run's manifest was written.
+    pub manifest: Option<String>,
 }
 
 /// An error that stopped a run after it had started writing.
@@ -233,6 +255,11 @@ impl RunSummary {
         (!parts.is_empty()).then(|| parts.join("; "))
     }
 
+    /// Whether `window` was committed by this run.
+    pub fn committed(&self, window: &Window) -> bool {
+        self.committed_windows.contains(window)
+    }
+
     /// Query requests per second while queries ran: the figure to hold against the rate limit.
     pub fn request_rate(&self) -> f64 {
         self.client.query_requests as f64 / self.query_phase.as_secs_f64().max(1e-9)
@@ -273,10 +300,17 @@ impl fmt::Display for RunSummary {
             let rows = self.rows.get(&table).copied().unwrap_or(0);
             w(f, table.name(), format!("{rows} rows"))?;
         }
+        if !self.windows_skipped.is_empty() {
+            let v = format!(
+                "{} windows committed by an interrupted run of this backfill were not fetched again (--restart redoes them)",
+                self.windows_skipped.len()
+            );
+            w(f, "resumed", v)?;
+        }
         let v = format!(
             "{} written, {} removed",
             self.files.len(),
-            self.files_removed
+            self.files_removed.len()
         );
         w(f, "files", v)?;
         let v = match self.rejects {
@@ -308,6 +342,9 @@ impl fmt::Display for RunSummary {
             format!("{:.2}s", self.duration.as_secs_f64()),
         )?;
         w(f, "output", self.out.clone())?;
+        if let Some(m) = &self.manifest {
+            w(f, "manifest", m.clone())?;
+        }
         if !self.refused_users.is_empty() {
             let ids: Vec<&str> = self.refused_users.iter().map(String::as_str).collect();
             let v = format!(
@@ -422,11 +459,86 @@ pub async fn backfill(client: &Client, request: &BackfillRequest) -> Result<RunS
     }
     let store = Arc::new(Store::open(&request.out)?);
     store.check().await?;
-    let sink = Arc::new(Sink::new(Arc::clone(&store)));
+    let lease = Arc::new(Lease::acquire(Arc::clone(&store), &run_id, request.lease_ttl).await?);
+    let renewal = lease.keep_renewed();
+    let outcome = backfill_leased(
+        client,
+        request,
+        &store,
+        &lease,
+        run_id,
+        started_at,
+        clock,
+        users,
+        users_source,
+        plan,
+    )
+    .await;
+    renewal.abort();
+    if let Err(e) = lease.release().await {
+        tracing::warn!(error = %e, "could not release the lease; it expires by itself");
+    }
+    outcome
+}
+
+/// The part of a backfill that runs under the lease.
+#[allow(clippy::too_many_arguments)]
+async fn backfill_leased(
+    client: &Client,
+    request: &BackfillRequest,
+    store: &Arc<Store>,
+    lease: &Arc<Lease>,
+    run_id: String,
+    started_at: DateTime<Utc>,
+    clock: Instant,
+    users: Vec<String>,
+    users_source: &'static str,
+    plan: Plan,
+) -> Result<RunSummary, RunError> {
+    let sink = Arc::new(Sink::new(Arc::clone(store)));
     let stamp = Arc::new(RunStamp {
         run_id: run_id.clone(),
         ingested_at_micros: started_at.timestamp_micros(),
     });
+    let statuses: Vec<i32> = plan.statuses.iter().map(|s| s.code()).collect();
+    let (first, last) = (
+        plan.windows[0].from,
+        plan.windows[plan.windows.len() - 1].to,
+    );
+    let key = runlog::progress_key(
+        first,
+        last,
+        &statuses,
+        request.employee_type.as_str(),
+        &users,
+    );
+    let mut progress = match runlog::load_progress(store, &key).await? {
+        Some(p) if !request.restart => p,
+        _ => Progress {
+            key: key.clone(),
+            from: first,
+            to: last,
+            statuses: statuses.clone(),
+            employee_type: request.employee_type.as_str().to_string(),
+            users: users.len(),
+            committed: BTreeSet::new(),
+            updated_at: started_at,
+            run_id: run_id.clone(),
+        },
+    };
+    let skip: BTreeSet<Window> = progress
+        .committed
+        .iter()
+        .copied()
+        .filter(|w| plan.windows.contains(w))
+        .collect();
+    if !skip.is_empty() {
+        tracing::info!(
+            windows = skip.len(),
+            "resuming: windows committed by an interrupted run are not fetched again"
+        );
+    }
+    progress.run_id = run_id.clone();
     tracing::info!(
         run_id,
         windows = plan.windows.len(),
@@ -447,7 +559,10 @@ pub async fn backfill(client: &Client, request: &BackfillRequest) -> Result<RunS
         clipped: plan.clipped,
         rows: BTreeMap::new(),
         files: Vec::new(),
-        files_removed: 0,
+        files_removed: Vec::new(),
+        windows_skipped: skip.clone(),
+        windows_failed: BTreeSet::new(),
+        committed_windows: BTreeSet::new(),
         rejects: 0,
         dst: FlattenCounts::default(),
         client: ClientStats::default(),
@@ -457,6 +572,9 @@ pub async fn backfill(client: &Client, request: &BackfillRequest) -> Result<RunS
         query_phase: Duration::ZERO,
         rate_limit: client.rate_limit(),
         fatal: None,
+        user_ids: users,
+        employee_type: request.employee_type,
+        manifest: None,
     };
     let mut pipeline = Pipeline {
         client,
@@ -464,6 +582,10 @@ pub async fn backfill(client: &Client, request: &BackfillRequest) -> Result<RunS
         plan: &plan,
         sink,
         stamp,
+        store: Arc::clone(store),
+        lease: Arc::clone(lease),
+        progress,
+        skip,
         queue: VecDeque::new(),
         open: HashMap::new(),
         next_window: 0,
@@ -475,7 +597,6 @@ pub async fn backfill(client: &Client, request: &BackfillRequest) -> Result<RunS
     let result = pipeline.run(request.concurrency.max(1)).await;
     let mut summary = pipeline.summary;
     summary.client = client.stats();
-    summary.duration = clock.elapsed();
     if let (Some(first), Some(last)) = (pipeline.first_query, pipeline.last_answer) {
         summary.query_phase = last.saturating_duration_since(first);
     }
@@ -485,8 +606,75 @@ pub async fn backfill(client: &Client, request: &BackfillRequest) -> Result<RunS
             message: e.to_string(),
             exit_code: e.exit_code(),
         });
+    } else if summary.failures.is_empty() && summary.refused_users.is_empty() {
+        // Finished: a rerun of the same backfill fetches everything again.
+        runlog::clear_progress(store, &key).await?;
+    }
+    summary.duration = clock.elapsed();
+    let manifest = manifest_of(&summary);
+    match manifest.write(store).await {
+        Ok(path) => summary.manifest = Some(path),
+        Err(e) => tracing::error!(error = %e, "could not write the run manifest"),
     }
     Ok(summary)
+}
+
+/// The manifest of a finished (or stopped) run.
+pub fn manifest_of(s: &RunSummary) -> Manifest {
+    let windows = s
+        .windows
+        .iter()
+        .map(|w| WindowOutcome {
+            window: *w,
+            outcome: if s.windows_skipped.contains(w) {
+                "skipped"
+            } else if s.windows_failed.contains(w) {
+                "failed"
+            } else if s.files.iter().any(|f| w.contains(f.date)) || s.committed(w) {
+                "committed"
+            } else {
+                "not reached"
+            },
+        })
+        .collect();
+    Manifest {
+        run_id: s.run_id.clone(),
+        schema_version: crate::table::SCHEMA_VERSION,
+        started_at: s.started_at,
+        duration_seconds: s.duration.as_secs_f64(),
+        exit_code: s.exit_code(),
+        output: s.out.clone(),
+        from: s.windows.first().map(|w| w.from),
+        to: s.windows.last().map(|w| w.to),
+        windows,
+        users_source: s.users_source,
+        users: s.user_ids.clone(),
+        statuses: s.statuses.iter().map(|st| st.code()).collect(),
+        employee_type: s.employee_type.as_str(),
+        requests: s.client,
+        query_rate_per_second: s.request_rate(),
+        rate_limit_per_second: s.rate_limit,
+        rows_fetched: s.rows.clone(),
+        rows_in_files: Manifest::rows_by_date(&s.files),
+        files: s.files.clone(),
+        files_removed: s.files_removed.clone(),
+        rejects: s.rejects,
+        dst: s.dst,
+        refused_users: s.refused_users.iter().cloned().collect(),
+        failed_queries: s
+            .failures
+            .iter()
+            .map(|f| FailedQuery {
+                window: f.batch.window,
+                batch: f.batch.index,
+                status: f.batch.status.code(),
+                first_user: f.batch.first_user.clone(),
+                last_user: f.batch.last_user.clone(),
+                error: f.error.to_string(),
+            })
+            .collect(),
+        fatal: s.fatal.as_ref().map(|f| f.message.clone()),
+    }
 }
 
 /// One query to make: a (sub-)batch of users over a window, for one status.
@@ -537,6 +725,11 @@ struct Pipeline<'a> {
     plan: &'a Plan,
     sink: Arc<Sink>,
     stamp: Arc<RunStamp>,
+    store: Arc<Store>,
+    lease: Arc<Lease>,
+    progress: Progress,
+    /// Windows committed by an interrupted run, not fetched again.
+    skip: BTreeSet<Window>,
     /// Jobs not sent yet; split jobs go to the front.
     queue: VecDeque<Job>,
     open: HashMap<usize, OpenWindow>,
@@ -556,7 +749,7 @@ impl<'a> Pipeline<'a> {
         // their counts belong in the summary.
         drop(in_flight);
         while let Some(done) = commits.next().await {
-            let outcome = self.on_committed(done);
+            let outcome = self.on_committed(done).await;
             if result.is_ok() {
                 outcome?;
             }
@@ -571,6 +764,12 @@ impl<'a> Pipeline<'a> {
         commits: &mut FuturesUnordered<tokio::task::JoinHandle<Committed>>,
     ) -> Result<(), RunError> {
         loop {
+            if self.lease.is_lost() {
+                return Err(LeaseError::Lost {
+                    location: self.store.describe(crate::lease::LEASE_PATH),
+                }
+                .into());
+            }
             while in_flight.len() < concurrency {
                 if self.queue.is_empty() && !self.open_next_window() {
                     break;
@@ -597,18 +796,27 @@ impl<'a> Pipeline<'a> {
                     self.on_answer(job, answer)?;
                     self.settle_if_done(commits).await?;
                 }
-                Some(done) = commits.next() => self.on_committed(done)?,
+                Some(done) = commits.next() => self.on_committed(done).await?,
             }
         }
     }
 
     /// Queues the jobs of the next window; false when every window is queued already.
     fn open_next_window(&mut self) -> bool {
-        let index = self.next_window;
+        let mut index = self.next_window;
+        while self
+            .plan
+            .windows
+            .get(index)
+            .is_some_and(|w| self.skip.contains(w))
+        {
+            index += 1;
+        }
         let Some(&window) = self.plan.windows.get(index) else {
+            self.next_window = index;
             return false;
         };
-        self.next_window += 1;
+        self.next_window = index + 1;
         let mut state = OpenWindow {
             window,
             pending: 0,
@@ -777,12 +985,13 @@ impl<'a> Pipeline<'a> {
         for index in done {
             let state = self.open.remove(&index).expect("listed above");
             if !state.failures.is_empty() {
+                self.summary.windows_failed.insert(state.window);
                 self.summary.failures.extend(state.failures);
                 continue;
             }
             while commits.len() >= MAX_PENDING_COMMITS {
                 if let Some(done) = commits.next().await {
-                    self.on_committed(done)?;
+                    self.on_committed(done).await?;
                 }
             }
             commits.push(self.commit(state));
@@ -826,7 +1035,7 @@ impl<'a> Pipeline<'a> {
         })
     }
 
-    fn on_committed(
+    async fn on_committed(
         &mut self,
         done: Result<Committed, tokio::task::JoinError>,
     ) -> Result<(), RunError> {
@@ -839,10 +1048,14 @@ impl<'a> Pipeline<'a> {
         s.rejects += report.rejects;
         s.dst.dst_gap_shifted += done.counts.dst_gap_shifted;
         s.dst.dst_ambiguous_earlier += done.counts.dst_ambiguous_earlier;
-        s.files_removed += report.removed.len();
+        s.files_removed.extend(report.removed);
         s.files.extend(report.files);
         s.windows_committed += 1;
+        s.committed_windows.insert(done.window);
         tracing::info!(run_id = %s.run_id, window = %done.window, "window committed");
+        self.progress.committed.insert(done.window);
+        self.progress.updated_at = Utc::now();
+        runlog::save_progress(&self.store, &self.progress).await?;
         Ok(())
     }
 }

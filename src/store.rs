@@ -56,6 +56,12 @@ impl Store {
     /// Opens `--out`: a path or `file://` URL is a local directory, `s3://`, `gs://` and `az://`
     /// (also `abfs://`, `azure://`) are object stores configured from the environment.
     pub fn open(out: &str) -> Result<Store, StoreError> {
+        Store::open_with(out, &[])
+    }
+
+    /// [`Store::open`], with configuration keys of the cloud's builder (e.g. `aws_endpoint`,
+    /// `aws_access_key_id`) applied over the environment's.
+    pub fn open_with(out: &str, options: &[(&str, &str)]) -> Result<Store, StoreError> {
         let bad = |detail: String| StoreError::BadUrl {
             url: out.to_string(),
             detail,
@@ -72,24 +78,28 @@ impl Store {
         }
         let base = format!("{scheme}://{bucket}");
         let inner: Arc<dyn ObjectStore> = match scheme {
-            "s3" | "s3a" => Arc::new(
-                object_store::aws::AmazonS3Builder::from_env()
-                    .with_url(&base)
-                    .build()
-                    .map_err(|e| bad(e.to_string()))?,
-            ),
-            "gs" => Arc::new(
-                object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                    .with_url(&base)
-                    .build()
-                    .map_err(|e| bad(e.to_string()))?,
-            ),
-            "az" | "abfs" | "abfss" | "azure" => Arc::new(
-                object_store::azure::MicrosoftAzureBuilder::from_env()
-                    .with_url(&base)
-                    .build()
-                    .map_err(|e| bad(e.to_string()))?,
-            ),
+            "s3" | "s3a" => {
+                let mut b = object_store::aws::AmazonS3Builder::from_env().with_url(&base);
+                for (k, v) in options {
+                    b = b.with_config(k.parse().map_err(|e| bad(format!("{e}")))?, *v);
+                }
+                Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
+            }
+            "gs" => {
+                let mut b =
+                    object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(&base);
+                for (k, v) in options {
+                    b = b.with_config(k.parse().map_err(|e| bad(format!("{e}")))?, *v);
+                }
+                Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
+            }
+            "az" | "abfs" | "abfss" | "azure" => {
+                let mut b = object_store::azure::MicrosoftAzureBuilder::from_env().with_url(&base);
+                for (k, v) in options {
+                    b = b.with_config(k.parse().map_err(|e| bad(format!("{e}")))?, *v);
+                }
+                Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
+            }
             other => return Err(bad(format!("unknown scheme '{other}'"))),
         };
         Ok(Store::Remote {
