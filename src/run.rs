@@ -26,7 +26,7 @@ use crate::plan::{self, Clipped, EmployeeType, Plan, PlanError, Status, Window};
 use crate::platform::model::QueryRequest;
 use crate::platform::{Client, ClientStats, PlatformError};
 use crate::runlog::{self, FailedQuery, Manifest, Progress, WindowOutcome};
-use crate::sink::{CommitReport, REJECTS_DIR, Scope, Sink, SinkError, WrittenFile};
+use crate::sink::{CommitReport, FreshRows, REJECTS_DIR, Scope, Sink, SinkError, WrittenFile};
 use crate::store::{Store, StoreError};
 use crate::table::{RunStamp, Table};
 
@@ -378,7 +378,7 @@ pub fn new_run_id(started: DateTime<Utc>) -> String {
 }
 
 /// Windows whose commit may be under way while the next ones are fetched.
-const MAX_PENDING_COMMITS: usize = 2;
+const MAX_PENDING_COMMITS: usize = 1;
 /// Refused users, with no query accepted yet, after which the run stops as misconfigured.
 const ALL_REFUSED_LIMIT: usize = 100;
 
@@ -689,7 +689,7 @@ struct Job {
 /// Rows, rejects and counts of one window while its queries come in.
 #[derive(Default)]
 struct Fetched {
-    tables: Tables,
+    fresh: FreshRows,
     rejects: Vec<Reject>,
     counts: FlattenCounts,
 }
@@ -902,6 +902,7 @@ impl<'a> Pipeline<'a> {
         job: Job,
         answer: Result<crate::platform::model::QueryData, PlatformError>,
     ) -> Result<(), RunError> {
+        let stamp = &self.stamp;
         let state = self
             .open
             .get_mut(&job.window)
@@ -911,15 +912,17 @@ impl<'a> Pipeline<'a> {
             Ok(data) => {
                 self.accepted_queries += 1;
                 let f = &mut state.fetched;
+                let mut tables = Tables::default();
                 flatten::flatten(
                     data,
                     job.status,
                     state.window,
                     &job.users,
-                    &mut f.tables,
+                    &mut tables,
                     &mut f.rejects,
                     &mut f.counts,
                 );
+                f.fresh.add(tables, stamp)?;
                 return Ok(());
             }
             Err(error) => error,
@@ -1007,7 +1010,19 @@ impl<'a> Pipeline<'a> {
             mut fetched,
             ..
         } = state;
-        fetched.tables.retain_users(|u| !refused.contains(u));
+        if !refused.is_empty()
+            && let Err(e) = fetched.fresh.retain_users(|u| !refused.contains(u))
+        {
+            let report = Err(e);
+            return tokio::spawn(async move {
+                Committed {
+                    window,
+                    report,
+                    rows: BTreeMap::new(),
+                    counts: FlattenCounts::default(),
+                }
+            });
+        }
         fetched
             .rejects
             .retain(|r| r.user_id.as_ref().is_none_or(|u| !refused.contains(u)));
@@ -1018,13 +1033,13 @@ impl<'a> Pipeline<'a> {
         };
         let rows = Table::ALL
             .iter()
-            .map(|t| (*t, fetched.tables.rows(*t) as u64))
+            .map(|t| (*t, fetched.fresh.rows(*t) as u64))
             .collect();
         let sink = Arc::clone(&self.sink);
         let stamp = Arc::clone(&self.stamp);
         tokio::spawn(async move {
             let report = sink
-                .commit_window(window, fetched.tables, fetched.rejects, scope, stamp)
+                .commit_window(window, fetched.fresh, fetched.rejects, scope, stamp)
                 .await;
             Committed {
                 window,

@@ -116,6 +116,123 @@ impl Scope {
     }
 }
 
+/// A window's fresh rows, columnar. Each answer's rows of a table become one Arrow batch as the
+/// answer arrives, sorted by date with the span of each date noted, so a window in waiting costs
+/// its data's columnar size rather than that of millions of small strings.
+#[derive(Debug, Default)]
+pub struct FreshRows {
+    parts: BTreeMap<Table, Vec<(RecordBatch, DateSpans)>>,
+}
+
+/// Where each date's rows are in a batch sorted by date: date → (offset, length).
+type DateSpans = BTreeMap<NaiveDate, (usize, usize)>;
+
+impl FreshRows {
+    /// Adds the rows flattened from one answer.
+    pub fn add(&mut self, tables: Tables, stamp: &RunStamp) -> Result<(), SinkError> {
+        let Tables {
+            outs,
+            leaves,
+            overtime_works,
+            trips,
+        } = tables;
+        self.add_table(Table::Outs, outs, stamp, |r, s| {
+            table::absence_batch(r, true, s)
+        })?;
+        self.add_table(Table::Leaves, leaves, stamp, |r, s| {
+            table::absence_batch(r, false, s)
+        })?;
+        self.add_table(
+            Table::OvertimeWorks,
+            overtime_works,
+            stamp,
+            table::overtime_batch,
+        )?;
+        self.add_table(Table::Trips, trips, stamp, table::trip_batch)
+    }
+
+    fn add_table<R: table::Row>(
+        &mut self,
+        table: Table,
+        by_date: DateRows<R>,
+        stamp: &RunStamp,
+        to_batch: impl Fn(&[R], &RunStamp) -> Result<RecordBatch, ArrowError>,
+    ) -> Result<(), SinkError> {
+        let mut rows = Vec::with_capacity(by_date.values().map(Vec::len).sum());
+        let mut spans = BTreeMap::new();
+        for (date, mut day) in by_date {
+            table::sort_rows(&mut day);
+            spans.insert(date, (rows.len(), day.len()));
+            rows.extend(day);
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let batch = to_batch(&rows, stamp).map_err(|e| SinkError::Encode {
+            table: table.name(),
+            date: *spans.keys().next().expect("rows have dates"),
+            detail: e.to_string(),
+        })?;
+        self.parts.entry(table).or_default().push((batch, spans));
+        Ok(())
+    }
+
+    /// Rows held for `table`.
+    pub fn rows(&self, table: Table) -> usize {
+        self.parts
+            .get(&table)
+            .map_or(0, |v| v.iter().map(|(b, _)| b.num_rows()).sum())
+    }
+
+    /// The rows of one partition, as slices of the held batches.
+    fn take_partition(&self, table: Table, date: NaiveDate) -> Vec<RecordBatch> {
+        self.parts
+            .get(&table)
+            .into_iter()
+            .flatten()
+            .filter_map(|(batch, spans)| {
+                spans
+                    .get(&date)
+                    .map(|&(offset, len)| batch.slice(offset, len))
+            })
+            .collect()
+    }
+
+    /// Drops the rows of users for which `keep` is false.
+    pub fn retain_users(&mut self, keep: impl Fn(&str) -> bool) -> Result<(), SinkError> {
+        for (table, batches) in &mut self.parts {
+            for (batch, spans) in batches.iter_mut() {
+                let users = batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .expect("user_id is the first, utf8 column");
+                let keep_row: Vec<bool> = users.iter().map(|u| u.is_some_and(&keep)).collect();
+                if keep_row.iter().all(|k| *k) {
+                    continue;
+                }
+                // Recompute the spans over the rows kept.
+                let mut kept_before = vec![0usize; keep_row.len() + 1];
+                for (i, k) in keep_row.iter().enumerate() {
+                    kept_before[i + 1] = kept_before[i] + usize::from(*k);
+                }
+                for (offset, len) in spans.values_mut() {
+                    let start = kept_before[*offset];
+                    *len = kept_before[*offset + *len] - start;
+                    *offset = start;
+                }
+                let mask = BooleanArray::from(keep_row);
+                *batch = filter_record_batch(batch, &mask).map_err(|e| SinkError::Encode {
+                    table: table.name(),
+                    date: spans.keys().next().copied().unwrap_or_default(),
+                    detail: e.to_string(),
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Encodes one batch as a Parquet file in memory.
 pub fn encode(
     batch: &RecordBatch,
@@ -208,7 +325,7 @@ impl Sink {
     pub async fn commit_window(
         &self,
         window: Window,
-        tables: Tables,
+        fresh: FreshRows,
         rejects: Vec<Reject>,
         scope: Scope,
         stamp: Arc<RunStamp>,
@@ -265,7 +382,7 @@ impl Sink {
             plan_commit(
                 &store,
                 window,
-                tables,
+                fresh,
                 rejects,
                 existing,
                 old_rejects,
@@ -315,7 +432,7 @@ impl Sink {
 fn plan_commit(
     store: &Store,
     window: Window,
-    mut tables: Tables,
+    fresh: FreshRows,
     rejects: Vec<Reject>,
     mut existing: BTreeMap<(Table, NaiveDate), Existing>,
     mut old_rejects: BTreeMap<NaiveDate, String>,
@@ -342,34 +459,11 @@ fn plan_commit(
         rejects_by_date.entry(date).or_default().push(r);
     }
     for date in window.dates() {
-        let mut partition = |table: Table, fresh: Result<RecordBatch, ArrowError>| {
+        for table in Table::ALL {
+            let new = fresh.take_partition(table, date);
             let old = existing.remove(&(table, date)).unwrap_or_default();
-            merge_partition(store, table, date, fresh, old, scope, &mut planned)
-        };
-        partition(
-            Table::Outs,
-            sorted_batch(take(&mut tables.outs, date), stamp, |r, s| {
-                table::absence_batch(r, true, s)
-            }),
-        )?;
-        partition(
-            Table::Leaves,
-            sorted_batch(take(&mut tables.leaves, date), stamp, |r, s| {
-                table::absence_batch(r, false, s)
-            }),
-        )?;
-        partition(
-            Table::OvertimeWorks,
-            sorted_batch(
-                take(&mut tables.overtime_works, date),
-                stamp,
-                table::overtime_batch,
-            ),
-        )?;
-        partition(
-            Table::Trips,
-            sorted_batch(take(&mut tables.trips, date), stamp, table::trip_batch),
-        )?;
+            merge_partition(store, table, date, new, old, scope, &mut planned)?;
+        }
         merge_rejects(
             date,
             rejects_by_date.remove(&date).unwrap_or_default(),
@@ -382,25 +476,12 @@ fn plan_commit(
     Ok(planned)
 }
 
-fn take<R>(rows: &mut DateRows<R>, date: NaiveDate) -> Vec<R> {
-    rows.remove(&date).unwrap_or_default()
-}
-
-fn sorted_batch<R: table::Row>(
-    mut rows: Vec<R>,
-    stamp: &RunStamp,
-    to_batch: impl Fn(&[R], &RunStamp) -> Result<RecordBatch, ArrowError>,
-) -> Result<RecordBatch, ArrowError> {
-    table::sort_rows(&mut rows);
-    to_batch(&rows, stamp)
-}
-
 /// The new content of one partition: old rows outside the scope plus the fresh rows.
 fn merge_partition(
     store: &Store,
     table: Table,
     date: NaiveDate,
-    fresh: Result<RecordBatch, ArrowError>,
+    fresh: Vec<RecordBatch>,
     old: Existing,
     scope: &Scope,
     planned: &mut Planned,
@@ -410,8 +491,7 @@ fn merge_partition(
         date,
         detail,
     };
-    let fresh = fresh.map_err(|e| encode_err(e.to_string()))?;
-    if fresh.num_rows() == 0 && old.parts.is_empty() {
+    if fresh.is_empty() && old.parts.is_empty() {
         return Ok(());
     }
     let expected = table.schema();
@@ -443,13 +523,16 @@ fn merge_partition(
             }
         }
     }
-    let merged = if batches.is_empty() {
-        fresh
-    } else {
-        let schema = fresh.schema();
-        batches.push(fresh);
-        let all = concat_batches(&schema, &batches).map_err(|e| encode_err(e.to_string()))?;
-        table::sort_batch(&all).map_err(|e| encode_err(e.to_string()))?
+    batches.extend(fresh);
+    let merged = match batches.len() {
+        0 => RecordBatch::new_empty(expected),
+        // One answer's rows are sorted already.
+        1 => batches.pop().expect("one batch"),
+        _ => {
+            let all = concat_batches(&expected, &batches).map_err(|e| encode_err(e.to_string()))?;
+            drop(batches);
+            table::sort_batch(&all).map_err(|e| encode_err(e.to_string()))?
+        }
     };
 
     let dir = partition_dir(table.name(), date);

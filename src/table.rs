@@ -328,11 +328,16 @@ impl<'a, R: Row> Columns<'a, R> {
     }
 
     fn utf8_list(&mut self, name: &str, f: impl Fn(&R) -> Option<&[String]>) {
-        let mut b = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new(
-            "element",
-            DataType::Utf8,
-            true,
-        )));
+        // Exact capacities: a batch per answer is small, and default capacities (1024 items)
+        // would cost more than its data.
+        let n = self.rows.len();
+        let items: usize = self
+            .rows
+            .iter()
+            .map(|r| f(r).map_or(0, <[String]>::len))
+            .sum();
+        let mut b = ListBuilder::with_capacity(StringBuilder::with_capacity(items, items * 20), n)
+            .with_field(Arc::new(Field::new("element", DataType::Utf8, true)));
         for row in self.rows {
             match f(row) {
                 Some(items) => {
@@ -351,11 +356,10 @@ impl<'a, R: Row> Columns<'a, R> {
     }
 
     fn int32_list(&mut self, name: &str, f: impl Fn(&R) -> Option<&[i32]>) {
-        let mut b = ListBuilder::new(Int32Builder::new()).with_field(Arc::new(Field::new(
-            "element",
-            DataType::Int32,
-            true,
-        )));
+        let n = self.rows.len();
+        let items: usize = self.rows.iter().map(|r| f(r).map_or(0, <[i32]>::len)).sum();
+        let mut b = ListBuilder::with_capacity(Int32Builder::with_capacity(items), n)
+            .with_field(Arc::new(Field::new("element", DataType::Int32, true)));
         for row in self.rows {
             match f(row) {
                 Some(items) => {
@@ -373,8 +377,14 @@ impl<'a, R: Row> Columns<'a, R> {
 
     fn region_list(&mut self, name: &str, f: impl Fn(&R) -> Option<&[Region]>) {
         let item = DataType::Struct(region_fields());
-        let values = StructBuilder::from_fields(region_fields(), 0);
-        let mut b = ListBuilder::new(values).with_field(Arc::new(Field::new(
+        let n = self.rows.len();
+        let items: usize = self
+            .rows
+            .iter()
+            .map(|r| f(r).map_or(0, <[Region]>::len))
+            .sum();
+        let values = StructBuilder::from_fields(region_fields(), items);
+        let mut b = ListBuilder::with_capacity(values, n).with_field(Arc::new(Field::new(
             "element",
             item.clone(),
             true,

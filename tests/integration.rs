@@ -1603,3 +1603,309 @@ fn s3_round_trip_replaces_and_deletes_partitions() {
     // The S3 secret never reaches the output.
     assert!(!run.stderr().contains(S3_SECRET) && !run.stdout().contains(S3_SECRET));
 }
+
+fn spawn_backfill(
+    tenant: &Tenant,
+    users_file: &Path,
+    out: &Path,
+    from: &str,
+    to: &str,
+    extra: &[&str],
+) -> std::process::Child {
+    let url = tenant.url();
+    let mut args = vec![
+        "backfill",
+        "--from",
+        from,
+        "--to",
+        to,
+        "--out",
+        out.to_str().unwrap(),
+        "--users-file",
+        users_file.to_str().unwrap(),
+        "--base-url",
+        &url,
+    ];
+    args.extend_from_slice(extra);
+    Command::new(BIN)
+        .args(&args)
+        .envs(creds())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn committed_windows(out: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(out.join("_progress")) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .map(|v| v["committed"].as_array().map_or(0, Vec::len))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Every file a warehouse would read (names not starting with `_` or `.`) is whole Parquet.
+fn assert_only_whole_files_visible(out: &Path) {
+    for table in Table::ALL {
+        let dir = out.join(table.name());
+        let Ok(dates) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for date in dates {
+            for file in std::fs::read_dir(date.unwrap().path()).unwrap() {
+                let file = file.unwrap();
+                let name = file.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') || name.starts_with('_') {
+                    continue;
+                }
+                assert!(
+                    name.starts_with("part-") && name.ends_with(".parquet"),
+                    "visible stray file {name}"
+                );
+                let bytes = std::fs::read(file.path()).unwrap();
+                attendance_sync::sink::decode(bytes)
+                    .unwrap_or_else(|e| panic!("{name} is not whole: {e}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_second_run_on_the_same_root_is_refused_while_the_first_holds_the_lease() {
+    let tenant = small_tenant(150);
+    let ws = Workspace::new();
+    let users = tenant.sim().user_ids("employee_id").unwrap();
+    let users_file = ws.users_file(&users);
+    let out = ws.out();
+    // 4 batches × 4 windows at 4/s: about 4 s.
+    let first = spawn_backfill(
+        &tenant,
+        &users_file,
+        &out,
+        "2026-05-01",
+        "2026-08-31",
+        &["--rate-limit", "4"],
+    );
+    wait_for("the first run's lease", || out.join("_lease.json").exists());
+    let lease: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("_lease.json")).unwrap()).unwrap();
+    let holder = lease["run_id"].as_str().unwrap().to_string();
+
+    let second = backfill(&tenant, &ws, &users, "2026-05-01", "2026-05-31", &[]);
+    assert_eq!(second.code(), 2, "{}", second.stderr());
+    let last = second
+        .stderr()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        last.contains(&holder) && last.contains("_lease.json"),
+        "{last}"
+    );
+
+    let output = first.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!out.join("_lease.json").exists(), "released at the end");
+    // Now the root is free again.
+    backfill(&tenant, &ws, &users, "2026-05-01", "2026-05-31", &[]).assert_ok();
+}
+
+#[test]
+fn a_lease_left_by_a_killed_run_expires_and_is_taken_over() {
+    let tenant = small_tenant(5);
+    let ws = Workspace::new();
+    let users = tenant.sim().user_ids("employee_id").unwrap();
+    let out = ws.out();
+    std::fs::create_dir_all(&out).unwrap();
+    let lease = |expires: chrono::DateTime<Utc>| {
+        serde_json::json!({
+            "run_id": "20260101T000000Z-deadbeef", "host": "gone-pod", "pid": 4242,
+            "started_at": "2026-01-01T00:00:00Z", "expires_at": expires,
+        })
+        .to_string()
+    };
+    std::fs::write(
+        out.join("_lease.json"),
+        lease(Utc::now() + chrono::Duration::minutes(5)),
+    )
+    .unwrap();
+    let refused = backfill(&tenant, &ws, &users, "2026-09-01", "2026-09-05", &[]);
+    assert_eq!(refused.code(), 2);
+    assert!(
+        refused.stderr().contains("gone-pod"),
+        "{}",
+        refused.stderr()
+    );
+    std::fs::write(
+        out.join("_lease.json"),
+        lease(Utc::now() - chrono::Duration::seconds(1)),
+    )
+    .unwrap();
+    let run = backfill(&tenant, &ws, &users, "2026-09-01", "2026-09-05", &[]);
+    run.assert_ok();
+    assert!(
+        run.stderr().contains("took over an expired lease"),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn a_run_killed_mid_write_resumes_to_the_same_rows_as_an_uninterrupted_run() {
+    let tenant = small_tenant(150);
+    let ws = Workspace::new();
+    let users = tenant.sim().user_ids("employee_id").unwrap();
+    let users_file = ws.users_file(&users);
+    let out = ws.out();
+    let (from, to) = ("2026-04-01", "2026-08-31");
+    let args = ["--rate-limit", "5", "--lease-ttl", "3", "--statuses", "2,3"];
+    let mut first = spawn_backfill(&tenant, &users_file, &out, from, to, &args);
+    wait_for("a committed window", || committed_windows(&out) >= 1);
+    first.kill().unwrap(); // SIGKILL: no cleanup of any kind
+    first.wait().unwrap();
+    let done_before_kill = committed_windows(&out);
+    assert!(
+        done_before_kill < 5,
+        "the run finished before it was killed: the test proves nothing"
+    );
+    assert_only_whole_files_visible(&out);
+
+    // Its lease blocks the root until it expires; then the rerun resumes.
+    std::thread::sleep(std::time::Duration::from_millis(3200));
+    tenant.sim().reset_stats();
+    let resumed = backfill(&tenant, &ws, &users, from, to, &args);
+    resumed.assert_ok();
+    assert!(resumed.stdout().contains("resumed"), "{}", resumed.stdout());
+    let windows_fetched: std::collections::BTreeSet<i64> = tenant
+        .sim()
+        .stats()
+        .queries
+        .iter()
+        .map(|q| q.from)
+        .collect();
+    assert_eq!(
+        windows_fetched.len(),
+        5 - done_before_kill,
+        "only the windows left were fetched"
+    );
+    assert!(
+        !out.join("_progress")
+            .read_dir()
+            .is_ok_and(|mut d| d.next().is_some()),
+        "progress cleared when done"
+    );
+
+    let reference = Workspace::new();
+    backfill(
+        &tenant,
+        &reference,
+        &users,
+        from,
+        to,
+        &["--statuses", "2,3"],
+    )
+    .assert_ok();
+    assert_eq!(all_content(&out), all_content(&reference.out()));
+    assert_only_whole_files_visible(&out);
+}
+
+#[test]
+fn the_manifest_counts_equal_the_rows_in_the_files() {
+    let tenant = small_tenant(40);
+    let ws = Workspace::new();
+    let mut users = fixtures();
+    users.extend(
+        tenant
+            .sim()
+            .user_ids("employee_id")
+            .unwrap()
+            .into_iter()
+            .take(40),
+    );
+    let run = backfill(
+        &tenant,
+        &ws,
+        &users,
+        "2026-08-20",
+        "2026-10-10",
+        &["--statuses", "2,3"],
+    );
+    run.assert_ok();
+    let out = ws.out();
+    let manifests: Vec<_> = std::fs::read_dir(out.join("_runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(manifests.len(), 1);
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifests[0]).unwrap()).unwrap();
+    assert!(
+        run.stdout()
+            .contains(manifests[0].file_name().unwrap().to_str().unwrap())
+    );
+    assert_eq!(m["exit_code"], 0);
+    assert_eq!(m["schema_version"], "1");
+    assert_eq!(m["statuses"], serde_json::json!([2, 3]));
+    assert_eq!(m["users"].as_array().unwrap().len(), users.len());
+    assert_eq!(m["windows"].as_array().unwrap().len(), 2);
+    assert!(
+        m["windows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|w| w["outcome"] == "committed")
+    );
+    // Every file listed holds the rows it says, and the per-date counts are the tables' rows.
+    for f in m["files"].as_array().unwrap() {
+        let bytes = std::fs::read(out.join(f["path"].as_str().unwrap())).unwrap();
+        assert_eq!(bytes.len() as u64, f["bytes"].as_u64().unwrap());
+        let (batches, _) = attendance_sync::sink::decode(bytes).unwrap();
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(rows as u64, f["rows"].as_u64().unwrap(), "{}", f["path"]);
+    }
+    for table in Table::ALL {
+        let data = TableData::read(&out, table);
+        let mut by_date: BTreeMap<String, u64> = BTreeMap::new();
+        for (d, b) in &data.batches {
+            *by_date.entry(d.to_string()).or_default() += b.num_rows() as u64;
+        }
+        let listed: BTreeMap<String, u64> = m["rows_in_files"][table.name()]
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(listed, by_date, "{}", table.name());
+        assert_eq!(
+            m["rows_fetched"][table.name()].as_u64().unwrap(),
+            data.rows() as u64
+        );
+    }
+    let rejects_listed = m["rejects"].as_u64().unwrap() as usize;
+    assert_eq!(rejects_listed, rejects(&out).len());
+}
