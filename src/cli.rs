@@ -1,7 +1,7 @@
 //! Command line: clap definitions (first stage) and their translation into validated run
 //! requests (second stage). Reads the environment, never prints.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::NaiveDate;
@@ -13,7 +13,12 @@ use crate::platform::{ClientConfig, Credentials, DEFAULT_BASE_URL};
 /// Backfills Feishu / Lark attendance approvals (outs, leaves, overtime, trips) into
 /// date-partitioned Parquet tables.
 #[derive(Debug, Parser)]
-#[command(name = "attendance-sync", version, propagate_version = true)]
+#[command(
+    name = "attendance-sync",
+    version,
+    propagate_version = true,
+    args_override_self = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -25,25 +30,144 @@ pub struct Cli {
         env = "ATTENDANCE_SYNC_LOG"
     )]
     pub log: String,
+    /// Log lines as human-readable text or as JSON objects (for Kubernetes log shipping).
+    /// Every line of a run carries its run id.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// No progress bars or progress lines; the summary and errors still print.
+    #[arg(long, global = true)]
+    pub quiet: bool,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Fetch a date range for a list of users and replace those dates in the output tables.
-    ///
-    /// Example: FEISHU_APP_ID=cli_xxx FEISHU_APP_SECRET=... attendance-sync backfill
-    /// --from 2026-01-01 --to 2026-03-31 --users-file users.txt --out ./warehouse
+    /// Fetch a date range and replace those dates in the output tables.
+    #[command(
+        after_help = "Example:\n  FEISHU_APP_ID=cli_xxx FEISHU_APP_SECRET=... attendance-sync backfill \\\n    --from 2026-01-01 --to 2026-03-31 --users-file users.txt --out s3://lake/attendance\n  attendance-sync backfill --config jobs/backfill-example.toml --from 2026-04-01"
+    )]
     Backfill(BackfillArgs),
+    /// The nightly run: re-fetch a trailing window (31 dates through today + 1 by default) for
+    /// all users, so late approvals appear and revoked ones vanish.
+    #[command(
+        after_help = "Example:\n  attendance-sync sync --config jobs/nightly.toml\n  attendance-sync sync --out ./warehouse --days 45 --time-zone Asia/Singapore"
+    )]
+    Sync(SyncArgs),
+    /// Print what a backfill (with --from/--to) or a sync (without) would ask the platform, and
+    /// how long that takes at the rate limit, without calling the query API.
+    #[command(
+        after_help = "Example:\n  attendance-sync plan --config jobs/nightly.toml\n  attendance-sync plan --from 2025-01-01 --to 2025-12-31 --users-file users.txt --out ./warehouse"
+    )]
+    Plan(PlanArgs),
     /// Start the bundled simulated tenant on loopback and back-fill the last 60 days from it.
-    ///
-    /// Example: attendance-sync demo --users 300 --out ./demo-warehouse
+    #[command(
+        after_help = "Example:\n  attendance-sync demo --users 300 --out ./demo-warehouse\n  attendance-sync demo --users 5000 --days 90 --fault-500 0.05 --refuse-users 2"
+    )]
     Demo(DemoArgs),
     /// Serve the simulated tenant on 127.0.0.1 until interrupted, to try the job by hand.
-    ///
-    /// Example: attendance-sync simulate --users 1000, then in another shell
-    /// FEISHU_BASE_URL=<printed url> FEISHU_APP_ID=cli_sim_app FEISHU_APP_SECRET=sim-secret-never-logged
-    /// attendance-sync backfill ...
+    #[command(
+        after_help = "Example:\n  attendance-sync simulate --users 1000 --users-out users.txt\n  then, with the printed URL and credentials:\n  attendance-sync backfill --base-url http://127.0.0.1:PORT --users-file users.txt ..."
+    )]
     Simulate(SimulateArgs),
+}
+
+/// What every command that writes tables takes.
+#[derive(Debug, Args, Clone)]
+pub struct JobArgs {
+    /// A TOML job file whose keys are these flags' long names with `_` for `-`
+    /// (e.g. `rate_limit = 40`, `statuses = [2, 3]`). Flags and environment variables override it.
+    /// Secrets are never read from it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Output root, a directory or an object store URL: tables go to
+    /// OUT/<table>/date=YYYY-MM-DD/part-00000.parquet. Example: --out s3://lake/attendance
+    /// (credentials from AWS_* / GOOGLE_* / AZURE_* variables; AWS_ENDPOINT_URL for S3-compatible
+    /// stores).
+    #[arg(long, value_name = "DIR|URL")]
+    pub out: String,
+    /// One user id per line (blank lines and `#` comments allowed), of the --employee-type kind.
+    /// Without it, the users are listed from the tenant (see --users-from).
+    #[arg(long, value_name = "FILE")]
+    pub users_file: Option<PathBuf>,
+    /// Where to list users when no --users-file is given: every member of every attendance group,
+    /// or every user of the contact department tree (people outside attendance groups too).
+    #[arg(long, value_enum, default_value_t = UsersFrom::Groups)]
+    pub users_from: UsersFrom,
+    /// Kind of id in the users file and in the output's user_id column.
+    #[arg(long, value_enum, default_value_t = EmployeeType::EmployeeId)]
+    pub employee_type: EmployeeType,
+    /// Approval statuses to fetch, comma-separated: 0 pending, 1 rejected, 2 approved, 3 withdrawn,
+    /// 4 revoked. Leaves and overtime exist only for 2 and 3. Example: --statuses 2,3,4
+    #[arg(long, value_delimiter = ',', default_value = "2", value_name = "LIST")]
+    pub statuses: Vec<Status>,
+    /// The platform's time zone, for "today": the platform refuses dates after its today + 1.
+    /// Feishu is Asia/Shanghai; Lark tenants may use another.
+    #[arg(long, default_value = "Asia/Shanghai", value_name = "IANA", value_parser = parse_zone)]
+    pub time_zone: chrono_tz::Tz,
+    /// Start over: ignore the windows an interrupted run of this same backfill already committed
+    /// (by default a rerun resumes after them).
+    #[arg(long)]
+    pub restart: bool,
+    /// Seconds the lease on the output root lives without renewal. A run killed without releasing
+    /// it blocks other runs (exit 2) until it expires.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub lease_ttl: u64,
+    /// Open Platform host; Lark tenants use https://open.larksuite.com.
+    #[arg(long, env = "FEISHU_BASE_URL", default_value = DEFAULT_BASE_URL, value_name = "URL")]
+    pub base_url: String,
+    /// A file holding the app secret (e.g. a mounted Kubernetes Secret), instead of
+    /// FEISHU_APP_SECRET.
+    #[arg(long, env = "FEISHU_APP_SECRET_FILE", value_name = "FILE")]
+    pub app_secret_file: Option<PathBuf>,
+    /// Print the plan (windows, batches, requests, time at the rate limit) and stop, without
+    /// calling the query API.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// First date to fetch, YYYY-MM-DD (the approvals' `date`, as the platform assigns it).
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub from: NaiveDate,
+    /// Last date to fetch, YYYY-MM-DD, inclusive. Clipped to today + 1, the platform's limit.
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub to: NaiveDate,
+    #[command(flatten)]
+    pub job: JobArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Dates to re-fetch, ending today + 1 in --time-zone. 31 is one query window; approvals
+    /// approved or revoked later than that are caught by a backfill.
+    #[arg(long, default_value_t = 31, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=3660))]
+    pub days: u32,
+    #[command(flatten)]
+    pub job: JobArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// First date, as for backfill; without --from/--to the plan is sync's trailing window.
+    #[arg(long, value_name = "DATE", value_parser = parse_date, requires = "to")]
+    pub from: Option<NaiveDate>,
+    /// Last date, as for backfill.
+    #[arg(long, value_name = "DATE", value_parser = parse_date, requires = "from")]
+    pub to: Option<NaiveDate>,
+    /// Dates of sync's trailing window, when no --from/--to is given.
+    #[arg(long, default_value_t = 31, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=3660))]
+    pub days: u32,
+    #[command(flatten)]
+    pub job: JobArgs,
 }
 
 /// Flags shared by every command that talks to a tenant.
@@ -67,50 +191,6 @@ pub enum UsersFrom {
     Groups,
     /// Users of the contact department tree (needs contact read permission).
     Contact,
-}
-
-#[derive(Debug, Args)]
-pub struct BackfillArgs {
-    /// First date to fetch, YYYY-MM-DD (the approvals' `date`, as the platform assigns it).
-    #[arg(long, value_name = "DATE", value_parser = parse_date)]
-    pub from: NaiveDate,
-    /// Last date to fetch, YYYY-MM-DD, inclusive. Clipped to today + 1, the platform's limit.
-    #[arg(long, value_name = "DATE", value_parser = parse_date)]
-    pub to: NaiveDate,
-    /// Output root, a directory or an object store URL: tables go to
-    /// OUT/<table>/date=YYYY-MM-DD/part-00000.parquet. Example: --out s3://lake/attendance
-    /// (credentials from AWS_* / GOOGLE_* / AZURE_* variables; AWS_ENDPOINT_URL for S3-compatible
-    /// stores).
-    #[arg(long, value_name = "DIR|URL")]
-    pub out: String,
-    /// One user id per line (blank lines and `#` comments allowed), of the --employee-type kind.
-    /// Without it, the users are listed from the tenant (see --users-from).
-    #[arg(long, value_name = "FILE")]
-    pub users_file: Option<PathBuf>,
-    /// Where to list users when no --users-file is given: every member of every attendance group,
-    /// or every user of the contact department tree (people outside attendance groups too).
-    #[arg(long, value_enum, default_value_t = UsersFrom::Groups, conflicts_with = "users_file")]
-    pub users_from: UsersFrom,
-    /// Kind of id in the users file and in the output's user_id column.
-    #[arg(long, value_enum, default_value_t = EmployeeType::EmployeeId)]
-    pub employee_type: EmployeeType,
-    /// Approval statuses to fetch, comma-separated: 0 pending, 1 rejected, 2 approved, 3 withdrawn,
-    /// 4 revoked. Leaves and overtime exist only for 2 and 3. Example: --statuses 2,3,4
-    #[arg(long, value_delimiter = ',', default_value = "2", value_name = "LIST")]
-    pub statuses: Vec<Status>,
-    /// Start over: ignore the windows an interrupted run of this same backfill already committed
-    /// (by default a rerun resumes after them).
-    #[arg(long)]
-    pub restart: bool,
-    /// Seconds the lease on the output root lives without renewal. A run killed without releasing
-    /// it blocks other runs (exit 2) until it expires.
-    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
-    pub lease_ttl: u64,
-    /// Open Platform host; Lark tenants use https://open.larksuite.com.
-    #[arg(long, env = "FEISHU_BASE_URL", default_value = DEFAULT_BASE_URL, value_name = "URL")]
-    pub base_url: String,
-    #[command(flatten)]
-    pub client: ClientArgs,
 }
 
 #[derive(Debug, Args)]
@@ -218,19 +298,31 @@ pub enum ConfigError {
     BadBaseUrl(String),
     #[error("--concurrency and --rate-limit must be at least 1")]
     ZeroLimit,
+    #[error("--app-secret-file {}: cannot read a non-empty secret from it", .0.display())]
+    SecretFile(PathBuf),
+    #[error("job file {}: {detail}", path.display())]
+    JobFile { path: PathBuf, detail: String },
 }
 
-/// Reads the app's credentials from FEISHU_APP_ID / FEISHU_APP_SECRET.
-pub fn credentials_from_env() -> Result<Credentials, ConfigError> {
+/// Reads the app's credentials: FEISHU_APP_ID, and FEISHU_APP_SECRET or the secret file.
+pub fn credentials(secret_file: Option<&Path>) -> Result<Credentials, ConfigError> {
     let get = |name: &'static str| {
         std::env::var(name)
             .ok()
             .filter(|v| !v.trim().is_empty())
             .ok_or(ConfigError::MissingEnv(name))
     };
+    let app_secret = match secret_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map(|s| s.trim().to_string())
+            .ok()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| ConfigError::SecretFile(path.to_path_buf()))?,
+        None => get("FEISHU_APP_SECRET")?,
+    };
     Ok(Credentials {
         app_id: get("FEISHU_APP_ID")?,
-        app_secret: get("FEISHU_APP_SECRET")?,
+        app_secret,
     })
 }
 
@@ -253,8 +345,126 @@ pub fn client_config(
     Ok(config)
 }
 
-/// Today in UTC: never later than the platform's (China Standard Time) today, so `today + 1` is
-/// always a date the platform accepts.
-pub fn platform_today() -> NaiveDate {
-    chrono::Utc::now().date_naive()
+/// Today in the platform's time zone, whose today + 1 is the last date it accepts.
+pub fn platform_today(zone: chrono_tz::Tz) -> NaiveDate {
+    chrono::Utc::now().with_timezone(&zone).date_naive()
+}
+
+fn parse_zone(s: &str) -> Result<chrono_tz::Tz, String> {
+    s.parse::<chrono_tz::Tz>()
+        .map_err(|_| format!("'{s}' is not an IANA time zone name such as Asia/Shanghai"))
+}
+
+/// Keys a job file may not hold: secrets come from the environment or a file path only.
+const SECRET_KEYS: [&str; 3] = ["app_secret", "app_id", "secret"];
+
+/// The job file a command line named, and the keys it supplied.
+#[derive(Debug, Clone)]
+pub struct JobFile {
+    pub path: PathBuf,
+    pub keys: Vec<String>,
+}
+
+/// Expands `--config FILE` into the flags it stands for, placed right after the subcommand so
+/// that flags given on the command line come later and win, and leaves out keys whose
+/// environment variable is set, so the environment wins over the file too.
+pub fn expand_job_file(
+    args: Vec<std::ffi::OsString>,
+) -> Result<(Vec<std::ffi::OsString>, Option<JobFile>), ConfigError> {
+    use clap::CommandFactory;
+    let text: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let config = text.iter().enumerate().find_map(|(i, a)| {
+        a.strip_prefix("--config=").map(str::to_string).or_else(|| {
+            (a == "--config")
+                .then(|| text.get(i + 1).cloned())
+                .flatten()
+        })
+    });
+    let Some(config) = config else {
+        return Ok((args, None));
+    };
+    let path = PathBuf::from(&config);
+    let cmd = Cli::command();
+    let Some((position, sub)) = text
+        .iter()
+        .enumerate()
+        .skip(1)
+        .find_map(|(i, a)| cmd.find_subcommand(a).map(|s| (i, s.clone())))
+    else {
+        return Ok((args, None));
+    };
+    let file_err = |detail: String| ConfigError::JobFile {
+        path: path.clone(),
+        detail,
+    };
+    let body =
+        std::fs::read_to_string(&path).map_err(|e| file_err(format!("cannot read it: {e}")))?;
+    let table: toml::Table = body.parse().map_err(|e: toml::de::Error| {
+        let line = e
+            .span()
+            .map(|s| body[..s.start.min(body.len())].lines().count().max(1))
+            .unwrap_or(0);
+        file_err(format!("line {line}: {}", e.message()))
+    })?;
+    let mut synthetic: Vec<std::ffi::OsString> = Vec::new();
+    let mut keys = Vec::new();
+    for (key, value) in &table {
+        if SECRET_KEYS.contains(&key.as_str()) {
+            return Err(file_err(format!(
+                "key '{key}': secrets are not read from job files; set FEISHU_APP_ID / FEISHU_APP_SECRET in the environment or point app_secret_file at a file"
+            )));
+        }
+        let flag = key.replace('_', "-");
+        let arg = sub
+            .get_arguments()
+            .chain(cmd.get_arguments())
+            .find(|a| a.get_long() == Some(flag.as_str()) && flag != "config" && flag != "help")
+            .ok_or_else(|| file_err(format!("unknown key '{key}' for `{}`", sub.get_name())))?;
+        if arg
+            .get_env()
+            .is_some_and(|env| std::env::var_os(env).is_some())
+        {
+            continue;
+        }
+        let is_flag = matches!(arg.get_action(), clap::ArgAction::SetTrue);
+        let as_text = |v: &toml::Value| -> Result<String, ConfigError> {
+            match v {
+                toml::Value::String(s) => Ok(s.clone()),
+                toml::Value::Integer(i) => Ok(i.to_string()),
+                toml::Value::Float(f) => Ok(f.to_string()),
+                toml::Value::Datetime(d) => Ok(d.to_string()),
+                other => Err(file_err(format!(
+                    "key '{key}': expected a string or a number, found {}",
+                    other.type_str()
+                ))),
+            }
+        };
+        match value {
+            toml::Value::Boolean(b) if is_flag => {
+                if *b {
+                    synthetic.push(format!("--{flag}").into());
+                }
+            }
+            _ if is_flag => {
+                return Err(file_err(format!("key '{key}': expected true or false")));
+            }
+            toml::Value::Array(items) => {
+                let parts: Result<Vec<String>, _> = items.iter().map(as_text).collect();
+                synthetic.push(format!("--{flag}").into());
+                synthetic.push(parts?.join(",").into());
+            }
+            v => {
+                synthetic.push(format!("--{flag}").into());
+                synthetic.push(as_text(v)?.into());
+            }
+        }
+        keys.push(key.clone());
+    }
+    let mut expanded = args[..=position].to_vec();
+    expanded.extend(synthetic);
+    expanded.extend_from_slice(&args[position + 1..]);
+    Ok((expanded, Some(JobFile { path, keys })))
 }

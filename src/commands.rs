@@ -1,21 +1,28 @@
 //! The binary's commands: everything that prints, and the mapping of errors to exit codes.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
-use attendance_sync::cli::{self, BackfillArgs, ConfigError, DemoArgs, SimulateArgs, UsersFrom};
+use attendance_sync::cli::{
+    self, BackfillArgs, ConfigError, DemoArgs, JobArgs, LogFormat, PlanArgs, SimulateArgs,
+    SyncArgs, UsersFrom,
+};
 use attendance_sync::platform::{Client, Credentials};
-use attendance_sync::run::{self, BackfillRequest, RunError, Users};
+use attendance_sync::run::{self, BackfillRequest, RunError, RunProgress, Users};
 use attendance_sync::sim::SimTenant;
 use attendance_sync::users::{self, UsersFileError};
-use chrono::Days;
+use chrono::{Days, NaiveDate};
+
+use crate::progress;
 
 /// Exit code of usage and configuration errors.
-const EXIT_USAGE: u8 = 2;
+pub const EXIT_USAGE: u8 = 2;
 
-/// Prints a clap error as one line (help and version go to stdout with exit 0).
-pub fn usage_error(e: clap::Error) -> ExitCode {
-    use clap::error::ErrorKind;
+/// Prints a clap error as one line (help and version go to stdout with exit 0). An invalid value
+/// that came from the job file names the file and the key.
+pub fn usage_error(e: clap::Error, job_file: Option<&cli::JobFile>) -> ExitCode {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
     if matches!(
         e.kind(),
         ErrorKind::DisplayHelp
@@ -36,20 +43,40 @@ pub fn usage_error(e: clap::Error) -> ExitCode {
         .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
         .filter(|l| !l.is_empty())
         .collect();
-    eprintln!("{} (see --help)", line.join(" "));
+    let from_file = job_file.and_then(|f| {
+        let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+            return None;
+        };
+        let long = arg.split_whitespace().next()?.trim_start_matches("--");
+        let key = long.replace('-', "_");
+        f.keys
+            .contains(&key)
+            .then(|| format!("job file {}, key '{key}': ", f.path.display()))
+    });
+    eprintln!(
+        "{}{} (see --help)",
+        from_file.unwrap_or_default(),
+        line.join(" ")
+    );
     ExitCode::from(EXIT_USAGE)
 }
 
-pub fn init_logging(filter: &str) {
+pub fn init_logging(filter: &str, format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 /// Exit code of an error that ended a command.
@@ -63,13 +90,6 @@ pub fn exit_code_of(e: &anyhow::Error) -> u8 {
     1
 }
 
-/// What went wrong in a run, as the last line on stderr (for cron mails and log scrapers).
-fn report_fatal(summary: &run::RunSummary) {
-    if let Some(problem) = summary.problem() {
-        eprintln!("error: {problem}");
-    }
-}
-
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -77,31 +97,150 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-pub fn backfill(args: BackfillArgs) -> anyhow::Result<u8> {
-    let credentials = cli::credentials_from_env()?;
-    let config = cli::client_config(&args.base_url, credentials, &args.client)?;
-    let users = match (&args.users_file, args.users_from) {
+/// The users a job's flags ask for.
+fn users_of(job: &JobArgs) -> Result<Users, UsersFileError> {
+    Ok(match (&job.users_file, job.users_from) {
         (Some(path), _) => Users::List(users::read_users_file(path)?),
         (None, UsersFrom::Groups) => Users::Groups,
         (None, UsersFrom::Contact) => Users::Contact,
-    };
-    let request = BackfillRequest {
-        from: args.from,
-        to: args.to,
+    })
+}
+
+fn client_of(job: &JobArgs) -> anyhow::Result<Client> {
+    let credentials = cli::credentials(job.app_secret_file.as_deref())?;
+    let config = cli::client_config(&job.base_url, credentials, &job.client)?;
+    Ok(Client::new(config)?)
+}
+
+fn request_of(job: &JobArgs, from: NaiveDate, to: NaiveDate, users: Users) -> BackfillRequest {
+    BackfillRequest {
+        from,
+        to,
         users,
-        employee_type: args.employee_type,
-        statuses: args.statuses,
-        out: args.out,
-        today: cli::platform_today(),
-        concurrency: args.client.concurrency,
-        restart: args.restart,
-        lease_ttl: std::time::Duration::from_secs(args.lease_ttl.max(3)),
-    };
-    let client = Client::new(config)?;
-    let summary = runtime()?.block_on(run::backfill(&client, &request))?;
+        employee_type: job.employee_type,
+        statuses: job.statuses.clone(),
+        out: job.out.clone(),
+        today: cli::platform_today(job.time_zone),
+        concurrency: job.client.concurrency,
+        restart: job.restart,
+        lease_ttl: std::time::Duration::from_secs(job.lease_ttl.max(3)),
+        progress: Arc::new(RunProgress::default()),
+    }
+}
+
+/// Runs a backfill request, with progress shown as the terminal allows.
+fn run_job(job: &JobArgs, request: BackfillRequest, quiet: bool) -> anyhow::Result<u8> {
+    let client = client_of(job)?;
+    if job.dry_run {
+        return print_plan(&client, &request, job.client.rate_limit);
+    }
+    let reporter = (!quiet).then(|| progress::Reporter::spawn(Arc::clone(&request.progress)));
+    let summary = runtime()?.block_on(run::backfill(&client, &request));
+    if let Some(r) = reporter {
+        r.finish();
+    }
+    let summary = summary?;
     print!("{summary}");
     report_fatal(&summary);
     Ok(summary.exit_code())
+}
+
+pub fn backfill(args: BackfillArgs, quiet: bool) -> anyhow::Result<u8> {
+    let users = users_of(&args.job)?;
+    let request = request_of(&args.job, args.from, args.to, users);
+    run_job(&args.job, request, quiet)
+}
+
+/// sync's trailing window: `days` dates ending today + 1 in the platform's zone.
+fn trailing_window(job: &JobArgs, days: u32) -> (NaiveDate, NaiveDate) {
+    let to = cli::platform_today(job.time_zone) + Days::new(1);
+    (to - Days::new(u64::from(days.max(1)) - 1), to)
+}
+
+pub fn sync(args: SyncArgs, quiet: bool) -> anyhow::Result<u8> {
+    let users = users_of(&args.job)?;
+    let (from, to) = trailing_window(&args.job, args.days);
+    let request = request_of(&args.job, from, to, users);
+    run_job(&args.job, request, quiet)
+}
+
+pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
+    let users = users_of(&args.job)?;
+    let (from, to) = match (args.from, args.to) {
+        (Some(from), Some(to)) => (from, to),
+        _ => trailing_window(&args.job, args.days),
+    };
+    let request = request_of(&args.job, from, to, users);
+    let client = client_of(&args.job)?;
+    print_plan(&client, &request, args.job.client.rate_limit)
+}
+
+/// Prints what a request would ask the platform. Lists users if it must; never queries.
+fn print_plan(client: &Client, request: &BackfillRequest, rate_limit: u32) -> anyhow::Result<u8> {
+    let (users, source) = runtime()?.block_on(run::resolve_users(
+        client,
+        &request.users,
+        request.employee_type,
+        request.concurrency,
+    ))?;
+    let plan = attendance_sync::plan::plan(
+        request.from,
+        request.to,
+        &users,
+        &request.statuses,
+        request.today,
+    )
+    .map_err(RunError::from)?;
+    let w = |k: &str, v: String| println!("  {k:<18} {v}");
+    println!("plan (nothing was queried)");
+    if let Some(c) = plan.clipped {
+        w(
+            "range clipped",
+            format!(
+                "--to {} → {} (the platform's today + 1)",
+                c.requested_to, c.clipped_to
+            ),
+        );
+    }
+    let (first, last) = (plan.windows[0], plan.windows[plan.windows.len() - 1]);
+    w(
+        "dates",
+        format!(
+            "{}..{} in {} windows",
+            first.from,
+            last.to,
+            plan.windows.len()
+        ),
+    );
+    for window in &plan.windows {
+        w("  window", window.to_string());
+    }
+    w(
+        "users",
+        format!(
+            "{} from {source} in {} batches of at most {}",
+            plan.users(),
+            plan.batches.len(),
+            attendance_sync::plan::MAX_USERS_PER_QUERY
+        ),
+    );
+    let statuses: Vec<String> = plan.statuses.iter().map(|s| s.code().to_string()).collect();
+    w("statuses", statuses.join(","));
+    let requests = plan.requests();
+    let seconds = requests as f64 / f64::from(rate_limit.max(1));
+    w(
+        "requests",
+        format!("{requests} queries, about {seconds:.0} s at {rate_limit}/s (plus retries)"),
+    );
+    w("output", request.out.clone());
+    Ok(0)
+}
+
+/// What went wrong in a run, as the last line on stderr (for cron mails and log scrapers).
+fn report_fatal(summary: &run::RunSummary) {
+    if let Some(problem) = summary.problem() {
+        eprintln!("error: {problem}");
+    }
 }
 
 /// Starts the simulated tenant of `args` and refuses the users it asks for.
@@ -136,7 +275,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<u8> {
         };
         let config = cli::client_config(&tenant.base_url(), credentials, &args.client)?;
         let client = Client::new(config)?;
-        let today = cli::platform_today();
+        let today = cli::platform_today(chrono_tz::Asia::Shanghai);
         let request = BackfillRequest {
             from: today - Days::new(u64::from(args.days.max(1)) - 1),
             to: today,
@@ -148,6 +287,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<u8> {
             concurrency: args.client.concurrency,
             restart: false,
             lease_ttl: std::time::Duration::from_secs(120),
+            progress: Arc::new(RunProgress::default()),
         };
         let summary = run::backfill(&client, &request).await?;
         let stats = tenant.stats();

@@ -165,7 +165,7 @@ impl Lease {
     /// Renews the lease every third of its lifetime until the returned task is aborted.
     pub fn keep_renewed(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let lease = Arc::clone(self);
-        tokio::spawn(async move {
+        let renew = async move {
             loop {
                 tokio::time::sleep(lease.ttl / 3).await;
                 if let Err(e) = lease.renew().await {
@@ -175,7 +175,11 @@ impl Lease {
                     }
                 }
             }
-        })
+        };
+        tokio::spawn(tracing::Instrument::instrument(
+            renew,
+            tracing::Span::current(),
+        ))
     }
 
     /// Whether another run took the lease from us.

@@ -14,7 +14,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use tracing::Instrument;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::StreamExt;
@@ -59,6 +62,40 @@ pub struct BackfillRequest {
     pub restart: bool,
     /// Lifetime of the lease on the output root; renewed every third of it while the run lives.
     pub lease_ttl: Duration,
+    /// Counters the caller may watch while the run goes on.
+    pub progress: Arc<RunProgress>,
+}
+
+/// Live counters of a run, for progress bars and lines. Totals are known once users are listed.
+#[derive(Debug, Default)]
+pub struct RunProgress {
+    windows_total: AtomicU64,
+    windows_done: AtomicU64,
+    queries_total: AtomicU64,
+    queries_done: AtomicU64,
+    rows: AtomicU64,
+}
+
+/// A consistent-enough reading of [`RunProgress`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProgressSnapshot {
+    pub windows_total: u64,
+    pub windows_done: u64,
+    pub queries_total: u64,
+    pub queries_done: u64,
+    pub rows: u64,
+}
+
+impl RunProgress {
+    pub fn snapshot(&self) -> ProgressSnapshot {
+        ProgressSnapshot {
+            windows_total: self.windows_total.load(Ordering::Relaxed),
+            windows_done: self.windows_done.load(Ordering::Relaxed),
+            queries_total: self.queries_total.load(Ordering::Relaxed),
+            queries_done: self.queries_done.load(Ordering::Relaxed),
+            rows: self.rows.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// Which part of the plan a query covered, for messages.
@@ -437,8 +474,21 @@ pub async fn resolve_users(
 /// started is in [`RunSummary::fatal`], with what had been committed by then.
 pub async fn backfill(client: &Client, request: &BackfillRequest) -> Result<RunSummary, RunError> {
     let started_at = Utc::now();
-    let clock = Instant::now();
     let run_id = new_run_id(started_at);
+    // Every log line of the run, from every task it spawns, carries its id.
+    let span = tracing::info_span!("run", run_id = %run_id);
+    backfill_in_span(client, request, run_id, started_at)
+        .instrument(span)
+        .await
+}
+
+async fn backfill_in_span(
+    client: &Client,
+    request: &BackfillRequest,
+    run_id: String,
+    started_at: DateTime<Utc>,
+) -> Result<RunSummary, RunError> {
+    let clock = Instant::now();
     let (users, users_source) = resolve_users(
         client,
         &request.users,
@@ -539,6 +589,18 @@ async fn backfill_leased(
         );
     }
     progress.run_id = run_id.clone();
+    let counters = &request.progress;
+    counters
+        .windows_total
+        .store(plan.windows.len() as u64, Ordering::Relaxed);
+    counters
+        .windows_done
+        .store(skip.len() as u64, Ordering::Relaxed);
+    let per_window = (plan.batches.len() * plan.statuses.len()) as u64;
+    counters.queries_total.store(
+        per_window * (plan.windows.len() - skip.len()) as u64,
+        Ordering::Relaxed,
+    );
     tracing::info!(
         run_id,
         windows = plan.windows.len(),
@@ -577,6 +639,7 @@ async fn backfill_leased(
         manifest: None,
     };
     let mut pipeline = Pipeline {
+        counters: Arc::clone(&request.progress),
         client,
         employee_type: request.employee_type,
         plan: &plan,
@@ -730,6 +793,7 @@ struct Pipeline<'a> {
     progress: Progress,
     /// Windows committed by an interrupted run, not fetched again.
     skip: BTreeSet<Window>,
+    counters: Arc<RunProgress>,
     /// Jobs not sent yet; split jobs go to the front.
     queue: VecDeque<Job>,
     open: HashMap<usize, OpenWindow>,
@@ -922,11 +986,15 @@ impl<'a> Pipeline<'a> {
                     &mut f.rejects,
                     &mut f.counts,
                 );
+                let rows: usize = Table::ALL.iter().map(|t| tables.rows(*t)).sum();
                 f.fresh.add(tables, stamp)?;
+                self.counters.queries_done.fetch_add(1, Ordering::Relaxed);
+                self.counters.rows.fetch_add(rows as u64, Ordering::Relaxed);
                 return Ok(());
             }
             Err(error) => error,
         };
+        self.counters.queries_done.fetch_add(1, Ordering::Relaxed);
         if error.is_fatal() {
             return Err(RunError::Fatal {
                 batch: Box::new(self.batch_ref(&job)),
@@ -960,6 +1028,7 @@ impl<'a> Pipeline<'a> {
         }
         // Split: the halves go first, so the window finishes before the next one grows.
         state.pending += 2;
+        self.counters.queries_total.fetch_add(2, Ordering::Relaxed);
         tracing::info!(batch = %self.batch_ref(&job), code = error.code(), "batch refused for one of its users; splitting it");
         let mut left = job.users;
         let right = left.split_off(left.len() / 2);
@@ -988,6 +1057,7 @@ impl<'a> Pipeline<'a> {
         for index in done {
             let state = self.open.remove(&index).expect("listed above");
             if !state.failures.is_empty() {
+                self.counters.windows_done.fetch_add(1, Ordering::Relaxed);
                 self.summary.windows_failed.insert(state.window);
                 self.summary.failures.extend(state.failures);
                 continue;
@@ -1014,14 +1084,17 @@ impl<'a> Pipeline<'a> {
             && let Err(e) = fetched.fresh.retain_users(|u| !refused.contains(u))
         {
             let report = Err(e);
-            return tokio::spawn(async move {
-                Committed {
-                    window,
-                    report,
-                    rows: BTreeMap::new(),
-                    counts: FlattenCounts::default(),
+            return tokio::spawn(
+                async move {
+                    Committed {
+                        window,
+                        report,
+                        rows: BTreeMap::new(),
+                        counts: FlattenCounts::default(),
+                    }
                 }
-            });
+                .instrument(tracing::Span::current()),
+            );
         }
         fetched
             .rejects
@@ -1037,17 +1110,20 @@ impl<'a> Pipeline<'a> {
             .collect();
         let sink = Arc::clone(&self.sink);
         let stamp = Arc::clone(&self.stamp);
-        tokio::spawn(async move {
-            let report = sink
-                .commit_window(window, fetched.fresh, fetched.rejects, scope, stamp)
-                .await;
-            Committed {
-                window,
-                report,
-                rows,
-                counts: fetched.counts,
+        tokio::spawn(
+            async move {
+                let report = sink
+                    .commit_window(window, fetched.fresh, fetched.rejects, scope, stamp)
+                    .await;
+                Committed {
+                    window,
+                    report,
+                    rows,
+                    counts: fetched.counts,
+                }
             }
-        })
+            .instrument(tracing::Span::current()),
+        )
     }
 
     async fn on_committed(
@@ -1067,6 +1143,7 @@ impl<'a> Pipeline<'a> {
         s.files.extend(report.files);
         s.windows_committed += 1;
         s.committed_windows.insert(done.window);
+        self.counters.windows_done.fetch_add(1, Ordering::Relaxed);
         tracing::info!(run_id = %s.run_id, window = %done.window, "window committed");
         self.progress.committed.insert(done.window);
         self.progress.updated_at = Utc::now();

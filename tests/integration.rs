@@ -184,8 +184,11 @@ fn micros(rfc3339: &str) -> i64 {
         .timestamp_micros()
 }
 
+/// The platform's today: Feishu's clock is China time, and so is the simulated tenant's.
 fn today() -> NaiveDate {
-    Utc::now().date_naive()
+    Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .date_naive()
 }
 
 /// Every row of a table as (date, approval_id) → batch row, for lookups.
