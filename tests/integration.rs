@@ -1912,3 +1912,278 @@ fn the_manifest_counts_equal_the_rows_in_the_files() {
     let rejects_listed = m["rejects"].as_u64().unwrap() as usize;
     assert_eq!(rejects_listed, rejects(&out).len());
 }
+
+// ---- Issue 5: the nightly job ----
+
+// The deploy manifests' checks (jobs/k8s/), kept beside them in tests/deploy/.
+include!("deploy/manifests.rs");
+
+fn run_in(args: &[&str], env: &[(&str, &str)]) -> Run {
+    run_bin(args, env)
+}
+
+#[test]
+fn sync_twice_reflects_a_late_approval_and_a_revoked_one() {
+    let tenant = small_tenant(20);
+    let ws = Workspace::new();
+    let out = ws.out();
+    let url = tenant.url();
+    let sync = || {
+        run_in(
+            &[
+                "sync",
+                "--out",
+                out.to_str().unwrap(),
+                "--base-url",
+                &url,
+                "--quiet",
+            ],
+            &creds(),
+        )
+    };
+    let first = sync();
+    first.assert_ok();
+    assert!(
+        first.stdout().contains("in 1 windows"),
+        "31 dates are one window: {}",
+        first.stdout()
+    );
+    let outs = TableData::read(&out, Table::Outs);
+    assert!(outs.rows() > 0);
+    // A revocation of something synced, and an approval approved late for a date days ago.
+    let (revoked_date, b, i) = outs
+        .batches
+        .iter()
+        .flat_map(|(d, b)| (0..b.num_rows()).map(move |i| (*d, b, i)))
+        .next()
+        .unwrap();
+    let revoked = text(b, "approval_id", i).unwrap();
+    assert!(tenant.sim().set_status(&revoked, 4));
+    let late_date = today() - Days::new(3);
+    let late_user = tenant.sim().user_ids("employee_id").unwrap()[0].clone();
+    tenant.sim().insert(
+        &late_user,
+        late_date,
+        "leaves",
+        2,
+        serde_json::json!({
+            "approval_id": "late-approval-1", "uniq_id": "annual", "unit": 1, "interval": 28800,
+            "start_time": format!("{late_date} 09:00:00"), "end_time": format!("{late_date} 18:00:00"),
+            "i18n_names": {"ch": "年假", "en": "Annual leave"}, "default_locale": "ch",
+            "reason": "补批 late", "approve_pass_time": format!("{} 10:00:00", today()),
+            "approve_apply_time": format!("{late_date} 08:00:00"), "idempotent_id": "late-1"
+        }),
+    );
+    sync().assert_ok();
+    let outs = TableData::read(&out, Table::Outs);
+    assert!(
+        outs.find(&revoked).is_empty(),
+        "revoked approval of {revoked_date} still there"
+    );
+    let leaves = TableData::read(&out, Table::Leaves);
+    let late = leaves.find("late-approval-1");
+    assert_eq!(late.len(), 1, "the late approval appeared");
+    assert_eq!(late[0].0, late_date);
+    assert_eq!(
+        text(late[0].1, "user_id", late[0].2).as_deref(),
+        Some(late_user.as_str())
+    );
+}
+
+#[test]
+fn plan_makes_no_query_and_counts_the_requests_the_run_makes() {
+    let tenant = small_tenant(130);
+    let ws = Workspace::new();
+    let users = tenant.sim().user_ids("employee_id").unwrap();
+    let users_file = ws.users_file(&users);
+    let out = ws.out();
+    let url = tenant.url();
+    let common = [
+        "--from",
+        "2026-03-01",
+        "--to",
+        "2026-06-15",
+        "--statuses",
+        "2,3",
+        "--out",
+        out.to_str().unwrap(),
+        "--users-file",
+        users_file.to_str().unwrap(),
+        "--base-url",
+        &url,
+    ];
+    let mut plan_args = vec!["plan"];
+    plan_args.extend_from_slice(&common);
+    let plan = run_in(&plan_args, &creds());
+    plan.assert_ok();
+    assert_eq!(
+        tenant.sim().stats().query_calls,
+        0,
+        "plan called the query API"
+    );
+    assert!(!out.exists(), "plan wrote nothing");
+    let planned: u64 = plan
+        .stdout()
+        .lines()
+        .find(|l| l.trim_start().starts_with("requests"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no request count in {}", plan.stdout()));
+    assert_eq!(
+        planned,
+        4 * 3 * 2,
+        "4 windows × 3 batches × 2 statuses: {}",
+        plan.stdout()
+    );
+    // --dry-run is the same plan.
+    let mut dry = vec!["backfill", "--dry-run"];
+    dry.extend_from_slice(&common);
+    let dry = run_in(&dry, &creds());
+    dry.assert_ok();
+    assert!(dry.stdout().contains(&format!("{planned} queries")));
+    assert_eq!(tenant.sim().stats().query_calls, 0);
+
+    let mut run_args = vec!["backfill", "--quiet"];
+    run_args.extend_from_slice(&common);
+    run_in(&run_args, &creds()).assert_ok();
+    assert_eq!(tenant.sim().stats().query_calls, planned);
+}
+
+#[test]
+fn job_files_set_flags_and_bad_ones_give_one_line_errors_naming_key_and_file() {
+    let tenant = small_tenant(10);
+    let ws = Workspace::new();
+    let url = tenant.url();
+    let out = ws.out();
+    let job = ws.dir.path().join("job.toml");
+    let users_file = ws.users_file(&fixtures());
+    // A good file: its keys act as flags, and a flag on the command line wins over it.
+    std::fs::write(
+        &job,
+        format!(
+            "out = {:?}\nusers_file = {:?}\nstatuses = [2, 3]\nrate_limit = 20\nfrom = \"2026-09-01\"\nto = \"2026-09-05\"\nquiet = true\n",
+            out.to_str().unwrap(),
+            users_file.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let run = run_in(
+        &[
+            "backfill",
+            "--config",
+            job.to_str().unwrap(),
+            "--base-url",
+            &url,
+            "--to",
+            "2026-09-20",
+        ],
+        &creds(),
+    );
+    run.assert_ok();
+    assert!(
+        run.stdout().contains("2026-09-01..2026-09-20"),
+        "{}",
+        run.stdout()
+    );
+    assert!(run.stdout().contains("statuses 2,3"), "{}", run.stdout());
+
+    let check = |body: &str, needles: &[&str]| {
+        std::fs::write(&job, body).unwrap();
+        let run = run_in(
+            &[
+                "backfill",
+                "--config",
+                job.to_str().unwrap(),
+                "--base-url",
+                &url,
+            ],
+            &creds(),
+        );
+        assert_eq!(run.code(), 2, "{body}: {}", run.stderr());
+        let err = run.stderr();
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        for n in needles.iter().chain([&job.to_str().unwrap()]) {
+            assert!(err.contains(n), "{n:?} not in {err}");
+        }
+    };
+    check(
+        "out = \"x\"\nfrom = \"2026-09-01\"\nto = \"2026-09-02\"\nrate_limt = 5\n",
+        &["rate_limt", "unknown key"],
+    );
+    check("app_secret = \"hunter2\"\n", &["app_secret", "secrets"]);
+    check(
+        "out = \"x\"\nfrom = \"2026-09-01\"\nto = \"2026-09-02\"\nrate_limit = \"fast\"\n",
+        &["rate_limit", "fast"],
+    );
+    check(
+        "out = \"x\"\nfrom = 20260901\nto = \"2026-09-02\"\n",
+        &["key 'from'", "20260901"],
+    );
+    check("out = [\n", &["line"]);
+
+    // The shipped job files are valid: plan them against the simulated tenant.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let nightly = root.join("jobs/nightly.toml");
+    let run = run_in(
+        &[
+            "plan",
+            "--config",
+            nightly.to_str().unwrap(),
+            "--base-url",
+            &url,
+        ],
+        &creds(),
+    );
+    run.assert_ok();
+    let example = root.join("jobs/backfill-example.toml");
+    let run = run_in(
+        &[
+            "plan",
+            "--config",
+            example.to_str().unwrap(),
+            "--base-url",
+            &url,
+            "--users-file",
+            users_file.to_str().unwrap(),
+        ],
+        &creds(),
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+}
+
+#[test]
+fn json_logs_carry_the_run_id_on_every_line_of_a_run() {
+    let tenant = small_tenant(10);
+    let ws = Workspace::new();
+    let users = tenant.sim().user_ids("employee_id").unwrap();
+    let run = backfill(
+        &tenant,
+        &ws,
+        &users,
+        "2026-08-01",
+        "2026-09-30",
+        &["--log-format", "json", "--quiet"],
+    );
+    run.assert_ok();
+    let run_id = run
+        .stdout()
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("run ")
+        .to_string();
+    let lines: Vec<serde_json::Value> = run
+        .stderr()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    assert!(lines.len() >= 3, "{}", run.stderr());
+    for line in &lines {
+        assert_eq!(line["span"]["run_id"], run_id.as_str(), "{line}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "window committed")
+    );
+}
