@@ -65,6 +65,12 @@ pub enum Command {
         after_help = "Example:\n  attendance-sync plan --config jobs/nightly.toml\n  attendance-sync plan --from 2025-01-01 --to 2025-12-31 --users-file users.txt --out ./warehouse"
     )]
     Plan(PlanArgs),
+    /// Run a backfill from answers recorded with --record-responses, without the network: the
+    /// offline pipeline (parse, flatten, time zones, encode, write), or a captured day again.
+    #[command(
+        after_help = "Example:\n  attendance-sync backfill ... --record-responses /tmp/corpus\n  attendance-sync replay /tmp/corpus --out /tmp/replayed"
+    )]
+    Replay(ReplayArgs),
     /// Start the bundled simulated tenant on loopback and back-fill the last 60 days from it.
     #[command(
         after_help = "Example:\n  attendance-sync demo --users 300 --out ./demo-warehouse\n  attendance-sync demo --users 5000 --days 90 --fault-500 0.05 --refuse-users 2"
@@ -129,6 +135,9 @@ pub struct JobArgs {
     /// calling the query API.
     #[arg(long)]
     pub dry_run: bool,
+    /// Keep every query answer in DIR, to replay the run later with `replay DIR`.
+    #[arg(long, value_name = "DIR")]
+    pub record_responses: Option<PathBuf>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -143,6 +152,19 @@ pub struct BackfillArgs {
     pub to: NaiveDate,
     #[command(flatten)]
     pub job: JobArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The directory written by --record-responses.
+    #[arg(value_name = "DIR")]
+    pub responses: PathBuf,
+    /// Output root, as for backfill.
+    #[arg(long, value_name = "DIR|URL")]
+    pub out: String,
+    /// Answers handled at once.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub concurrency: usize,
 }
 
 #[derive(Debug, Args)]
@@ -198,6 +220,9 @@ pub struct DemoArgs {
     /// Where the demo writes its tables: a directory or an object store URL.
     #[arg(long, default_value = "./demo-warehouse", value_name = "DIR|URL")]
     pub out: String,
+    /// Keep every query answer in DIR, to replay the run later with `replay DIR`.
+    #[arg(long, value_name = "DIR")]
+    pub record_responses: Option<PathBuf>,
     /// Days to back-fill, ending today.
     #[arg(long, default_value_t = 60, value_name = "N")]
     pub days: u32,

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use attendance_sync::cli::{
-    self, BackfillArgs, ConfigError, DemoArgs, JobArgs, LogFormat, PlanArgs, SimulateArgs,
-    SyncArgs, UsersFrom,
+    self, BackfillArgs, ConfigError, DemoArgs, JobArgs, LogFormat, PlanArgs, ReplayArgs,
+    SimulateArgs, SyncArgs, UsersFrom,
 };
 use attendance_sync::platform::{Client, Credentials};
 use attendance_sync::run::{self, BackfillRequest, RunError, RunProgress, Users};
@@ -125,7 +125,49 @@ fn request_of(job: &JobArgs, from: NaiveDate, to: NaiveDate, users: Users) -> Ba
         restart: job.restart,
         lease_ttl: std::time::Duration::from_secs(job.lease_ttl.max(3)),
         progress: Arc::new(RunProgress::default()),
+        record_to: job.record_responses.clone(),
+        replay: None,
     }
+}
+
+pub fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
+    let replay = Arc::new(
+        attendance_sync::recording::Replay::open(&args.responses).map_err(RunError::from)?,
+    );
+    let corpus = replay.corpus.clone();
+    let statuses = corpus
+        .statuses
+        .iter()
+        .filter_map(|c| attendance_sync::plan::Status::new(*c))
+        .collect();
+    let request = BackfillRequest {
+        from: corpus.from,
+        to: corpus.to,
+        users: Users::List(corpus.users.clone()),
+        employee_type: corpus.employee_type,
+        statuses,
+        out: args.out,
+        // The recording's own dates were accepted: nothing is clipped.
+        today: corpus.to,
+        concurrency: args.concurrency,
+        restart: true,
+        lease_ttl: std::time::Duration::from_secs(120),
+        progress: Arc::new(RunProgress::default()),
+        record_to: None,
+        replay: Some(replay),
+    };
+    // Never called: every answer comes from the recording.
+    let offline = Credentials {
+        app_id: "replay".into(),
+        app_secret: "replay".into(),
+    };
+    let mut config = attendance_sync::platform::ClientConfig::new("http://127.0.0.1:9", offline);
+    config.rate_limit_per_sec = 1_000_000;
+    let client = Client::new(config)?;
+    let summary = runtime()?.block_on(run::backfill(&client, &request))?;
+    print!("{summary}");
+    report_fatal(&summary);
+    Ok(summary.exit_code())
 }
 
 /// Runs a backfill request, with progress shown as the terminal allows.
@@ -288,6 +330,8 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<u8> {
             restart: false,
             lease_ttl: std::time::Duration::from_secs(120),
             progress: Arc::new(RunProgress::default()),
+            record_to: args.record_responses.clone(),
+            replay: None,
         };
         let summary = run::backfill(&client, &request).await?;
         let stats = tenant.stats();

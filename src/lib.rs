@@ -12,6 +12,7 @@ pub mod flatten;
 pub mod lease;
 pub mod plan;
 pub mod platform;
+pub mod recording;
 pub mod run;
 pub mod runlog;
 pub mod sim;

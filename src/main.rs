@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         Command::Backfill(args) => commands::backfill(args, quiet),
         Command::Sync(args) => commands::sync(args, quiet),
         Command::Plan(args) => commands::plan(args),
+        Command::Replay(args) => commands::replay(args),
         Command::Demo(args) => commands::demo(args),
         Command::Simulate(args) => commands::simulate(args),
     };

@@ -18,8 +18,19 @@ pub const MAX_WINDOW_DAYS: u64 = 30;
 pub const MAX_USERS_PER_QUERY: usize = 50;
 
 /// Which kind of id `user_ids` holds, in the request and in the answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[clap(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum EmployeeType {
     #[default]
     EmployeeId,

@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -28,6 +29,7 @@ use crate::lease::{Lease, LeaseError};
 use crate::plan::{self, Clipped, EmployeeType, Plan, PlanError, Status, Window};
 use crate::platform::model::QueryRequest;
 use crate::platform::{Client, ClientStats, PlatformError};
+use crate::recording::{Corpus, Recorder, RecordingError, Replay};
 use crate::runlog::{self, FailedQuery, Manifest, Progress, WindowOutcome};
 use crate::sink::{CommitReport, FreshRows, REJECTS_DIR, Scope, Sink, SinkError, WrittenFile};
 use crate::store::{Store, StoreError};
@@ -64,6 +66,10 @@ pub struct BackfillRequest {
     pub lease_ttl: Duration,
     /// Counters the caller may watch while the run goes on.
     pub progress: Arc<RunProgress>,
+    /// Keep every query answer in this directory (see [`crate::recording`]).
+    pub record_to: Option<PathBuf>,
+    /// Take the answers from a recording instead of the platform.
+    pub replay: Option<Arc<Replay>>,
 }
 
 /// Live counters of a run, for progress bars and lines. Totals are known once users are listed.
@@ -150,6 +156,8 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Lease(#[from] LeaseError),
+    #[error(transparent)]
+    Recording(#[from] RecordingError),
     #[error("{batch}: {error}")]
     Fatal {
         batch: Box<BatchRef>,
@@ -545,6 +553,19 @@ async fn backfill_leased(
     users_source: &'static str,
     plan: Plan,
 ) -> Result<RunSummary, RunError> {
+    let recorder = match &request.record_to {
+        Some(dir) => Some(Arc::new(Recorder::create(
+            dir,
+            &Corpus {
+                from: plan.windows[0].from,
+                to: plan.windows[plan.windows.len() - 1].to,
+                statuses: plan.statuses.iter().map(|s| s.code()).collect(),
+                employee_type: request.employee_type,
+                users: users.clone(),
+            },
+        )?)),
+        None => None,
+    };
     let sink = Arc::new(Sink::new(Arc::clone(store)));
     let stamp = Arc::new(RunStamp {
         run_id: run_id.clone(),
@@ -640,6 +661,8 @@ async fn backfill_leased(
     };
     let mut pipeline = Pipeline {
         counters: Arc::clone(&request.progress),
+        recorder,
+        replay: request.replay.clone(),
         client,
         employee_type: request.employee_type,
         plan: &plan,
@@ -794,6 +817,8 @@ struct Pipeline<'a> {
     /// Windows committed by an interrupted run, not fetched again.
     skip: BTreeSet<Window>,
     counters: Arc<RunProgress>,
+    recorder: Option<Arc<Recorder>>,
+    replay: Option<Arc<Replay>>,
     /// Jobs not sent yet; split jobs go to the front.
     queue: VecDeque<Job>,
     open: HashMap<usize, OpenWindow>,
@@ -933,6 +958,8 @@ impl<'a> Pipeline<'a> {
     fn send(&self, job: Job) -> futures::future::BoxFuture<'a, Answer> {
         let client = self.client;
         let employee_type = self.employee_type;
+        let replay = self.replay.clone();
+        let recorder = self.recorder.clone();
         let window = self.plan.windows[job.window];
         Box::pin(async move {
             let query = QueryRequest {
@@ -944,7 +971,15 @@ impl<'a> Pipeline<'a> {
                 check_time_from: None,
                 check_time_to: None,
             };
-            let answer = client.query_user_approvals(employee_type, &query).await;
+            let answer = match &replay {
+                Some(replay) => replay.answer(employee_type, &query),
+                None => client.query_user_approvals(employee_type, &query).await,
+            };
+            if let Some(recorder) = &recorder
+                && let Err(e) = recorder.record(employee_type, &query, &answer)
+            {
+                tracing::error!(error = %e, "could not record an answer");
+            }
             (job, answer)
         })
     }

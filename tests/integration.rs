@@ -2187,3 +2187,54 @@ fn json_logs_carry_the_run_id_on_every_line_of_a_run() {
             .any(|l| l["fields"]["message"] == "window committed")
     );
 }
+
+// ---- Issue 6: recorded answers ----
+
+#[test]
+fn a_recorded_run_replays_offline_to_the_same_tables() {
+    let tenant = small_tenant(60);
+    let ws = Workspace::new();
+    let mut users = tenant.sim().user_ids("employee_id").unwrap();
+    users.push("nobody_here".into()); // a refused id: its 1220004 and the split replay too
+    let corpus = ws.dir.path().join("corpus");
+    let run = backfill(
+        &tenant,
+        &ws,
+        &users,
+        "2026-08-01",
+        "2026-10-15",
+        &[
+            "--statuses",
+            "2,3",
+            "--record-responses",
+            corpus.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code(), 3, "{}", run.stderr());
+    let calls = tenant.sim().stats().query_calls;
+
+    let replayed = ws.dir.path().join("replayed");
+    let replay = run_bin(
+        &[
+            "replay",
+            corpus.to_str().unwrap(),
+            "--out",
+            replayed.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(
+        replay.code(),
+        3,
+        "the same refused user: {}",
+        replay.stderr()
+    );
+    assert!(replay.stdout().contains("nobody_here"));
+    assert_eq!(
+        tenant.sim().stats().query_calls,
+        calls,
+        "the replay went to the network"
+    );
+    assert_eq!(all_content(&replayed), all_content(&ws.out()));
+    assert_eq!(rejects(&replayed).len(), rejects(&ws.out()).len());
+}

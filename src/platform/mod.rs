@@ -5,7 +5,7 @@ mod error;
 pub mod model;
 
 pub use client::{Client, ClientConfig, ClientStats, Credentials};
-pub use error::PlatformError;
+pub use error::{PlatformError, QUERY_ENDPOINT};
 
 /// Feishu (China) host; Lark (international) is `https://open.larksuite.com`.
 pub const DEFAULT_BASE_URL: &str = "https://open.feishu.cn";

@@ -64,7 +64,7 @@ pub struct QueryRequest {
 }
 
 /// `data` of a query answer.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub struct QueryData {
     /// [`UserApproval`]s, parsed one by one when flattened.
     #[serde(default)]

@@ -1,0 +1,323 @@
+//! Recorded query answers: `--record-responses DIR` keeps every answer of a run, and `replay DIR`
+//! runs the same backfill from them without the network (to benchmark the offline pipeline, or
+//! to replay a captured day).
+//!
+//! Layout of DIR: `corpus.json` (the request: dates, statuses, employee type, users),
+//! `responses.ndjson` (one answer a line: `{"key", "response"}` or `{"key", "error"}`), and
+//! `responses.index` (`key<TAB>offset<TAB>length` a line), so a replay reads each answer directly.
+//!
+//! Invariants: an answer is found by its full request (employee type, dates, status, user ids in
+//! order), so a replay only ever gets the answer to the very query it makes; a platform error
+//! (such as the 1220004 that splits a batch) is recorded and replayed like an answer.
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::plan::EmployeeType;
+use crate::platform::PlatformError;
+use crate::platform::model::{QueryData, QueryRequest};
+
+/// What a recording is of.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Corpus {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub statuses: Vec<i32>,
+    pub employee_type: EmployeeType,
+    pub users: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordingError {
+    #[error("cannot {action} {}: {detail}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        detail: String,
+    },
+}
+
+fn io<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> RecordingError + 'a {
+    move |e| RecordingError::Io {
+        action,
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    }
+}
+
+/// The key of a query: everything that decides its answer.
+fn key(employee_type: EmployeeType, q: &QueryRequest) -> String {
+    format!(
+        "{}|{}|{}|{}|{}",
+        employee_type.as_str(),
+        q.check_date_from,
+        q.check_date_to,
+        q.status.unwrap_or(2),
+        q.user_ids.join(",")
+    )
+}
+
+#[derive(Serialize, Deserialize)]
+struct RecordedError {
+    http_status: u16,
+    code: i64,
+    msg: String,
+}
+
+#[derive(Serialize)]
+struct LineOut<'a> {
+    key: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<&'a QueryData>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<RecordedError>,
+}
+
+#[derive(Deserialize)]
+struct LineIn {
+    response: Option<QueryData>,
+    error: Option<RecordedError>,
+}
+
+/// Writes the answers of a run as they come.
+pub struct Recorder {
+    dir: PathBuf,
+    files: Mutex<(std::fs::File, std::fs::File, u64)>,
+}
+
+impl Recorder {
+    pub fn create(dir: &Path, corpus: &Corpus) -> Result<Recorder, RecordingError> {
+        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+        let corpus_path = dir.join("corpus.json");
+        let body = serde_json::to_vec_pretty(corpus).expect("a corpus serializes");
+        std::fs::write(&corpus_path, body).map_err(io("write", &corpus_path))?;
+        let data_path = dir.join("responses.ndjson");
+        let data = std::fs::File::create(&data_path).map_err(io("create", &data_path))?;
+        let index_path = dir.join("responses.index");
+        let index = std::fs::File::create(&index_path).map_err(io("create", &index_path))?;
+        Ok(Recorder {
+            dir: dir.to_path_buf(),
+            files: Mutex::new((data, index, 0)),
+        })
+    }
+
+    /// Keeps one answer. Transport failures are not answers and are not kept.
+    pub fn record(
+        &self,
+        employee_type: EmployeeType,
+        query: &QueryRequest,
+        outcome: &Result<QueryData, PlatformError>,
+    ) -> Result<(), RecordingError> {
+        let key = key(employee_type, query);
+        let line = match outcome {
+            Ok(data) => LineOut {
+                key: &key,
+                response: Some(data),
+                error: None,
+            },
+            Err(PlatformError::Api {
+                http_status,
+                code,
+                msg,
+                ..
+            }) => LineOut {
+                key: &key,
+                response: None,
+                error: Some(RecordedError {
+                    http_status: *http_status,
+                    code: *code,
+                    msg: msg.clone(),
+                }),
+            },
+            Err(_) => return Ok(()),
+        };
+        let mut bytes = serde_json::to_vec(&line).expect("an answer serializes");
+        bytes.push(b'\n');
+        let mut files = self.files.lock().expect("recorder lock");
+        let (data, index, offset) = &mut *files;
+        let data_path = self.dir.join("responses.ndjson");
+        data.write_all(&bytes).map_err(io("write", &data_path))?;
+        writeln!(index, "{key}\t{offset}\t{}", bytes.len())
+            .map_err(io("write", &self.dir.join("responses.index")))?;
+        *offset += bytes.len() as u64;
+        Ok(())
+    }
+}
+
+/// Answers recorded earlier, looked up by query.
+#[derive(Debug)]
+pub struct Replay {
+    pub corpus: Corpus,
+    data: PathBuf,
+    index: HashMap<String, (u64, usize)>,
+    /// Per (employee type, dates, status): the user ids of every recorded query with its place.
+    by_scope: HashMap<String, Vec<(Vec<String>, u64, usize)>>,
+    /// Queries of one user, any dates: where a refusal of that user would be.
+    alone: HashMap<String, Vec<(u64, usize)>>,
+}
+
+/// The part of a key before the user ids.
+fn scope_of(key: &str) -> (&str, &str) {
+    let cut = key.rfind('|').unwrap_or(0);
+    (&key[..cut], key.get(cut + 1..).unwrap_or(""))
+}
+
+impl Replay {
+    pub fn open(dir: &Path) -> Result<Replay, RecordingError> {
+        let corpus_path = dir.join("corpus.json");
+        let corpus_bytes = std::fs::read(&corpus_path).map_err(io("read", &corpus_path))?;
+        let corpus: Corpus =
+            serde_json::from_slice(&corpus_bytes).map_err(|e| RecordingError::Io {
+                action: "parse",
+                path: corpus_path.clone(),
+                detail: e.to_string(),
+            })?;
+        let index_path = dir.join("responses.index");
+        let text = std::fs::read_to_string(&index_path).map_err(io("read", &index_path))?;
+        let mut index = HashMap::new();
+        let mut by_scope: HashMap<String, Vec<(Vec<String>, u64, usize)>> = HashMap::new();
+        let mut alone: HashMap<String, Vec<(u64, usize)>> = HashMap::new();
+        for line in text.lines() {
+            let mut parts = line.rsplitn(3, '\t');
+            let (Some(len), Some(offset), Some(key)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if let (Ok(offset), Ok(len)) = (offset.parse(), len.parse()) {
+                index.insert(key.to_string(), (offset, len));
+                let (scope, users) = scope_of(key);
+                let users: Vec<String> = users.split(',').map(str::to_string).collect();
+                if let [only] = users.as_slice() {
+                    alone.entry(only.clone()).or_default().push((offset, len));
+                }
+                by_scope
+                    .entry(scope.to_string())
+                    .or_default()
+                    .push((users, offset, len));
+            }
+        }
+        Ok(Replay {
+            corpus,
+            data: dir.join("responses.ndjson"),
+            index,
+            by_scope,
+            alone,
+        })
+    }
+
+    fn read(&self, offset: u64, len: usize) -> Result<LineIn, PlatformError> {
+        let endpoint = crate::platform::QUERY_ENDPOINT;
+        let mut buf = vec![0; len];
+        let mut file = std::fs::File::open(&self.data).map_err(|e| self.missing(e.to_string()))?;
+        file.seek(SeekFrom::Start(offset))
+            .and_then(|_| file.read_exact(&mut buf))
+            .map_err(|e| self.missing(e.to_string()))?;
+        serde_json::from_slice(&buf).map_err(|e| PlatformError::MalformedBody {
+            endpoint,
+            http_status: 200,
+            detail: format!("recorded answer: {e}"),
+        })
+    }
+
+    fn missing(&self, detail: String) -> PlatformError {
+        PlatformError::Transport {
+            endpoint: crate::platform::QUERY_ENDPOINT,
+            base_url: self.data.display().to_string(),
+            detail,
+        }
+    }
+
+    fn to_result(line: LineIn) -> Result<QueryData, PlatformError> {
+        match (line.response, line.error) {
+            (Some(data), _) => Ok(data),
+            (None, Some(e)) => Err(PlatformError::Api {
+                endpoint: crate::platform::QUERY_ENDPOINT,
+                http_status: e.http_status,
+                code: e.code,
+                msg: e.msg,
+            }),
+            (None, None) => Err(PlatformError::MalformedBody {
+                endpoint: crate::platform::QUERY_ENDPOINT,
+                http_status: 200,
+                detail: "recorded line holds neither an answer nor an error".into(),
+            }),
+        }
+    }
+
+    /// The recorded answer to `query`, as the client would have returned it.
+    ///
+    /// A replay splits refused batches in its own order, so it may ask for a sub-batch the
+    /// recorded run never asked for. Such a query is answered from the recorded answers over the
+    /// same dates and status: a refusal if one of its users was ever refused alone, otherwise the
+    /// union of the recorded answers that cover its users, cut down to them.
+    pub fn answer(
+        &self,
+        employee_type: EmployeeType,
+        query: &QueryRequest,
+    ) -> Result<QueryData, PlatformError> {
+        let key = key(employee_type, query);
+        if let Some(&(offset, len)) = self.index.get(&key) {
+            return Self::to_result(self.read(offset, len)?);
+        }
+        // A user the platform refused alone, for any dates, is refused again: a refusal is of the
+        // user, not of the dates.
+        for user in &query.user_ids {
+            for &(offset, len) in self.alone.get(user).map(Vec::as_slice).unwrap_or(&[]) {
+                if let Err(e @ PlatformError::Api { .. }) = Self::to_result(self.read(offset, len)?)
+                    && e.is_per_user()
+                {
+                    return Err(e);
+                }
+            }
+        }
+        let (scope, _) = scope_of(&key);
+        let recorded = self.by_scope.get(scope).map(Vec::as_slice).unwrap_or(&[]);
+        let wanted: std::collections::HashSet<&str> =
+            query.user_ids.iter().map(String::as_str).collect();
+        let mut covered = std::collections::HashSet::new();
+        let mut approvals = Vec::new();
+        for (users, offset, len) in recorded {
+            if !users.iter().any(|u| wanted.contains(u.as_str())) {
+                continue;
+            }
+            match Self::to_result(self.read(*offset, *len)?) {
+                Err(e) if users.len() == 1 => return Err(e),
+                Err(_) => continue,
+                Ok(data) => {
+                    covered.extend(
+                        users
+                            .iter()
+                            .filter(|u| wanted.contains(u.as_str()))
+                            .cloned(),
+                    );
+                    #[derive(Deserialize)]
+                    struct UserOf {
+                        user_id: Option<String>,
+                    }
+                    for raw in data.user_approvals.unwrap_or_default() {
+                        let user = serde_json::from_str::<UserOf>(raw.get())
+                            .ok()
+                            .and_then(|u| u.user_id);
+                        if user.is_some_and(|u| wanted.contains(u.as_str())) {
+                            approvals.push(raw);
+                        }
+                    }
+                }
+            }
+        }
+        if covered.len() < wanted.len() {
+            return Err(self.missing("no recorded answer covers this query".into()));
+        }
+        Ok(QueryData {
+            user_approvals: Some(approvals),
+        })
+    }
+}
