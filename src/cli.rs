@@ -448,10 +448,15 @@ pub fn expand_job_file(
             .chain(cmd.get_arguments())
             .find(|a| a.get_long() == Some(flag.as_str()) && flag != "config" && flag != "help")
             .ok_or_else(|| file_err(format!("unknown key '{key}' for `{}`", sub.get_name())))?;
-        if arg
+        // The command line wins outright: a list there replaces the file's instead of adding to
+        // it, and a flag there cannot be undone by the file.
+        let on_command_line = text
+            .iter()
+            .any(|a| a == &format!("--{flag}") || a.starts_with(&format!("--{flag}=")));
+        let from_env = arg
             .get_env()
-            .is_some_and(|env| std::env::var_os(env).is_some())
-        {
+            .is_some_and(|env| std::env::var_os(env).is_some());
+        if on_command_line || from_env {
             continue;
         }
         let is_flag = matches!(arg.get_action(), clap::ArgAction::SetTrue);

@@ -157,13 +157,7 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
         replay: Some(replay),
     };
     // Never called: every answer comes from the recording.
-    let offline = Credentials {
-        app_id: "replay".into(),
-        app_secret: "replay".into(),
-    };
-    let mut config = attendance_sync::platform::ClientConfig::new("http://127.0.0.1:9", offline);
-    config.rate_limit_per_sec = 1_000_000;
-    let client = Client::new(config)?;
+    let client = offline_client()?;
     let summary = runtime()?.block_on(run::backfill(&client, &request))?;
     print!("{summary}");
     report_fatal(&summary);
@@ -172,10 +166,14 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
 
 /// Runs a backfill request, with progress shown as the terminal allows.
 fn run_job(job: &JobArgs, request: BackfillRequest, quiet: bool) -> anyhow::Result<u8> {
-    let client = client_of(job)?;
     if job.dry_run {
+        let client = match &request.users {
+            Users::List(_) => offline_client()?,
+            _ => client_of(job)?,
+        };
         return print_plan(&client, &request, job.client.rate_limit);
     }
+    let client = client_of(job)?;
     let reporter = (!quiet).then(|| progress::Reporter::spawn(Arc::clone(&request.progress)));
     let summary = runtime()?.block_on(run::backfill(&client, &request));
     if let Some(r) = reporter {
@@ -213,8 +211,23 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
         _ => trailing_window(&args.job, args.days),
     };
     let request = request_of(&args.job, from, to, users);
-    let client = client_of(&args.job)?;
+    let client = match &request.users {
+        // Nothing to list: no credentials needed to plan.
+        Users::List(_) => offline_client()?,
+        _ => client_of(&args.job)?,
+    };
     print_plan(&client, &request, args.job.client.rate_limit)
+}
+
+/// A client that is never asked anything (plans over a users file, replays).
+fn offline_client() -> anyhow::Result<Client> {
+    let offline = Credentials {
+        app_id: "offline".into(),
+        app_secret: "offline".into(),
+    };
+    let mut config = attendance_sync::platform::ClientConfig::new("http://127.0.0.1:9", offline);
+    config.rate_limit_per_sec = 1_000_000;
+    Ok(Client::new(config)?)
 }
 
 /// Prints what a request would ask the platform. Lists users if it must; never queries.

@@ -110,11 +110,12 @@ pub fn flatten(
         let mut de = serde_json::Deserializer::from_str(raw.get());
         match serde_path_to_error::deserialize::<_, UserApproval>(&mut de) {
             Ok(ua) => flatten_user_date(ua, status, window, &batch, tables, rejects, counts),
-            // The user-date itself is unreadable: keep the whole element aside.
+            // The user-date itself is unreadable: keep the whole element aside, under its user and
+            // date when those at least can be read (so reruns over other users keep it).
             Err(e) => rejects.push(Reject {
                 table: None,
-                user_id: None,
-                date: None,
+                user_id: loose_field(raw.get(), "user_id"),
+                date: loose_field(raw.get(), "date"),
                 approval_id: None,
                 status: status.code(),
                 field: e.path().to_string(),
@@ -224,6 +225,16 @@ fn flatten_user_date(
                 }
             }
         }
+    }
+}
+
+/// A field of a JSON object as text, whatever its JSON type.
+fn loose_field(json: &str, field: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(json).ok()?;
+    match value.get(field)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Null => None,
+        other => Some(other.to_string()),
     }
 }
 

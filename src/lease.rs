@@ -28,6 +28,10 @@ pub struct LeaseRecord {
     pub pid: u32,
     pub started_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// Set when its run gave it up at the end; an expired lease without it was left by a run
+    /// that died.
+    #[serde(default)]
+    pub released: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +60,9 @@ pub struct Lease {
     record: Mutex<(LeaseRecord, Version)>,
     ttl: Duration,
     lost: AtomicBool,
+    /// Until when the lease is surely ours: the last expiry written, less a margin for clock
+    /// skew between hosts. Past it, the run must stop writing even if no renewal said "lost".
+    valid_until: std::sync::Mutex<std::time::Instant>,
 }
 
 fn host_name() -> String {
@@ -83,6 +90,7 @@ impl Lease {
                 pid: std::process::id(),
                 started_at,
                 expires_at: Utc::now() + ttl,
+                released: false,
             };
             let bytes = serde_json::to_vec_pretty(&record).expect("a lease serializes");
             if store.create(LEASE_PATH, bytes.clone()).await? {
@@ -96,12 +104,14 @@ impl Lease {
                     location: location.clone(),
                     detail: e.to_string(),
                 })?;
-            if holder.expires_at > Utc::now() {
+            if holder.expires_at > Utc::now() && !holder.released {
                 return Err(LeaseError::Held { location, holder });
             }
             if store.update(LEASE_PATH, bytes, &version).await? {
-                tracing::warn!(expired_run = %holder.run_id, host = %holder.host,
-                    "took over an expired lease: its run was killed or lost its way");
+                if !holder.released {
+                    tracing::warn!(expired_run = %holder.run_id, host = %holder.host,
+                        "took over an expired lease: its run was killed or lost its way");
+                }
                 return Lease::held(store, record, ttl).await;
             }
         }
@@ -135,6 +145,7 @@ impl Lease {
             record: Mutex::new((record, version)),
             ttl,
             lost: AtomicBool::new(false),
+            valid_until: std::sync::Mutex::new(std::time::Instant::now() + ttl.mul_f64(0.8)),
         })
     }
 
@@ -142,6 +153,7 @@ impl Lease {
     pub async fn renew(&self) -> Result<(), LeaseError> {
         let mut held = self.record.lock().await;
         let mut record = held.0.clone();
+        let written_at = std::time::Instant::now();
         record.expires_at = Utc::now() + self.ttl;
         let bytes = serde_json::to_vec_pretty(&record).expect("a lease serializes");
         if !self.store.update(LEASE_PATH, bytes, &held.1).await? {
@@ -159,6 +171,7 @@ impl Lease {
                 location: self.store.describe(LEASE_PATH),
             })?;
         *held = (record, version);
+        *self.valid_until.lock().expect("lease clock lock") = written_at + self.ttl.mul_f64(0.8);
         Ok(())
     }
 
@@ -169,7 +182,7 @@ impl Lease {
             loop {
                 tokio::time::sleep(lease.ttl / 3).await;
                 if let Err(e) = lease.renew().await {
-                    tracing::error!(error = %e, "lease renewal failed");
+                    tracing::error!(error = %e, "lease renewal failed; the run stops if it cannot renew before the lease may have expired");
                     if matches!(e, LeaseError::Lost { .. }) {
                         return;
                     }
@@ -182,19 +195,24 @@ impl Lease {
         ))
     }
 
-    /// Whether another run took the lease from us.
+    /// Whether the lease may no longer be ours: another run took it, or renewals failed for so
+    /// long that it may have expired.
     pub fn is_lost(&self) -> bool {
         self.lost.load(Ordering::SeqCst)
+            || std::time::Instant::now() > *self.valid_until.lock().expect("lease clock lock")
     }
 
-    /// Gives the lease up, if it is still ours.
+    /// Gives the lease up, if it is still ours: a conditional update to an expired, released
+    /// record, so a lease another run has taken meanwhile is never touched. The record stays;
+    /// the next run takes it over without a word.
     pub async fn release(&self) -> Result<(), StoreError> {
         let held = self.record.lock().await;
-        if let Some((bytes, _)) = self.store.get_versioned(LEASE_PATH).await?
-            && serde_json::from_slice::<LeaseRecord>(&bytes)
-                .is_ok_and(|r| r.run_id == held.0.run_id)
-        {
-            self.store.delete(LEASE_PATH).await?;
+        let mut record = held.0.clone();
+        record.expires_at = Utc::now() - chrono::TimeDelta::seconds(1);
+        record.released = true;
+        let bytes = serde_json::to_vec_pretty(&record).expect("a lease serializes");
+        if !self.store.update(LEASE_PATH, bytes, &held.1).await? {
+            tracing::warn!("the lease was no longer ours when releasing it; left as it is");
         }
         Ok(())
     }

@@ -567,6 +567,8 @@ async fn backfill_leased(
         None => None,
     };
     let sink = Arc::new(Sink::new(Arc::clone(store)));
+    sink.check_employee_type(request.employee_type.as_str())
+        .await?;
     let stamp = Arc::new(RunStamp {
         run_id: run_id.clone(),
         ingested_at_micros: started_at.timestamp_micros(),
@@ -576,16 +578,24 @@ async fn backfill_leased(
         plan.windows[0].from,
         plan.windows[plan.windows.len() - 1].to,
     );
+    // Keyed by the dates asked, not the clipped ones, so tomorrow's rerun of a clipped backfill
+    // still resumes.
     let key = runlog::progress_key(
-        first,
-        last,
+        request.from,
+        request.to,
         &statuses,
         request.employee_type.as_str(),
         &users,
     );
-    let mut progress = match runlog::load_progress(store, &key).await? {
-        Some(p) if !request.restart => p,
-        _ => Progress {
+    if request.restart {
+        runlog::clear_progress(store, &key).await?;
+    }
+    let resumable = runlog::load_progress(store, &key)
+        .await?
+        .filter(|p| !request.restart && Utc::now() - p.updated_at < runlog::PROGRESS_MAX_AGE);
+    let mut progress = match resumable {
+        Some(p) => p,
+        None => Progress {
             key: key.clone(),
             from: first,
             to: last,
@@ -593,10 +603,12 @@ async fn backfill_leased(
             employee_type: request.employee_type.as_str().to_string(),
             users: users.len(),
             committed: BTreeSet::new(),
+            refused_users: BTreeSet::new(),
             updated_at: started_at,
             run_id: run_id.clone(),
         },
     };
+    let carried_refused = progress.refused_users.clone();
     let skip: BTreeSet<Window> = progress
         .committed
         .iter()
@@ -650,7 +662,7 @@ async fn backfill_leased(
         dst: FlattenCounts::default(),
         client: ClientStats::default(),
         failures: Vec::new(),
-        refused_users: BTreeSet::new(),
+        refused_users: carried_refused,
         users_source,
         query_phase: Duration::ZERO,
         rate_limit: client.rate_limit(),
@@ -694,7 +706,9 @@ async fn backfill_leased(
         });
     } else if summary.failures.is_empty() && summary.refused_users.is_empty() {
         // Finished: a rerun of the same backfill fetches everything again.
-        runlog::clear_progress(store, &key).await?;
+        if let Err(e) = runlog::clear_progress(store, &key).await {
+            tracing::warn!(error = %e, "could not remove the progress record; the next run of this backfill may skip windows (--restart redoes them)");
+        }
     }
     summary.duration = clock.elapsed();
     let manifest = manifest_of(&summary);
@@ -1145,10 +1159,19 @@ impl<'a> Pipeline<'a> {
             .collect();
         let sink = Arc::clone(&self.sink);
         let stamp = Arc::clone(&self.stamp);
+        let lease = Arc::clone(&self.lease);
         tokio::spawn(
             async move {
+                let still_ours = move || !lease.is_lost();
                 let report = sink
-                    .commit_window(window, fetched.fresh, fetched.rejects, scope, stamp)
+                    .commit_window(
+                        window,
+                        fetched.fresh,
+                        fetched.rejects,
+                        scope,
+                        stamp,
+                        &still_ours,
+                    )
                     .await;
                 Committed {
                     window,
@@ -1181,6 +1204,10 @@ impl<'a> Pipeline<'a> {
         self.counters.windows_done.fetch_add(1, Ordering::Relaxed);
         tracing::info!(run_id = %s.run_id, window = %done.window, "window committed");
         self.progress.committed.insert(done.window);
+        // A resumed run must still report the users refused before it, and exit 3.
+        self.progress
+            .refused_users
+            .extend(self.summary.refused_users.iter().cloned());
         self.progress.updated_at = Utc::now();
         runlog::save_progress(&self.store, &self.progress).await?;
         Ok(())

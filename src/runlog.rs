@@ -21,6 +21,8 @@ use crate::table::Table;
 
 /// Directory of progress records.
 pub const PROGRESS_DIR: &str = "_progress";
+/// A progress record older than this is not resumed from: a rerun months later fetches again.
+pub const PROGRESS_MAX_AGE: chrono::TimeDelta = chrono::TimeDelta::days(7);
 /// Directory of run manifests.
 pub const RUNS_DIR: &str = "_runs";
 
@@ -34,6 +36,9 @@ pub struct Progress {
     pub employee_type: String,
     pub users: usize,
     pub committed: BTreeSet<Window>,
+    /// Users the platform refused in the committed windows: a resumed run reports them too.
+    #[serde(default)]
+    pub refused_users: BTreeSet<String>,
     pub updated_at: DateTime<Utc>,
     pub run_id: String,
 }

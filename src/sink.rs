@@ -70,6 +70,8 @@ pub enum SinkError {
         found: String,
         expected: &'static str,
     },
+    #[error("stopped before writing: the lease on the output root may no longer be ours")]
+    Fenced,
     #[error("cannot encode {table} for {date}: {detail}")]
     Encode {
         table: &'static str,
@@ -320,6 +322,47 @@ impl Sink {
         &self.store
     }
 
+    /// Refuses a root whose tables hold another kind of user id, before anything is fetched.
+    /// One file tells: every file of a root is written with the root's one kind.
+    pub async fn check_employee_type(&self, employee_type: &'static str) -> Result<(), SinkError> {
+        for table in Table::ALL {
+            let Some(rel) = self
+                .store
+                .list_files(table.name())
+                .await?
+                .into_iter()
+                .find(|rel| parse_part(rel).is_some())
+            else {
+                continue;
+            };
+            let bytes = self.store.get(&rel).await?.unwrap_or_default();
+            let builder =
+                ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes)).map_err(|e| {
+                    SinkError::Read {
+                        path: self.store.describe(&rel),
+                        detail: e.to_string(),
+                    }
+                })?;
+            let found = builder
+                .metadata()
+                .file_metadata()
+                .key_value_metadata()
+                .and_then(|kv| kv.iter().find(|k| k.key == EMPLOYEE_TYPE_KEY))
+                .and_then(|k| k.value.clone());
+            if let Some(found) = found
+                && found != employee_type
+            {
+                return Err(SinkError::EmployeeTypeMismatch {
+                    path: self.store.describe(&rel),
+                    found,
+                    expected: employee_type,
+                });
+            }
+            return Ok(());
+        }
+        Ok(())
+    }
+
     /// Replaces, for every `(table, date)` of `window` and its rejects, the rows within `scope`
     /// with the rows in `tables` and `rejects`; rows outside the scope are kept as they are.
     pub async fn commit_window(
@@ -329,6 +372,7 @@ impl Sink {
         rejects: Vec<Reject>,
         scope: Scope,
         stamp: Arc<RunStamp>,
+        still_ours: &(dyn Fn() -> bool + Send + Sync),
     ) -> Result<CommitReport, SinkError> {
         // 1. What is there now, for the window's dates.
         let mut existing: BTreeMap<(Table, NaiveDate), Existing> = BTreeMap::new();
@@ -393,7 +437,10 @@ impl Sink {
         .await
         .expect("merging never panics")?;
 
-        // 3. Put the new files, then remove what they replace.
+        // 3. Put the new files, then remove what they replace: only while the root is ours.
+        if !still_ours() {
+            return Err(SinkError::Fenced);
+        }
         let Planned {
             files,
             deletes,
@@ -416,6 +463,9 @@ impl Sink {
             .buffer_unordered(STORE_CONCURRENCY)
             .try_collect::<Vec<()>>()
             .await?;
+        if !still_ours() {
+            return Err(SinkError::Fenced);
+        }
         for rel in deletes.iter().chain(&rejects_deletes) {
             self.store.delete(rel).await?;
         }
@@ -600,6 +650,16 @@ fn merge_rejects(
         user_id: Option<String>,
         status: i32,
     }
+    // The same reject kept twice (a record outside every run's scope, seen again) is one line:
+    // lines are compared without the run that wrote them.
+    let mut seen = std::collections::HashSet::new();
+    let without_run = |line: &str| -> String {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("run_id");
+        }
+        v.to_string()
+    };
     let mut buf = Vec::new();
     for line in old
         .as_deref()
@@ -611,7 +671,7 @@ fn merge_rejects(
             path: rel.clone(),
             detail: e.to_string(),
         })?;
-        if !scope.covers(key.user_id.as_deref(), key.status) {
+        if !scope.covers(key.user_id.as_deref(), key.status) && seen.insert(without_run(line)) {
             buf.extend_from_slice(line.as_bytes());
             buf.push(b'\n');
         }
@@ -627,8 +687,11 @@ fn merge_rejects(
             run_id: &stamp.run_id,
             reject,
         };
-        serde_json::to_writer(&mut buf, &line).expect("a reject always serializes");
-        buf.push(b'\n');
+        let text = serde_json::to_string(&line).expect("a reject always serializes");
+        if seen.insert(without_run(&text)) {
+            buf.extend_from_slice(text.as_bytes());
+            buf.push(b'\n');
+        }
     }
     planned.rejects += fresh.len() as u64;
     if buf.is_empty() {
@@ -692,6 +755,64 @@ mod tests {
             parse_part("outs/date=2026-09-15/x/part-00000.parquet"),
             None
         );
+    }
+
+    #[test]
+    fn a_reject_seen_again_is_kept_once() {
+        let scope = Scope {
+            users: ["u1".to_string()].into(),
+            statuses: [2].into(),
+            employee_type: "employee_id",
+        };
+        let d = NaiveDate::from_ymd_opt(2026, 9, 15).unwrap();
+        let reject = |run: &str| Reject {
+            table: Some(Table::Outs),
+            user_id: Some("stranger".into()),
+            date: Some("20260915".into()),
+            approval_id: Some("a".into()),
+            status: 2,
+            field: "user_id".into(),
+            value: Some("stranger".into()),
+            reason: format!("outside the batch ({run} wrote it the same)").replace(run, "x"),
+            raw: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
+        };
+        let stamp = |id: &str| RunStamp {
+            run_id: id.into(),
+            ingested_at_micros: 0,
+        };
+        let mut first = Planned {
+            files: Vec::new(),
+            deletes: Vec::new(),
+            rejects_puts: Vec::new(),
+            rejects_deletes: Vec::new(),
+            rejects: 0,
+        };
+        merge_rejects(
+            d,
+            vec![reject("r1")],
+            None,
+            &scope,
+            &stamp("r1"),
+            &mut first,
+        )
+        .unwrap();
+        let old = String::from_utf8(first.rejects_puts[0].1.clone()).unwrap();
+        let mut second = Planned {
+            rejects: 0,
+            ..first
+        };
+        second.rejects_puts.clear();
+        merge_rejects(
+            d,
+            vec![reject("r2")],
+            Some(old),
+            &scope,
+            &stamp("r2"),
+            &mut second,
+        )
+        .unwrap();
+        let text = String::from_utf8(second.rejects_puts[0].1.clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
     }
 
     #[test]

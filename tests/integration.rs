@@ -1731,7 +1731,9 @@ fn a_second_run_on_the_same_root_is_refused_while_the_first_holds_the_lease() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(!out.join("_lease.json").exists(), "released at the end");
+    let lease: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("_lease.json")).unwrap()).unwrap();
+    assert_eq!(lease["released"], true, "released at the end: {lease}");
     // Now the root is free again.
     backfill(&tenant, &ws, &users, "2026-05-01", "2026-05-31", &[]).assert_ok();
 }
@@ -2237,4 +2239,56 @@ fn a_recorded_run_replays_offline_to_the_same_tables() {
     );
     assert_eq!(all_content(&replayed), all_content(&ws.out()));
     assert_eq!(rejects(&replayed).len(), rejects(&ws.out()).len());
+}
+
+#[test]
+fn a_resumed_run_still_reports_the_users_refused_before_it() {
+    let tenant = small_tenant(10);
+    let ws = Workspace::new();
+    let mut users = tenant.sim().user_ids("employee_id").unwrap();
+    users.push("left_company_42".into());
+    let first = backfill(&tenant, &ws, &users, "2026-07-01", "2026-08-20", &[]);
+    assert_eq!(first.code(), 3);
+    // Every window was committed; the rerun resumes past all of them and must still say 3.
+    let again = backfill(&tenant, &ws, &users, "2026-07-01", "2026-08-20", &[]);
+    assert_eq!(again.code(), 3, "{}", again.stdout());
+    assert!(
+        again.stdout().contains("resumed") && again.stdout().contains("left_company_42"),
+        "{}",
+        again.stdout()
+    );
+}
+
+#[test]
+fn a_list_on_the_command_line_replaces_the_job_files_list() {
+    let tenant = small_tenant(5);
+    let ws = Workspace::new();
+    let job = ws.dir.path().join("job.toml");
+    let users_file = ws.users_file(&fixtures());
+    std::fs::write(
+        &job,
+        format!("out = \"x\"\nusers_file = {:?}\nstatuses = [2, 3]\nfrom = 2026-09-01\nto = 2026-09-05\n", users_file.to_str().unwrap()),
+    )
+    .unwrap();
+    // No credentials: planning over a users file needs none.
+    let plan = run_bin(
+        &[
+            "plan",
+            "--config",
+            job.to_str().unwrap(),
+            "--statuses",
+            "4",
+            "--base-url",
+            &tenant.url(),
+        ],
+        &[],
+    );
+    plan.assert_ok();
+    let statuses = plan
+        .stdout()
+        .lines()
+        .find(|l| l.trim_start().starts_with("statuses"))
+        .unwrap()
+        .to_string();
+    assert!(statuses.trim().ends_with(" 4"), "{statuses}");
 }

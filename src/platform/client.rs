@@ -4,8 +4,10 @@
 //! - At most one token request is in flight: the cache's lock is held while fetching, so requests
 //!   that find the token expired wait for that one fetch instead of each asking for their own.
 //! - A token is used until `expire - margin` (margin: 3 minutes, or a quarter of a short lifetime);
-//!   a token-invalid code drops it (only if it is still the cached one) and the call is retried once
-//!   with a fresh one.
+//!   a token-invalid code drops it (only if it is still the cached one) and the call is retried
+//!   once with a fresh one. The same token is never sent again after a refusal; a fresh token
+//!   refused in its turn (it expired too while the retry waited) is renewed again, at most three
+//!   times a call.
 //! - Every request passes its API's client-side rate limiter before it is sent (the platform
 //!   limits each API separately). HTTP 429 / code 99991400 pauses that API for every task until
 //!   `x-ogw-ratelimit-reset` has passed, then runs it at 4/5 of the rate for a while, and tries again
@@ -193,6 +195,9 @@ enum Attempt<T> {
     Transient(PlatformError),
     Failed(PlatformError),
 }
+
+/// Renewals of a refused token within one call before the refusal is final.
+const MAX_TOKEN_RENEWALS_PER_CALL: usize = 3;
 
 /// Page size of the list endpoints (the documented maximum of the strictest of them).
 const PAGE_SIZE: u32 = 50;
@@ -400,7 +405,9 @@ impl Client {
         let endpoint = pacer.endpoint;
         let mut backoff = self.backoff();
         let mut rate_limit_waits = 0;
-        let mut token_renewed = false;
+        // Each refused token is renewed once; a renewed token refused again (a second expiry
+        // while the retry waited for its turn) is renewed too, a few times at most.
+        let mut refused_tokens: Vec<Arc<str>> = Vec::new();
         loop {
             pacer.ready().await;
             let token = self.token().await?;
@@ -425,10 +432,11 @@ impl Client {
                     );
                 }
                 Attempt::TokenRefused(err) => {
-                    if token_renewed {
+                    let seen = refused_tokens.iter().any(|t| Arc::ptr_eq(t, &token));
+                    if seen || refused_tokens.len() >= MAX_TOKEN_RENEWALS_PER_CALL {
                         return Err(err);
                     }
-                    token_renewed = true;
+                    refused_tokens.push(Arc::clone(&token));
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
                         endpoint,
@@ -581,6 +589,7 @@ impl Client {
             app_secret: &creds.app_secret,
         };
         let mut backoff = self.backoff();
+        let mut rate_waits = 0;
         loop {
             self.counters.token_requests.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
@@ -619,6 +628,15 @@ impl Client {
                                         "code 0 without tenant_access_token and a positive expire"
                                             .into(),
                                 },
+                                (99991400, _, _)
+                                    if rate_waits < self.config.max_rate_limit_waits =>
+                                {
+                                    // Over the token endpoint's own limit: wait and ask again.
+                                    rate_waits += 1;
+                                    self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+                                    tokio::time::sleep(Duration::from_secs(1)).await;
+                                    continue;
+                                }
                                 (code, _, _) => {
                                     let err = PlatformError::Api {
                                         endpoint: TOKEN_ENDPOINT,
