@@ -196,6 +196,13 @@ pub fn sort_rows<R: Row>(rows: &mut [R]) {
 
 /// Sorts a batch of any table into the order of [`sort_rows`] (nulls first, as `Option` orders).
 pub fn sort_batch(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
+    sort_indices(batch, &mut order)?;
+    arrow_select::take::take_record_batch(batch, &arrow_array::UInt32Array::from(order))
+}
+
+/// Sorts row indices of `batch` into the order of [`sort_rows`].
+pub fn sort_indices(batch: &RecordBatch, order: &mut [u32]) -> Result<(), ArrowError> {
     use arrow_array::Array;
     let text = |name: &str| -> Result<&StringArray, ArrowError> {
         batch
@@ -212,7 +219,6 @@ pub fn sort_batch(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
         .column_by_name("status")
         .and_then(|c| c.as_any().downcast_ref::<Int32Array>())
         .ok_or_else(|| ArrowError::SchemaError("no int32 column status".into()))?;
-    let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
     order.sort_by(|&a, &b| {
         let key = |i: u32| {
             let i = i as usize;
@@ -226,7 +232,7 @@ pub fn sort_batch(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
         };
         key(a).cmp(&key(b))
     });
-    arrow_select::take::take_record_batch(batch, &arrow_array::UInt32Array::from(order))
+    Ok(())
 }
 
 /// What every row of one run shares.
