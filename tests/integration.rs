@@ -153,10 +153,22 @@ fn backfill(
     to: &str,
     extra: &[&str],
 ) -> Run {
-    let users_file = ws.users_file(users);
-    let out = ws.out();
+    let args = backfill_args(tenant, &ws.users_file(users), &ws.out(), from, to, extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_bin(&args, &creds())
+}
+
+/// The command line of a backfill of `users_file` from the tenant into `out`.
+fn backfill_args(
+    tenant: &Tenant,
+    users_file: &Path,
+    out: &Path,
+    from: &str,
+    to: &str,
+    extra: &[&str],
+) -> Vec<String> {
     let url = tenant.url();
-    let mut args = vec![
+    let mut args: Vec<String> = [
         "backfill",
         "--from",
         from,
@@ -168,9 +180,12 @@ fn backfill(
         users_file.to_str().unwrap(),
         "--base-url",
         &url,
-    ];
-    args.extend_from_slice(extra);
-    run_bin(&args, &creds())
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
 }
 
 fn fixtures() -> Vec<String> {
@@ -1615,23 +1630,8 @@ fn spawn_backfill(
     to: &str,
     extra: &[&str],
 ) -> std::process::Child {
-    let url = tenant.url();
-    let mut args = vec![
-        "backfill",
-        "--from",
-        from,
-        "--to",
-        to,
-        "--out",
-        out.to_str().unwrap(),
-        "--users-file",
-        users_file.to_str().unwrap(),
-        "--base-url",
-        &url,
-    ];
-    args.extend_from_slice(extra);
     Command::new(BIN)
-        .args(&args)
+        .args(backfill_args(tenant, users_file, out, from, to, extra))
         .envs(creds())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
