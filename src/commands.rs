@@ -90,6 +90,29 @@ pub fn exit_code_of(e: &anyhow::Error) -> u8 {
     1
 }
 
+/// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -125,6 +148,7 @@ fn request_of(job: &JobArgs, from: NaiveDate, to: NaiveDate, users: Users) -> Ba
         restart: job.restart,
         lease_ttl: std::time::Duration::from_secs(job.lease_ttl.max(3)),
         progress: Arc::new(RunProgress::default()),
+        stop: Arc::default(),
         record_to: job.record_responses.clone(),
         replay: None,
     }
@@ -153,6 +177,7 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
         restart: true,
         lease_ttl: std::time::Duration::from_secs(120),
         progress: Arc::new(RunProgress::default()),
+        stop: Arc::default(),
         record_to: None,
         replay: Some(replay),
     };
@@ -175,7 +200,14 @@ fn run_job(job: &JobArgs, request: BackfillRequest, quiet: bool) -> anyhow::Resu
     }
     let client = client_of(job)?;
     let reporter = (!quiet).then(|| progress::Reporter::spawn(Arc::clone(&request.progress)));
-    let summary = runtime()?.block_on(run::backfill(&client, &request));
+    let rt = runtime()?;
+    let stop = Arc::clone(&request.stop);
+    rt.spawn(async move {
+        stop_signal().await;
+        tracing::warn!("stop requested: finishing the commits under way, then releasing the lease");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let summary = rt.block_on(run::backfill(&client, &request));
     if let Some(r) = reporter {
         r.finish();
     }
@@ -343,6 +375,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<u8> {
             restart: false,
             lease_ttl: std::time::Duration::from_secs(120),
             progress: Arc::new(RunProgress::default()),
+            stop: Arc::default(),
             record_to: args.record_responses.clone(),
             replay: None,
         };

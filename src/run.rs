@@ -66,6 +66,9 @@ pub struct BackfillRequest {
     pub lease_ttl: Duration,
     /// Counters the caller may watch while the run goes on.
     pub progress: Arc<RunProgress>,
+    /// Set (e.g. on SIGTERM) to stop early: no new query is sent, the commits under way finish,
+    /// progress and the manifest are written and the lease is released.
+    pub stop: Arc<std::sync::atomic::AtomicBool>,
     /// Keep every query answer in this directory (see [`crate::recording`]).
     pub record_to: Option<PathBuf>,
     /// Take the answers from a recording instead of the platform.
@@ -156,6 +159,10 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Lease(#[from] LeaseError),
+    #[error(
+        "stopped on request (SIGTERM or Ctrl-C): the windows committed so far are kept, and rerunning the same backfill resumes after them"
+    )]
+    Stopped,
     #[error(transparent)]
     Recording(#[from] RecordingError),
     #[error("{batch}: {error}")]
@@ -675,6 +682,7 @@ async fn backfill_leased(
         manifest: None,
     };
     let mut pipeline = Pipeline {
+        stop: Arc::clone(&request.stop),
         counters: Arc::clone(&request.progress),
         recorder,
         replay: request.replay.clone(),
@@ -834,6 +842,7 @@ struct Pipeline<'a> {
     /// Windows committed by an interrupted run, not fetched again.
     skip: BTreeSet<Window>,
     counters: Arc<RunProgress>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
     recorder: Option<Arc<Recorder>>,
     replay: Option<Arc<Replay>>,
     /// Jobs not sent yet; split jobs go to the front.
@@ -870,6 +879,9 @@ impl<'a> Pipeline<'a> {
         commits: &mut FuturesUnordered<tokio::task::JoinHandle<Committed>>,
     ) -> Result<(), RunError> {
         loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return Err(RunError::Stopped);
+            }
             if self.lease.is_lost() {
                 return Err(LeaseError::Lost {
                     location: self.store.describe(crate::lease::LEASE_PATH),

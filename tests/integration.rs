@@ -2292,3 +2292,47 @@ fn a_list_on_the_command_line_replaces_the_job_files_list() {
         .to_string();
     assert!(statuses.trim().ends_with(" 4"), "{statuses}");
 }
+
+#[test]
+fn sigterm_stops_after_the_commits_under_way_and_releases_the_lease() {
+    let tenant = small_tenant(150);
+    let ws = Workspace::new();
+    let users = tenant.sim().user_ids("employee_id").unwrap();
+    let users_file = ws.users_file(&users);
+    let out = ws.out();
+    let (from, to) = ("2026-04-01", "2026-08-31");
+    let child = spawn_backfill(
+        &tenant,
+        &users_file,
+        &out,
+        from,
+        to,
+        &["--rate-limit", "5", "--statuses", "2,3"],
+    );
+    wait_for("a committed window", || committed_windows(&out) >= 1);
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .contains("stopped on request"),
+        "{stderr}"
+    );
+    let lease: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("_lease.json")).unwrap()).unwrap();
+    assert_eq!(lease["released"], true, "{lease}");
+    assert!(committed_windows(&out) < 5, "it stopped early");
+    assert_only_whole_files_visible(&out);
+    // No wait for a lease to expire: the rerun starts at once and resumes.
+    let resumed = backfill(&tenant, &ws, &users, from, to, &["--statuses", "2,3"]);
+    resumed.assert_ok();
+    assert!(resumed.stdout().contains("resumed"), "{}", resumed.stdout());
+}
