@@ -211,7 +211,6 @@ pub struct RunSummary {
     pub duration: Duration,
     pub out: String,
     pub windows: Vec<Window>,
-    pub windows_committed: usize,
     pub batches: usize,
     pub users: usize,
     pub statuses: Vec<Status>,
@@ -338,7 +337,7 @@ impl fmt::Display for RunSummary {
                 first.from,
                 last.to,
                 self.windows.len(),
-                self.windows_committed
+                self.committed_windows.len()
             );
             w(f, "dates", v)?;
         }
@@ -657,7 +656,6 @@ async fn backfill_leased(
         duration: Duration::ZERO,
         out: request.out.clone(),
         windows: plan.windows.clone(),
-        windows_committed: 0,
         batches: plan.batches.len(),
         users: plan.users(),
         statuses: plan.statuses.clone(),
@@ -741,7 +739,7 @@ pub fn manifest_of(s: &RunSummary) -> Manifest {
                 "skipped"
             } else if s.windows_failed.contains(w) {
                 "failed"
-            } else if s.files.iter().any(|f| w.contains(f.date)) || s.committed(w) {
+            } else if s.committed(w) {
                 "committed"
             } else {
                 "not reached"
@@ -1214,7 +1212,6 @@ impl<'a> Pipeline<'a> {
         s.dst.dst_ambiguous_earlier += done.counts.dst_ambiguous_earlier;
         s.files_removed.extend(report.removed);
         s.files.extend(report.files);
-        s.windows_committed += 1;
         s.committed_windows.insert(done.window);
         self.counters.windows_done.fetch_add(1, Ordering::Relaxed);
         tracing::info!(run_id = %s.run_id, window = %done.window, "window committed");

@@ -294,14 +294,21 @@ pub fn decode(
     bytes: Vec<u8>,
 ) -> Result<(Vec<RecordBatch>, Option<String>), parquet::errors::ParquetError> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes))?;
-    let employee_type = builder
+    let employee_type = employee_type_of(&builder);
+    let batches = builder.build()?.collect::<Result<Vec<_>, _>>()?;
+    Ok((batches, employee_type))
+}
+
+/// The employee type a file was written with, from its key-value metadata.
+fn employee_type_of<T>(
+    builder: &parquet::arrow::arrow_reader::ArrowReaderBuilder<T>,
+) -> Option<String> {
+    builder
         .metadata()
         .file_metadata()
         .key_value_metadata()
         .and_then(|kv| kv.iter().find(|k| k.key == EMPLOYEE_TYPE_KEY))
-        .and_then(|k| k.value.clone());
-    let batches = builder.build()?.collect::<Result<Vec<_>, _>>()?;
-    Ok((batches, employee_type))
+        .and_then(|k| k.value.clone())
 }
 
 /// `<table>/date=YYYY-MM-DD/part-NNNNN.parquet` → (date, part index).
@@ -373,13 +380,7 @@ impl Sink {
                         detail: e.to_string(),
                     }
                 })?;
-            let found = builder
-                .metadata()
-                .file_metadata()
-                .key_value_metadata()
-                .and_then(|kv| kv.iter().find(|k| k.key == EMPLOYEE_TYPE_KEY))
-                .and_then(|k| k.value.clone());
-            if let Some(found) = found
+            if let Some(found) = employee_type_of(&builder)
                 && found != employee_type
             {
                 return Err(SinkError::EmployeeTypeMismatch {

@@ -10,7 +10,8 @@
 //! - Parsing is strict: exactly 19 characters, real calendar dates, `HH` < 24, `mm`, `ss` < 60.
 
 use chrono::{
-    DateTime, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, TimeZone, Utc,
+    DateTime, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset as _, TimeDelta, TimeZone,
+    Utc,
 };
 use chrono_tz::Tz;
 
@@ -122,8 +123,6 @@ fn shift_past_gap(local: NaiveDateTime, tz: Tz) -> DateTime<Utc> {
     // Unreachable for any zone in the tz database; keep the instant well-defined regardless.
     Utc.from_utc_datetime(&local)
 }
-
-use chrono::Offset as _;
 
 #[cfg(test)]
 mod tests {
