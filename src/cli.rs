@@ -140,6 +140,8 @@ pub struct JobArgs {
     pub record_responses: Option<PathBuf>,
     #[command(flatten)]
     pub client: ClientArgs,
+    #[command(flatten)]
+    pub spill: SpillArgs,
 }
 
 #[derive(Debug, Args)]
@@ -165,6 +167,8 @@ pub struct ReplayArgs {
     /// Answers handled at once.
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub concurrency: usize,
+    #[command(flatten)]
+    pub spill: SpillArgs,
 }
 
 #[derive(Debug, Args)]
@@ -206,6 +210,27 @@ pub struct ClientArgs {
     pub request_timeout: u64,
 }
 
+/// Where a window's rows wait for their commit once past the memory budget.
+#[derive(Debug, Args, Clone)]
+pub struct SpillArgs {
+    /// Local directory for the rows of a window past --spill-after-mib (default: the system's
+    /// temporary directory). Needs about as much free space as the window's rows take in Arrow.
+    #[arg(long, value_name = "DIR")]
+    pub spill_dir: Option<PathBuf>,
+    /// MiB of rows a window holds in memory before they go to --spill-dir.
+    #[arg(long, default_value_t = 8, value_name = "MIB")]
+    pub spill_after_mib: usize,
+}
+
+impl SpillArgs {
+    pub fn config(&self) -> crate::fresh::SpillConfig {
+        crate::fresh::SpillConfig {
+            dir: self.spill_dir.clone().unwrap_or_else(std::env::temp_dir),
+            budget: self.spill_after_mib << 20,
+        }
+    }
+}
+
 /// Where users are listed from when no users file is given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum UsersFrom {
@@ -233,6 +258,8 @@ pub struct DemoArgs {
     pub tenant: TenantArgs,
     #[command(flatten)]
     pub client: ClientArgs,
+    #[command(flatten)]
+    pub spill: SpillArgs,
 }
 
 #[derive(Debug, Args)]

@@ -151,6 +151,7 @@ fn request_of(job: &JobArgs, from: NaiveDate, to: NaiveDate, users: Users) -> Ba
         stop: Arc::default(),
         record_to: job.record_responses.clone(),
         replay: None,
+        spill: job.spill.config(),
     }
 }
 
@@ -180,6 +181,7 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
         stop: Arc::default(),
         record_to: None,
         replay: Some(replay),
+        spill: args.spill.config(),
     };
     // Never called: every answer comes from the recording.
     let client = offline_client()?;
@@ -378,6 +380,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<u8> {
             stop: Arc::default(),
             record_to: args.record_responses.clone(),
             replay: None,
+            spill: args.spill.config(),
         };
         let summary = run::backfill(&client, &request).await?;
         let stats = tenant.stats();

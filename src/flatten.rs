@@ -1,4 +1,5 @@
-//! Flatten: one query answer into rows of the four tables, plus the records kept aside. Pure, no I/O.
+//! Flatten: one query answer into Arrow batches of the four tables, plus the records kept aside.
+//! Pure, no I/O.
 //!
 //! Invariants:
 //! - Every list element of the answer ends up in exactly one place: a row of its table under the
@@ -8,60 +9,70 @@
 //! - Rows land only under dates of the queried window and users of the queried batch: anything
 //!   else would be written into a partition this query does not own (rejected instead).
 //! - Empty time strings mean "not set" (a pending approval has no pass time) and become nulls.
+//! - One parse in the usual case: the answer is read once into borrowed, typed records and each
+//!   row goes straight into the column builders. Only when that typed read fails (a field of the
+//!   wrong type somewhere) is the answer read element by element and record by record, which
+//!   names the field at fault; and only records kept aside are looked up again for their bytes.
+//!   Both ways give the same rows and rejects (a test holds them to it).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
+use arrow_array::RecordBatch;
+use arrow_schema::ArrowError;
 use chrono::NaiveDate;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::de::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::plan::{Status, Window};
 use crate::platform::model::{
-    I18nNames, QueryData, RawRecord, RegionPlace, UserApproval, UserLeave, UserOut,
-    UserOvertimeWork, UserTrip,
+    I18nNames, QueryData, TypedQueryData, UserApproval, UserLeave, UserOut, UserOvertimeWork,
+    UserTrip,
 };
-use crate::table::{AbsenceRow, Common, OvertimeRow, ProcessIds, Region, Table, TripRow};
+use crate::table::{
+    AbsenceColumns, AbsenceRow, Head, OvertimeColumns, OvertimeRow, ProcessIds, RunStamp, Table,
+    TripColumns, TripRow,
+};
 use crate::tz::{self, Resolution, Zone};
 
-/// Rows of one table, grouped by partition date.
-pub type DateRows<R> = BTreeMap<NaiveDate, Vec<R>>;
-
-/// Rows of the four tables gathered for one window.
-#[derive(Debug, Default)]
-pub struct Tables {
-    pub outs: DateRows<AbsenceRow>,
-    pub leaves: DateRows<AbsenceRow>,
-    pub overtime_works: DateRows<OvertimeRow>,
-    pub trips: DateRows<TripRow>,
+/// One answer's rows of one table: a batch in the answer's order and each row's partition date.
+#[derive(Debug)]
+pub struct AnswerRows {
+    pub table: Table,
+    pub batch: RecordBatch,
+    pub dates: Vec<NaiveDate>,
 }
 
-impl Tables {
-    /// Keeps only the rows of users for which `keep` is true.
-    pub fn retain_users(&mut self, keep: impl Fn(&str) -> bool) {
-        fn retain<R: crate::table::Row>(m: &mut DateRows<R>, keep: &impl Fn(&str) -> bool) {
-            for rows in m.values_mut() {
-                rows.retain(|r| keep(&r.common().user_id));
-            }
-            m.retain(|_, rows| !rows.is_empty());
-        }
-        retain(&mut self.outs, &keep);
-        retain(&mut self.leaves, &keep);
-        retain(&mut self.overtime_works, &keep);
-        retain(&mut self.trips, &keep);
+/// What one answer flattened into.
+#[derive(Debug, Default)]
+pub struct Flattened {
+    /// One entry per table that got rows, in [`Table::ALL`] order.
+    pub rows: Vec<AnswerRows>,
+    pub rejects: Vec<Reject>,
+    pub counts: FlattenCounts,
+}
+
+impl Flattened {
+    pub fn rows(&self, table: Table) -> usize {
+        self.rows
+            .iter()
+            .filter(|r| r.table == table)
+            .map(|r| r.batch.num_rows())
+            .sum()
     }
 
-    pub fn rows(&self, table: Table) -> usize {
-        fn count<R>(m: &DateRows<R>) -> usize {
-            m.values().map(Vec::len).sum()
-        }
-        match table {
-            Table::Outs => count(&self.outs),
-            Table::Leaves => count(&self.leaves),
-            Table::OvertimeWorks => count(&self.overtime_works),
-            Table::Trips => count(&self.trips),
-        }
+    pub fn total_rows(&self) -> usize {
+        self.rows.iter().map(|r| r.batch.num_rows()).sum()
     }
+}
+
+/// Why an answer cannot be flattened at all.
+#[derive(Debug, thiserror::Error)]
+pub enum FlattenError {
+    #[error("the answer's data is not an object with a user_approvals list: {0}")]
+    Shape(serde_json::Error),
+    #[error("cannot build the {table} batch: {detail}")]
+    Build { table: &'static str, detail: String },
 }
 
 /// A record that could not be normalized, kept with everything needed to find and fix it.
@@ -89,142 +100,421 @@ pub struct FlattenCounts {
 }
 
 /// Why a record cannot be written.
+#[derive(Debug, Clone)]
 struct Problem {
     field: String,
     value: Option<String>,
     reason: String,
 }
 
-/// Flattens one answer of the query for `status` over `window` and `batch` into `tables`.
+/// Flattens one answer of the query for `status` over `window` and `batch`.
 pub fn flatten(
-    data: QueryData,
+    data: &QueryData,
     status: Status,
     window: Window,
     batch: &[String],
-    tables: &mut Tables,
-    rejects: &mut Vec<Reject>,
-    counts: &mut FlattenCounts,
-) {
+    stamp: &RunStamp,
+) -> Result<Flattened, FlattenError> {
     let batch: HashSet<&str> = batch.iter().map(String::as_str).collect();
-    for raw in data.user_approvals.unwrap_or_default() {
-        let mut de = serde_json::Deserializer::from_str(raw.get());
-        match serde_path_to_error::deserialize::<_, UserApproval>(&mut de) {
-            Ok(ua) => flatten_user_date(ua, status, window, &batch, tables, rejects, counts),
-            // The user-date itself is unreadable: keep the whole element aside, under its user and
-            // date when those at least can be read (so reruns over other users keep it).
-            Err(e) => rejects.push(Reject {
-                table: None,
-                user_id: loose_field(raw.get(), "user_id"),
-                date: loose_field(raw.get(), "date"),
-                approval_id: None,
-                status: status.code(),
-                field: e.path().to_string(),
-                value: None,
-                reason: format!("user_approval has a field of the wrong type: {}", e.inner()),
-                raw,
-            }),
-        }
+    let scope = Scope {
+        status,
+        window,
+        batch: &batch,
+    };
+    match serde_json::from_str::<Option<TypedQueryData>>(data.0.get()) {
+        Ok(typed) => flatten_typed(data, typed.unwrap_or_default(), &scope, stamp),
+        Err(_) => flatten_raw(data, &scope, stamp),
     }
 }
 
-fn flatten_user_date(
-    ua: UserApproval,
+/// What every answer of one query shares.
+struct Scope<'s> {
     status: Status,
     window: Window,
-    batch: &HashSet<&str>,
-    tables: &mut Tables,
-    rejects: &mut Vec<Reject>,
-    counts: &mut FlattenCounts,
-) {
-    let UserApproval {
-        user_id,
-        date,
-        outs,
-        leaves,
-        overtime_works,
-        trips,
-        time_zone,
-    } = ua;
-    // Problems of the user-date itself reject every record under it.
-    let parsed_date = date.as_deref().and_then(tz::parse_yyyymmdd);
-    let shared_problem = match (&user_id, parsed_date) {
-        (None, _) => Some(problem("user_id", None, "the user_approval has no user_id")),
-        (Some(u), _) if !batch.contains(u.as_str()) => Some(problem(
-            "user_id",
-            Some(u.clone()),
-            "the platform answered for a user that was not in the queried batch",
-        )),
-        (_, None) => Some(problem(
-            "date",
-            date.clone(),
-            "the date is missing or not a yyyyMMdd calendar date",
-        )),
-        (_, Some(d)) if !window.contains(d) => Some(problem(
-            "date",
-            date.clone(),
-            &format!("the date is outside the queried window {window}"),
-        )),
-        _ => None,
-    };
-    let zone = tz::zone(time_zone.as_deref());
-    let shared_problem = shared_problem.or_else(|| {
-        zone.is_err().then(|| {
-            problem(
-                "time_zone",
-                time_zone.clone(),
-                "unknown time zone: not an IANA name, so the local times cannot be placed in UTC",
-            )
-        })
-    });
+    batch: &'s HashSet<&'s str>,
+}
 
-    let mut ctx = Ctx {
-        user_id: user_id.as_deref(),
-        date: date.as_deref(),
-        status,
-        zone: zone.unwrap_or(Zone::UTC),
-        counts,
-        rejects,
-        record_gap: false,
-        record_ambiguous: false,
-    };
-    let lists = [
-        (Table::Outs, outs),
-        (Table::Leaves, leaves),
-        (Table::OvertimeWorks, overtime_works),
-        (Table::Trips, trips),
-    ];
-    for (table, list) in lists {
-        for raw in list.unwrap_or_default() {
-            if let Some(p) = &shared_problem {
-                ctx.reject(table, raw, p);
+/// The column builders of one answer and the date of each row.
+struct Builders {
+    outs: (AbsenceColumns, Vec<NaiveDate>),
+    leaves: (AbsenceColumns, Vec<NaiveDate>),
+    overtime_works: (OvertimeColumns, Vec<NaiveDate>),
+    trips: (TripColumns, Vec<NaiveDate>),
+}
+
+impl Builders {
+    /// `rows`: how many records of each table the answer holds, in [`Table::ALL`] order.
+    fn new(rows: [usize; 4]) -> Self {
+        Builders {
+            outs: (
+                AbsenceColumns::new(Table::Outs, rows[0]),
+                Vec::with_capacity(rows[0]),
+            ),
+            leaves: (
+                AbsenceColumns::new(Table::Leaves, rows[1]),
+                Vec::with_capacity(rows[1]),
+            ),
+            overtime_works: (OvertimeColumns::new(rows[2]), Vec::with_capacity(rows[2])),
+            trips: (TripColumns::new(rows[3]), Vec::with_capacity(rows[3])),
+        }
+    }
+
+    fn outs_row(&mut self, ctx: &mut Ctx, r: &UserOut, date: NaiveDate) -> Result<(), Problem> {
+        self.outs.0.append(&ctx.out_row(r)?);
+        self.outs.1.push(date);
+        Ok(())
+    }
+
+    fn leaves_row(&mut self, ctx: &mut Ctx, r: &UserLeave, date: NaiveDate) -> Result<(), Problem> {
+        self.leaves.0.append(&ctx.leave_row(r)?);
+        self.leaves.1.push(date);
+        Ok(())
+    }
+
+    fn overtime_works_row(
+        &mut self,
+        ctx: &mut Ctx,
+        r: &UserOvertimeWork,
+        date: NaiveDate,
+    ) -> Result<(), Problem> {
+        self.overtime_works.0.append(&ctx.overtime_row(r)?);
+        self.overtime_works.1.push(date);
+        Ok(())
+    }
+
+    fn trips_row(&mut self, ctx: &mut Ctx, r: &UserTrip, date: NaiveDate) -> Result<(), Problem> {
+        self.trips.0.append(&ctx.trip_row(r)?);
+        self.trips.1.push(date);
+        Ok(())
+    }
+
+    fn finish(
+        self,
+        stamp: &RunStamp,
+        rejects: Vec<Reject>,
+        counts: FlattenCounts,
+    ) -> Result<Flattened, FlattenError> {
+        let err = |table: Table| {
+            move |e: ArrowError| FlattenError::Build {
+                table: table.name(),
+                detail: e.to_string(),
+            }
+        };
+        let mut rows = Vec::new();
+        let mut push = |table: Table, batch: RecordBatch, dates: Vec<NaiveDate>| {
+            if !dates.is_empty() {
+                rows.push(AnswerRows {
+                    table,
+                    batch,
+                    dates,
+                });
+            }
+        };
+        let (b, d) = self.outs;
+        push(Table::Outs, b.finish(stamp).map_err(err(Table::Outs))?, d);
+        let (b, d) = self.leaves;
+        push(
+            Table::Leaves,
+            b.finish(stamp).map_err(err(Table::Leaves))?,
+            d,
+        );
+        let (b, d) = self.overtime_works;
+        let t = Table::OvertimeWorks;
+        push(t, b.finish(stamp).map_err(err(t))?, d);
+        let (b, d) = self.trips;
+        push(Table::Trips, b.finish(stamp).map_err(err(Table::Trips))?, d);
+        Ok(Flattened {
+            rows,
+            rejects,
+            counts,
+        })
+    }
+}
+
+/// A record the typed pass could not write, found again by position for its bytes.
+struct Aside {
+    element: usize,
+    table: Table,
+    index: usize,
+    problem: Problem,
+}
+
+/// The usual way: the answer was read once, typed.
+fn flatten_typed(
+    data: &QueryData,
+    typed: TypedQueryData,
+    scope: &Scope,
+    stamp: &RunStamp,
+) -> Result<Flattened, FlattenError> {
+    let elements = typed.user_approvals.unwrap_or_default();
+    let mut sizes = [0usize; 4];
+    for ua in &elements {
+        sizes[0] += ua.outs.as_ref().map_or(0, Vec::len);
+        sizes[1] += ua.leaves.as_ref().map_or(0, Vec::len);
+        sizes[2] += ua.overtime_works.as_ref().map_or(0, Vec::len);
+        sizes[3] += ua.trips.as_ref().map_or(0, Vec::len);
+    }
+    let mut out = Builders::new(sizes);
+    let mut counts = FlattenCounts::default();
+    let mut aside: Vec<Aside> = Vec::new();
+    for (element, ua) in elements.iter().enumerate() {
+        let user_id = ua.user_id.as_ref().map(|t| t.as_str());
+        let date = ua.date.as_ref().map(|t| t.as_str());
+        let zone_name = ua.time_zone.as_ref().map(|t| t.as_str());
+        let place = placement(user_id, date, zone_name, scope);
+        let lists: [(Table, usize); 4] = [
+            (Table::Outs, ua.outs.as_ref().map_or(0, Vec::len)),
+            (Table::Leaves, ua.leaves.as_ref().map_or(0, Vec::len)),
+            (
+                Table::OvertimeWorks,
+                ua.overtime_works.as_ref().map_or(0, Vec::len),
+            ),
+            (Table::Trips, ua.trips.as_ref().map_or(0, Vec::len)),
+        ];
+        let (date, zone) = match place {
+            Ok(place) => place,
+            Err(problem) => {
+                for (table, len) in lists {
+                    for index in 0..len {
+                        aside.push(Aside {
+                            element,
+                            table,
+                            index,
+                            problem: problem.clone(),
+                        });
+                    }
+                }
                 continue;
             }
-            let date = parsed_date.expect("checked above");
-            match table {
-                Table::Outs => {
-                    if let Some(row) = ctx.record(table, raw, |c, r: UserOut| c.out_row(r)) {
-                        tables.outs.entry(date).or_default().push(row);
+        };
+        let mut ctx = Ctx {
+            user_id: user_id.unwrap_or_default(),
+            status: scope.status,
+            zone,
+            gap: false,
+            ambiguous: false,
+        };
+        let mut keep =
+            |table: Table, index: usize, result: Result<(), Problem>, ctx: &mut Ctx| match result {
+                Ok(()) => ctx.count(&mut counts),
+                Err(problem) => aside.push(Aside {
+                    element,
+                    table,
+                    index,
+                    problem,
+                }),
+            };
+        for (i, r) in ua.outs.iter().flatten().enumerate() {
+            let written = out.outs_row(&mut ctx, r, date);
+            keep(Table::Outs, i, written, &mut ctx);
+        }
+        for (i, r) in ua.leaves.iter().flatten().enumerate() {
+            let written = out.leaves_row(&mut ctx, r, date);
+            keep(Table::Leaves, i, written, &mut ctx);
+        }
+        for (i, r) in ua.overtime_works.iter().flatten().enumerate() {
+            let written = out.overtime_works_row(&mut ctx, r, date);
+            keep(Table::OvertimeWorks, i, written, &mut ctx);
+        }
+        for (i, r) in ua.trips.iter().flatten().enumerate() {
+            let written = out.trips_row(&mut ctx, r, date);
+            keep(Table::Trips, i, written, &mut ctx);
+        }
+    }
+    // Records kept aside need their bytes as sent: read the answer again, raw, for those only.
+    let mut rejects = Vec::with_capacity(aside.len());
+    if !aside.is_empty() {
+        let raw = data.user_approvals().map_err(FlattenError::Shape)?;
+        let mut current: Option<(usize, UserApproval)> = None;
+        for a in aside {
+            if current.as_ref().is_none_or(|(e, _)| *e != a.element) {
+                let ua = UserApproval::deserialize(&mut serde_json::Deserializer::from_str(
+                    raw[a.element].get(),
+                ))
+                .map_err(FlattenError::Shape)?;
+                current = Some((a.element, ua));
+            }
+            let (_, ua) = current.as_ref().expect("set above");
+            let record = list_of(ua, a.table)[a.index];
+            rejects.push(reject(ua, a.table, record, scope.status, &a.problem));
+        }
+    }
+    out.finish(stamp, rejects, counts)
+}
+
+/// The raw records of one list of a user_approval.
+fn list_of<'u, 'a>(ua: &'u UserApproval<'a>, table: Table) -> &'u [&'a RawValue] {
+    let list = match table {
+        Table::Outs => &ua.outs,
+        Table::Leaves => &ua.leaves,
+        Table::OvertimeWorks => &ua.overtime_works,
+        Table::Trips => &ua.trips,
+    };
+    list.as_deref().unwrap_or_default()
+}
+
+/// The way for an answer the typed pass could not read: element by element, record by record,
+/// each failure named by its path.
+fn flatten_raw(
+    data: &QueryData,
+    scope: &Scope,
+    stamp: &RunStamp,
+) -> Result<Flattened, FlattenError> {
+    let elements = data.user_approvals().map_err(FlattenError::Shape)?;
+    let mut out = Builders::new([0; 4]);
+    let mut counts = FlattenCounts::default();
+    let mut rejects = Vec::new();
+    for raw in elements {
+        let mut de = serde_json::Deserializer::from_str(raw.get());
+        let ua: UserApproval = match serde_path_to_error::deserialize(&mut de) {
+            Ok(ua) => ua,
+            // The user-date itself is unreadable: keep the whole element aside, under its user and
+            // date when those at least can be read (so reruns over other users keep it).
+            Err(e) => {
+                rejects.push(Reject {
+                    table: None,
+                    user_id: loose_field(raw.get(), "user_id"),
+                    date: loose_field(raw.get(), "date"),
+                    approval_id: None,
+                    status: scope.status.code(),
+                    field: e.path().to_string(),
+                    value: None,
+                    reason: format!("user_approval has a field of the wrong type: {}", e.inner()),
+                    raw: raw.to_owned(),
+                });
+                continue;
+            }
+        };
+        let user_id = ua.user_id.as_ref().map(|t| t.as_str());
+        let date = ua.date.as_ref().map(|t| t.as_str());
+        let zone_name = ua.time_zone.as_ref().map(|t| t.as_str());
+        let (date, zone) = match placement(user_id, date, zone_name, scope) {
+            Ok(place) => place,
+            Err(problem) => {
+                for table in Table::ALL {
+                    for record in list_of(&ua, table) {
+                        rejects.push(reject(&ua, table, record, scope.status, &problem));
                     }
                 }
-                Table::Leaves => {
-                    if let Some(row) = ctx.record(table, raw, |c, r: UserLeave| c.leave_row(r)) {
-                        tables.leaves.entry(date).or_default().push(row);
+                continue;
+            }
+        };
+        let mut ctx = Ctx {
+            user_id: user_id.unwrap_or_default(),
+            status: scope.status,
+            zone,
+            gap: false,
+            ambiguous: false,
+        };
+        for table in Table::ALL {
+            for record in list_of(&ua, table) {
+                let result = match table {
+                    Table::Outs => {
+                        typed(record).and_then(|r: UserOut| out.outs_row(&mut ctx, &r, date))
                     }
-                }
-                Table::OvertimeWorks => {
-                    if let Some(row) =
-                        ctx.record(table, raw, |c, r: UserOvertimeWork| c.overtime_row(r))
-                    {
-                        tables.overtime_works.entry(date).or_default().push(row);
+                    Table::Leaves => {
+                        typed(record).and_then(|r: UserLeave| out.leaves_row(&mut ctx, &r, date))
                     }
-                }
-                Table::Trips => {
-                    if let Some(row) = ctx.record(table, raw, |c, r: UserTrip| c.trip_row(r)) {
-                        tables.trips.entry(date).or_default().push(row);
+                    Table::OvertimeWorks => typed(record)
+                        .and_then(|r: UserOvertimeWork| out.overtime_works_row(&mut ctx, &r, date)),
+                    Table::Trips => {
+                        typed(record).and_then(|r: UserTrip| out.trips_row(&mut ctx, &r, date))
                     }
+                };
+                match result {
+                    Ok(()) => ctx.count(&mut counts),
+                    Err(p) => rejects.push(reject(&ua, table, record, scope.status, &p)),
                 }
             }
         }
+    }
+    out.finish(stamp, rejects, counts)
+}
+
+/// One raw record parsed into its type; a field of the wrong type is named by its path.
+fn typed<'a, T: Deserialize<'a>>(record: &'a RawValue) -> Result<T, Problem> {
+    let mut de = serde_json::Deserializer::from_str(record.get());
+    serde_path_to_error::deserialize(&mut de).map_err(|e| Problem {
+        field: e.path().to_string(),
+        value: None,
+        reason: format!("field has the wrong type: {}", e.inner()),
+    })
+}
+
+/// Where the records of a user-date go: their partition date and the zone of their wall times,
+/// or the problem of the user-date itself, which rejects every record under it.
+fn placement(
+    user_id: Option<&str>,
+    date: Option<&str>,
+    time_zone: Option<&str>,
+    scope: &Scope,
+) -> Result<(NaiveDate, Zone), Problem> {
+    let parsed_date = date.and_then(tz::parse_yyyymmdd);
+    let date_value = || date.map(str::to_string);
+    let date = match (user_id, parsed_date) {
+        (None, _) => return Err(problem("user_id", None, "the user_approval has no user_id")),
+        (Some(u), _) if !scope.batch.contains(u) => {
+            return Err(problem(
+                "user_id",
+                Some(u.to_string()),
+                "the platform answered for a user that was not in the queried batch",
+            ));
+        }
+        (_, None) => {
+            return Err(problem(
+                "date",
+                date_value(),
+                "the date is missing or not a yyyyMMdd calendar date",
+            ));
+        }
+        (_, Some(d)) if !scope.window.contains(d) => {
+            return Err(problem(
+                "date",
+                date_value(),
+                &format!("the date is outside the queried window {}", scope.window),
+            ));
+        }
+        (_, Some(d)) => d,
+    };
+    let zone = tz::zone(time_zone).map_err(|_| {
+        problem(
+            "time_zone",
+            time_zone.map(str::to_string),
+            "unknown time zone: not an IANA name, so the local times cannot be placed in UTC",
+        )
+    })?;
+    Ok((date, zone))
+}
+
+/// A record kept aside, with its approval id read loosely (it may be what is malformed).
+fn reject(
+    ua: &UserApproval,
+    table: Table,
+    record: &RawValue,
+    status: Status,
+    p: &Problem,
+) -> Reject {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        approval_id: Option<serde_json::Value>,
+    }
+    let approval_id = serde_json::from_str::<Id>(record.get())
+        .ok()
+        .and_then(|id| id.approval_id)
+        .map(|v| match v {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        });
+    Reject {
+        table: Some(table),
+        user_id: ua.user_id.as_ref().map(|t| t.as_str().to_string()),
+        date: ua.date.as_ref().map(|t| t.as_str().to_string()),
+        approval_id,
+        status: status.code(),
+        field: p.field.clone(),
+        value: p.value.clone(),
+        reason: p.reason.clone(),
+        raw: record.to_owned(),
     }
 }
 
@@ -246,75 +536,27 @@ fn problem(field: &str, value: Option<String>, reason: &str) -> Problem {
     }
 }
 
-/// What the records of one user-date share while they are flattened.
-struct Ctx<'a> {
-    user_id: Option<&'a str>,
-    date: Option<&'a str>,
-    status: Status,
-    zone: Zone,
-    counts: &'a mut FlattenCounts,
-    rejects: &'a mut Vec<Reject>,
-    /// Whether the record being flattened had a time in a gap / an overlap.
-    record_gap: bool,
-    record_ambiguous: bool,
+fn text<'r>(t: &'r Option<crate::platform::model::Text<'_>>) -> Option<&'r str> {
+    t.as_ref().map(|t| t.as_str())
 }
 
-impl Ctx<'_> {
-    /// Parses one raw record into `T` and turns it into a row, or rejects it.
-    fn record<T: DeserializeOwned, R>(
-        &mut self,
-        table: Table,
-        raw: RawRecord,
-        to_row: impl FnOnce(&mut Self, T) -> Result<R, Problem>,
-    ) -> Option<R> {
-        let mut de = serde_json::Deserializer::from_str(raw.get());
-        let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut de);
-        self.record_gap = false;
-        self.record_ambiguous = false;
-        let result = match parsed {
-            Ok(record) => to_row(self, record),
-            Err(e) => Err(Problem {
-                field: e.path().to_string(),
-                value: None,
-                reason: format!("field has the wrong type: {}", e.inner()),
-            }),
-        };
-        match result {
-            Ok(row) => {
-                self.counts.dst_gap_shifted += u64::from(self.record_gap);
-                self.counts.dst_ambiguous_earlier += u64::from(self.record_ambiguous);
-                Some(row)
-            }
-            Err(p) => {
-                self.reject(table, raw, &p);
-                None
-            }
-        }
-    }
+/// What the records of one user-date share while they are turned into rows.
+struct Ctx<'a> {
+    user_id: &'a str,
+    status: Status,
+    zone: Zone,
+    /// Whether the record being flattened had a time in a gap / an overlap.
+    gap: bool,
+    ambiguous: bool,
+}
 
-    fn reject(&mut self, table: Table, raw: RawRecord, p: &Problem) {
-        #[derive(serde::Deserialize)]
-        struct Id {
-            approval_id: Option<serde_json::Value>,
-        }
-        let approval_id = serde_json::from_str::<Id>(raw.get())
-            .ok()
-            .and_then(|id| id.approval_id)
-            .map(|v| match v {
-                serde_json::Value::String(s) => s,
-                other => other.to_string(),
-            });
-        self.rejects.push(Reject {
-            table: Some(table),
-            user_id: self.user_id.map(str::to_string),
-            date: self.date.map(str::to_string),
-            approval_id,
-            status: self.status.code(),
-            field: p.field.clone(),
-            value: p.value.clone(),
-            reason: p.reason.clone(),
-            raw,
-        });
+impl<'a> Ctx<'a> {
+    /// Counts the row just written by the DST rule it needed, and starts the next record afresh.
+    fn count(&mut self, counts: &mut FlattenCounts) {
+        counts.dst_gap_shifted += u64::from(self.gap);
+        counts.dst_ambiguous_earlier += u64::from(self.ambiguous);
+        self.gap = false;
+        self.ambiguous = false;
     }
 
     /// A wall time of this record as UTC microseconds; `None` when absent or empty.
@@ -323,6 +565,8 @@ impl Ctx<'_> {
             return Ok(None);
         };
         let local = tz::parse_wall_time(s).ok_or_else(|| {
+            self.gap = false;
+            self.ambiguous = false;
             problem(
                 field,
                 Some(s.to_string()),
@@ -332,25 +576,30 @@ impl Ctx<'_> {
         let (utc, resolution) = tz::to_utc(local, self.zone);
         match resolution {
             Resolution::Exact => {}
-            Resolution::GapShifted => self.record_gap = true,
-            Resolution::AmbiguousEarlier => self.record_ambiguous = true,
+            Resolution::GapShifted => self.gap = true,
+            Resolution::AmbiguousEarlier => self.ambiguous = true,
         }
         Ok(Some(utc.timestamp_micros()))
     }
 
-    fn common(
+    fn head<'r>(
         &mut self,
-        approval_id: Option<String>,
-        start: Option<String>,
-        end: Option<String>,
-        idempotent_id: Option<String>,
-    ) -> Result<Common, Problem> {
-        Ok(Common {
-            user_id: self.user_id.unwrap_or_default().to_string(),
+        approval_id: Option<&'r str>,
+        start: Option<&'r str>,
+        end: Option<&'r str>,
+        idempotent_id: Option<&'r str>,
+    ) -> Result<Head<'r>, Problem>
+    where
+        'a: 'r,
+    {
+        let start_time = self.instant("start_time", start)?;
+        let end_time = self.instant("end_time", end)?;
+        Ok(Head {
+            user_id: self.user_id,
             approval_id,
             status: self.status.code(),
-            start_time: self.instant("start_time", start.as_deref())?,
-            end_time: self.instant("end_time", end.as_deref())?,
+            start_time,
+            end_time,
             start_time_local: start,
             end_time_local: end,
             time_zone: self.zone.name,
@@ -358,132 +607,167 @@ impl Ctx<'_> {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn absence(
-        &mut self,
-        common: Common,
-        uniq_id: Option<String>,
-        unit: Option<i32>,
-        interval: Option<i64>,
-        names: Option<I18nNames>,
-        default_locale: Option<String>,
-        reason: Option<String>,
-        pass: Option<String>,
-        apply: Option<String>,
-        process: ProcessIds,
-    ) -> Result<AbsenceRow, Problem> {
-        let names = names.unwrap_or_default();
-        Ok(AbsenceRow {
-            common,
-            uniq_id,
-            unit,
-            interval_seconds: interval,
-            name: localized_name(&names, default_locale.as_deref()),
-            name_ch: names.ch,
-            name_en: names.en,
-            name_ja: names.ja,
-            default_locale,
-            reason,
-            approve_pass_time: self.instant("approve_pass_time", pass.as_deref())?,
-            approve_apply_time: self.instant("approve_apply_time", apply.as_deref())?,
-            process,
-        })
-    }
-
-    fn out_row(&mut self, r: UserOut) -> Result<AbsenceRow, Problem> {
-        let common = self.common(r.approval_id, r.start_time, r.end_time, r.idempotent_id)?;
+    fn out_row<'r>(&mut self, r: &'r UserOut) -> Result<AbsenceRow<'r>, Problem>
+    where
+        'a: 'r,
+    {
         let process = ProcessIds {
-            correct_process_id: r.correct_process_id,
-            cancel_process_id: r.cancel_process_id,
-            process_id: r.process_id,
+            correct_process_id: r.correct_process_id.as_deref(),
+            cancel_process_id: r.cancel_process_id.as_deref(),
+            process_id: r.process_id.as_deref(),
         };
+        let head = self.head(
+            text(&r.approval_id),
+            text(&r.start_time),
+            text(&r.end_time),
+            text(&r.idempotent_id),
+        )?;
         self.absence(
-            common,
-            r.uniq_id,
-            r.unit,
-            r.interval,
-            r.i18n_names,
-            r.default_locale,
-            r.reason,
-            r.approve_pass_time,
-            r.approve_apply_time,
+            head,
+            Absence {
+                uniq_id: text(&r.uniq_id),
+                unit: r.unit,
+                interval: r.interval,
+                names: r.i18n_names.as_ref(),
+                default_locale: text(&r.default_locale),
+                reason: text(&r.reason),
+                pass: text(&r.approve_pass_time),
+                apply: text(&r.approve_apply_time),
+            },
             process,
         )
     }
 
-    fn leave_row(&mut self, r: UserLeave) -> Result<AbsenceRow, Problem> {
-        let common = self.common(r.approval_id, r.start_time, r.end_time, r.idempotent_id)?;
+    fn leave_row<'r>(&mut self, r: &'r UserLeave) -> Result<AbsenceRow<'r>, Problem>
+    where
+        'a: 'r,
+    {
+        let head = self.head(
+            text(&r.approval_id),
+            text(&r.start_time),
+            text(&r.end_time),
+            text(&r.idempotent_id),
+        )?;
         self.absence(
-            common,
-            r.uniq_id,
-            r.unit,
-            r.interval,
-            r.i18n_names,
-            r.default_locale,
-            r.reason,
-            r.approve_pass_time,
-            r.approve_apply_time,
+            head,
+            Absence {
+                uniq_id: text(&r.uniq_id),
+                unit: r.unit,
+                interval: r.interval,
+                names: r.i18n_names.as_ref(),
+                default_locale: text(&r.default_locale),
+                reason: text(&r.reason),
+                pass: text(&r.approve_pass_time),
+                apply: text(&r.approve_apply_time),
+            },
             ProcessIds::default(),
         )
     }
 
-    fn overtime_row(&mut self, r: UserOvertimeWork) -> Result<OvertimeRow, Problem> {
+    fn absence<'r>(
+        &mut self,
+        head: Head<'r>,
+        a: Absence<'r>,
+        process: ProcessIds<'r>,
+    ) -> Result<AbsenceRow<'r>, Problem> {
+        let names = a.names;
+        let name_of =
+            |pick: fn(&'r I18nNames<'r>) -> &'r Option<crate::platform::model::Text<'r>>| {
+                names.and_then(|n| text(pick(n)))
+            };
+        Ok(AbsenceRow {
+            head,
+            uniq_id: a.uniq_id,
+            unit: a.unit,
+            interval_seconds: a.interval,
+            name: localized_name(names, a.default_locale),
+            name_ch: name_of(|n| &n.ch),
+            name_en: name_of(|n| &n.en),
+            name_ja: name_of(|n| &n.ja),
+            default_locale: a.default_locale,
+            reason: a.reason,
+            approve_pass_time: self.instant("approve_pass_time", a.pass)?,
+            approve_apply_time: self.instant("approve_apply_time", a.apply)?,
+            process,
+        })
+    }
+
+    fn overtime_row<'r>(&mut self, r: &'r UserOvertimeWork) -> Result<OvertimeRow<'r>, Problem>
+    where
+        'a: 'r,
+    {
         Ok(OvertimeRow {
-            common: self.common(r.approval_id, r.start_time, r.end_time, r.idempotent_id)?,
+            head: self.head(
+                text(&r.approval_id),
+                text(&r.start_time),
+                text(&r.end_time),
+                text(&r.idempotent_id),
+            )?,
             duration: r.duration,
             unit: r.unit,
             category: r.category,
             type_: r.type_,
-            reason: r.reason,
+            reason: text(&r.reason),
             process: ProcessIds {
-                correct_process_id: r.correct_process_id,
-                cancel_process_id: r.cancel_process_id,
-                process_id: r.process_id,
+                correct_process_id: r.correct_process_id.as_deref(),
+                cancel_process_id: r.cancel_process_id.as_deref(),
+                process_id: r.process_id.as_deref(),
             },
         })
     }
 
-    fn trip_row(&mut self, r: UserTrip) -> Result<TripRow, Problem> {
-        let departure = r.departure.unwrap_or_default();
+    fn trip_row<'r>(&mut self, r: &'r UserTrip) -> Result<TripRow<'r>, Problem>
+    where
+        'a: 'r,
+    {
+        let departure = r.departure.as_ref();
         Ok(TripRow {
-            common: self.common(r.approval_id, r.start_time, r.end_time, r.idempotent_id)?,
-            reason: r.reason,
-            approve_pass_time: self.instant("approve_pass_time", r.approve_pass_time.as_deref())?,
-            approve_apply_time: self
-                .instant("approve_apply_time", r.approve_apply_time.as_deref())?,
-            departure_region_level: departure.region_level,
-            departure_region_id: departure.region_id,
-            destinations: r.destinations.map(|ds| {
-                ds.into_iter()
-                    .map(
-                        |RegionPlace {
-                             region_level,
-                             region_id,
-                         }| Region {
-                            region_level,
-                            region_id,
-                        },
-                    )
-                    .collect()
-            }),
-            transportation: r.transportation,
+            head: self.head(
+                text(&r.approval_id),
+                text(&r.start_time),
+                text(&r.end_time),
+                text(&r.idempotent_id),
+            )?,
+            reason: text(&r.reason),
+            approve_pass_time: self.instant("approve_pass_time", text(&r.approve_pass_time))?,
+            approve_apply_time: self.instant("approve_apply_time", text(&r.approve_apply_time))?,
+            departure_region_level: departure.and_then(|d| text(&d.region_level)),
+            departure_region_id: departure.and_then(|d| text(&d.region_id)),
+            destinations: r.destinations.as_deref(),
+            transportation: r.transportation.as_deref(),
             trip_type: r.trip_type,
-            remarks: r.remarks,
+            remarks: text(&r.remarks),
             process: ProcessIds {
-                correct_process_id: r.correct_process_id,
-                cancel_process_id: r.cancel_process_id,
-                process_id: r.process_id,
+                correct_process_id: r.correct_process_id.as_deref(),
+                cancel_process_id: r.cancel_process_id.as_deref(),
+                process_id: r.process_id.as_deref(),
             },
         })
     }
 }
 
+/// The fields `outs` and `leaves` share beyond the head.
+struct Absence<'r> {
+    uniq_id: Option<&'r str>,
+    unit: Option<i32>,
+    interval: Option<i64>,
+    names: Option<&'r I18nNames<'r>>,
+    default_locale: Option<&'r str>,
+    reason: Option<&'r str>,
+    pass: Option<&'r str>,
+    apply: Option<&'r str>,
+}
+
 /// The name in `default_locale`, falling back to ch, en, ja; empty names count as missing.
-fn localized_name(names: &I18nNames, default_locale: Option<&str>) -> Option<String> {
+fn localized_name<'r>(
+    names: Option<&'r I18nNames<'r>>,
+    default_locale: Option<&str>,
+) -> Option<&'r str> {
+    let names = names?;
     let pick = |locale: &str| match locale {
-        "ch" => names.ch.as_deref(),
-        "en" => names.en.as_deref(),
-        "ja" => names.ja.as_deref(),
+        "ch" => text(&names.ch),
+        "en" => text(&names.en),
+        "ja" => text(&names.ja),
         _ => None,
     };
     default_locale
@@ -491,34 +775,43 @@ fn localized_name(names: &I18nNames, default_locale: Option<&str>) -> Option<Str
         .chain(["ch", "en", "ja"])
         .filter_map(pick)
         .find(|n| !n.is_empty())
-        .map(str::to_string)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platform::model::Envelope;
+    use arrow_array::{Array, Int64Array, ListArray, StringArray, TimestampMicrosecondArray};
 
     fn d(s: &str) -> NaiveDate {
         s.parse().unwrap()
     }
 
-    fn run(body: &str, users: &[&str], window: Window) -> (Tables, Vec<Reject>, FlattenCounts) {
-        let env: Envelope<QueryData> = serde_json::from_str(body).unwrap();
-        let mut tables = Tables::default();
-        let mut rejects = Vec::new();
-        let mut counts = FlattenCounts::default();
+    fn stamp() -> RunStamp {
+        RunStamp {
+            run_id: "r".into(),
+            ingested_at_micros: 0,
+        }
+    }
+
+    fn data(body: &str) -> QueryData {
+        let env: crate::platform::model::Envelope<QueryData> = serde_json::from_str(body).unwrap();
+        env.data.unwrap()
+    }
+
+    fn run(body: &str, users: &[&str], window: Window) -> Flattened {
         let batch: Vec<String> = users.iter().map(|s| s.to_string()).collect();
-        flatten(
-            env.data.unwrap(),
-            Status::APPROVED,
+        flatten(&data(body), Status::APPROVED, window, &batch, &stamp()).unwrap()
+    }
+
+    /// The same answer through the record-by-record way, as when the typed read fails.
+    fn run_raw(body: &str, users: &[&str], window: Window) -> Flattened {
+        let batch: HashSet<&str> = users.iter().copied().collect();
+        let scope = Scope {
+            status: Status::APPROVED,
             window,
-            &batch,
-            &mut tables,
-            &mut rejects,
-            &mut counts,
-        );
-        (tables, rejects, counts)
+            batch: &batch,
+        };
+        flatten_raw(&data(body), &scope, &stamp()).unwrap()
     }
 
     fn window(from: &str, to: &str) -> Window {
@@ -532,23 +825,57 @@ mod tests {
         format!(r#"{{"code":0,"msg":"ok","data":{{"user_approvals":[{user_approvals}]}}}}"#)
     }
 
+    fn part(f: &Flattened, table: Table) -> &AnswerRows {
+        f.rows.iter().find(|r| r.table == table).unwrap()
+    }
+
+    fn text<'f>(f: &'f Flattened, table: Table, column: &str) -> Vec<Option<&'f str>> {
+        let a = part(f, table).batch.column_by_name(column).unwrap();
+        a.as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap()
+            .iter()
+            .collect()
+    }
+
+    fn micros(f: &Flattened, table: Table, column: &str) -> Vec<Option<i64>> {
+        let a = part(f, table).batch.column_by_name(column).unwrap();
+        let a = a
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .unwrap();
+        a.iter().collect()
+    }
+
     #[test]
     fn the_doc_example_flattens_into_one_row_per_table() {
         let doc = include_str!("../data-samples/spec-example-response.json");
-        let (t, rejects, _) = run(doc, &["abd754f7"], window("2021-01-01", "2021-01-31"));
-        assert!(rejects.is_empty());
+        let f = run(doc, &["abd754f7"], window("2021-01-01", "2021-01-31"));
+        assert!(f.rejects.is_empty());
         for table in Table::ALL {
-            assert_eq!(t.rows(table), 1, "{}", table.name());
+            assert_eq!(f.rows(table), 1, "{}", table.name());
+            assert_eq!(part(&f, table).dates, [d("2021-01-04")]);
         }
-        let out = &t.outs[&d("2021-01-04")][0];
         // 09:00 in Shanghai is 01:00 UTC.
-        assert_eq!(out.common.start_time, Some(1_609_722_000_000_000));
-        assert_eq!(out.common.time_zone, "Asia/Shanghai");
-        assert_eq!(out.name.as_deref(), Some("中文描述"));
-        assert_eq!(out.interval_seconds, Some(8));
-        let trip = &t.trips[&d("2021-01-04")][0];
-        assert_eq!(trip.destinations.as_ref().unwrap().len(), 1);
-        assert_eq!(trip.transportation.as_deref(), Some(&[1][..]));
+        assert_eq!(
+            micros(&f, Table::Outs, "start_time"),
+            [Some(1_609_722_000_000_000)]
+        );
+        assert_eq!(text(&f, Table::Outs, "time_zone"), [Some("Asia/Shanghai")]);
+        assert_eq!(text(&f, Table::Outs, "name"), [Some("中文描述")]);
+        let interval = part(&f, Table::Outs)
+            .batch
+            .column_by_name("interval_seconds")
+            .unwrap();
+        let interval = interval.as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(interval.value(0), 8);
+        let trips = &part(&f, Table::Trips).batch;
+        let destinations = trips.column_by_name("destinations").unwrap();
+        let destinations = destinations.as_any().downcast_ref::<ListArray>().unwrap();
+        assert_eq!(destinations.value(0).len(), 1);
+        let transportation = trips.column_by_name("transportation").unwrap();
+        let transportation = transportation.as_any().downcast_ref::<ListArray>().unwrap();
+        assert_eq!(transportation.value(0).len(), 1);
     }
 
     #[test]
@@ -558,13 +885,14 @@ mod tests {
                 "outs":[{"approval_id":"a1","start_time":"2026-09-15 09:00:00"}],
                 "leaves":[{"approval_id":"a2"}]}"#,
         );
-        let (t, rejects, _) = run(&b, &["u1"], window("2026-09-01", "2026-09-30"));
-        assert_eq!(t.rows(Table::Outs) + t.rows(Table::Leaves), 0);
-        assert_eq!(rejects.len(), 2);
-        assert_eq!(rejects[0].field, "time_zone");
-        assert_eq!(rejects[0].value.as_deref(), Some("Asia/Beijing"));
-        assert_eq!(rejects[0].approval_id.as_deref(), Some("a1"));
-        assert!(rejects[0].raw.get().contains("2026-09-15 09:00:00"));
+        let f = run(&b, &["u1"], window("2026-09-01", "2026-09-30"));
+        assert_eq!(f.total_rows(), 0);
+        assert_eq!(f.rejects.len(), 2);
+        assert_eq!(f.rejects[0].field, "time_zone");
+        assert_eq!(f.rejects[0].value.as_deref(), Some("Asia/Beijing"));
+        assert_eq!(f.rejects[0].approval_id.as_deref(), Some("a1"));
+        assert!(f.rejects[0].raw.get().contains("2026-09-15 09:00:00"));
+        assert_eq!(f.rejects[1].table, Some(Table::Leaves));
     }
 
     #[test]
@@ -575,17 +903,19 @@ mod tests {
                         {"approval_id":"bad-time","start_time":"2026-09-15 9:00"},
                         {"approval_id":"bad-type","unit":"day"}]}"#,
         );
-        let (t, rejects, _) = run(&b, &["u1"], window("2026-09-01", "2026-09-30"));
-        let rows = &t.outs[&d("2026-09-15")];
-        assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].common.time_zone, "UTC");
-        assert_eq!(rows[0].common.start_time, Some(1_789_462_800_000_000));
-        assert_eq!(rows[0].approve_pass_time, None);
-        assert_eq!(rejects.len(), 2);
-        assert_eq!(rejects[0].field, "start_time");
-        assert_eq!(rejects[0].value.as_deref(), Some("2026-09-15 9:00"));
-        assert_eq!(rejects[1].field, "unit");
-        assert_eq!(rejects[1].approval_id.as_deref(), Some("bad-type"));
+        let f = run(&b, &["u1"], window("2026-09-01", "2026-09-30"));
+        assert_eq!(f.rows(Table::Outs), 1);
+        assert_eq!(text(&f, Table::Outs, "time_zone"), [Some("UTC")]);
+        assert_eq!(
+            micros(&f, Table::Outs, "start_time"),
+            [Some(1_789_462_800_000_000)]
+        );
+        assert_eq!(micros(&f, Table::Outs, "approve_pass_time"), [None]);
+        assert_eq!(f.rejects.len(), 2);
+        assert_eq!(f.rejects[0].field, "start_time");
+        assert_eq!(f.rejects[0].value.as_deref(), Some("2026-09-15 9:00"));
+        assert_eq!(f.rejects[1].field, "unit");
+        assert_eq!(f.rejects[1].approval_id.as_deref(), Some("bad-type"));
     }
 
     #[test]
@@ -595,9 +925,9 @@ mod tests {
                {"user_id":"u9","date":"20260915","outs":[{"approval_id":"stranger"}]},
                {"user_id":"u1","date":"2026-09-15","outs":[{"approval_id":"dashed"}]}"#,
         );
-        let (t, rejects, _) = run(&b, &["u1"], window("2026-09-01", "2026-09-30"));
-        assert_eq!(t.rows(Table::Outs), 0);
-        let fields: Vec<&str> = rejects.iter().map(|r| r.field.as_str()).collect();
+        let f = run(&b, &["u1"], window("2026-09-01", "2026-09-30"));
+        assert_eq!(f.total_rows(), 0);
+        let fields: Vec<&str> = f.rejects.iter().map(|r| r.field.as_str()).collect();
         assert_eq!(fields, ["date", "user_id", "date"]);
     }
 
@@ -607,12 +937,25 @@ mod tests {
             r#"{"user_id":"u1","date":20260915,"outs":[{"approval_id":"x"}]},
                {"user_id":"u1","date":"20260915","outs":[{"approval_id":"y"}]}"#,
         );
-        let (t, rejects, _) = run(&b, &["u1"], window("2026-09-01", "2026-09-30"));
-        assert_eq!(t.rows(Table::Outs), 1);
-        assert_eq!(rejects.len(), 1);
-        assert_eq!(rejects[0].table, None);
-        assert_eq!(rejects[0].field, "date");
-        assert!(rejects[0].raw.get().contains(r#""approval_id":"x""#));
+        let f = run(&b, &["u1"], window("2026-09-01", "2026-09-30"));
+        assert_eq!(f.rows(Table::Outs), 1);
+        assert_eq!(f.rejects.len(), 1);
+        assert_eq!(f.rejects[0].table, None);
+        assert_eq!(f.rejects[0].field, "date");
+        assert!(f.rejects[0].raw.get().contains(r#""approval_id":"x""#));
+    }
+
+    #[test]
+    fn data_that_is_not_a_user_approvals_object_is_an_error() {
+        let b = r#"{"code":0,"msg":"ok","data":{"user_approvals":5}}"#;
+        let err = flatten(
+            &data(b),
+            Status::APPROVED,
+            window("2026-09-01", "2026-09-30"),
+            &[],
+            &stamp(),
+        );
+        assert!(matches!(err, Err(FlattenError::Shape(_))), "{err:?}");
     }
 
     #[test]
@@ -623,11 +966,11 @@ mod tests {
                {"user_id":"u1","date":"20260308","time_zone":"America/New_York",
                 "outs":[{"approval_id":"g","start_time":"2026-03-08 02:30:00"}]}"#,
         );
-        let (t, rejects, counts) = run(&b, &["u1"], window("2026-03-01", "2026-11-30"));
-        assert!(rejects.is_empty());
-        assert_eq!(t.rows(Table::Outs), 2);
+        let f = run(&b, &["u1"], window("2026-03-01", "2026-11-30"));
+        assert!(f.rejects.is_empty());
+        assert_eq!(f.rows(Table::Outs), 2);
         assert_eq!(
-            counts,
+            f.counts,
             FlattenCounts {
                 dst_gap_shifted: 1,
                 dst_ambiguous_earlier: 1
@@ -635,16 +978,64 @@ mod tests {
         );
     }
 
+    /// The typed way and the record-by-record way agree row for row and reject for reject, on
+    /// an answer with every kind of problem but a wrong type (which sends all of it the raw way).
+    #[test]
+    fn both_ways_give_the_same_rows_and_rejects() {
+        let b = body(
+            r#"{"user_id":"u1","date":"20260915","time_zone":"Europe/London",
+                "outs":[{"approval_id":"o1","start_time":"2026-09-15 09:00:00","reason":"a \"quoted\" \u4e2d reason",
+                         "i18n_names":{"ch":"","en":"Out"},"default_locale":"ch","process_id":["p1","p2"]},
+                        {"approval_id":"o2","start_time":"2026-09-15 9:00"}],
+                "leaves":[{"approval_id":"l1","end_time":"2026-09-16 18:00:00","approve_apply_time":"bad"}],
+                "overtime_works":[{"approval_id":"w1","duration":1.5,"type":1,"start_time":"2026-09-15 19:00:00"}],
+                "trips":[{"approval_id":"t1","departure":{"region_id":"x"},"destinations":[{"region_level":"city","region_id":"y"}],"transportation":[1,3]}]},
+               {"user_id":"u1","date":"20260916","time_zone":"Mars/Olympus","outs":[{"approval_id":"o3"}]},
+               {"user_id":"u2","date":"20260916","outs":[{"approval_id":"o4"}]},
+               {"user_id":"u1","date":"20261101","outs":[{"approval_id":"o5"}]},
+               {"user_id":"u1","date":"20260917","time_zone":"America/New_York",
+                "trips":[{"approval_id":"t2","start_time":"2026-03-08 02:30:00"}]}"#,
+        );
+        let w = window("2026-09-01", "2026-09-30");
+        let typed = run(&b, &["u1"], w);
+        let raw = run_raw(&b, &["u1"], w);
+        assert_eq!(typed.total_rows(), 4);
+        assert_eq!(typed.rejects.len(), 5);
+        assert_eq!(typed.counts.dst_gap_shifted, 1);
+        assert_eq!(
+            text(&typed, Table::Outs, "reason"),
+            [Some("a \"quoted\" 中 reason")]
+        );
+        assert_eq!(text(&typed, Table::Outs, "name"), [Some("Out")]);
+        let find = |f: &Flattened, table: Table| {
+            let rows = f.rows.iter().find(|r| r.table == table)?;
+            Some((rows.batch.clone(), rows.dates.clone()))
+        };
+        for table in Table::ALL {
+            assert_eq!(find(&typed, table), find(&raw, table), "{}", table.name());
+        }
+        assert_eq!(find(&typed, Table::Leaves), None);
+        let json = |f: &Flattened| serde_json::to_string(&f.rejects).unwrap();
+        assert_eq!(json(&typed), json(&raw));
+        assert_eq!(typed.counts, raw.counts);
+    }
+
     #[test]
     fn name_follows_default_locale_then_ch_en_ja() {
+        use crate::platform::model::Text;
+        let t = |s: &'static str| Some(Text(s.into()));
         let n = I18nNames {
-            ch: Some(String::new()),
-            en: Some("Sick".into()),
-            ja: Some("病気".into()),
+            ch: t(""),
+            en: t("Sick"),
+            ja: t("病気"),
         };
-        assert_eq!(localized_name(&n, Some("ja")).as_deref(), Some("病気"));
-        assert_eq!(localized_name(&n, Some("ch")).as_deref(), Some("Sick"));
-        assert_eq!(localized_name(&n, None).as_deref(), Some("Sick"));
-        assert_eq!(localized_name(&I18nNames::default(), Some("en")), None);
+        assert_eq!(localized_name(Some(&n), Some("ja")), Some("病気"));
+        assert_eq!(localized_name(Some(&n), Some("ch")), Some("Sick"));
+        assert_eq!(localized_name(Some(&n), None), Some("Sick"));
+        assert_eq!(
+            localized_name(Some(&I18nNames::default()), Some("en")),
+            None
+        );
+        assert_eq!(localized_name(None, Some("en")), None);
     }
 }

@@ -1,7 +1,8 @@
 //! attendance-sync: Feishu / Lark attendance approvals to date-partitioned Parquet tables.
 //!
 //! The pipeline, one module a stage: [`platform`] (HTTP client) → [`plan`] (windows × batches ×
-//! statuses) → [`flatten`] (answers to rows, with [`tz`] for wall times) → [`sink`] (Parquet files
+//! statuses) → [`flatten`] (answers to Arrow rows, with [`tz`] for wall times) → [`fresh`] (a
+//! window's rows, spilled to disk past a budget) → [`sink`] (Parquet files
 //! replaced atomically in a [`store`]: a local directory or S3, GCS, Azure). [`run`] drives them;
 //! [`sim`] is the simulated tenant used by the tests and the demo. [`plan`], [`flatten`], [`tz`]
 //! and [`table`] do no I/O.
@@ -9,6 +10,7 @@
 pub mod cli;
 pub mod ddl;
 pub mod flatten;
+pub mod fresh;
 pub mod lease;
 pub mod plan;
 pub mod platform;

@@ -283,7 +283,7 @@ impl Replay {
         let wanted: std::collections::HashSet<&str> =
             query.user_ids.iter().map(String::as_str).collect();
         let mut covered = std::collections::HashSet::new();
-        let mut approvals = Vec::new();
+        let mut answers = Vec::new();
         for (users, offset, len) in recorded {
             if !users.iter().any(|u| wanted.contains(u.as_str())) {
                 continue;
@@ -298,26 +298,35 @@ impl Replay {
                             .filter(|u| wanted.contains(u.as_str()))
                             .cloned(),
                     );
-                    #[derive(Deserialize)]
-                    struct UserOf {
-                        user_id: Option<String>,
-                    }
-                    for raw in data.user_approvals.unwrap_or_default() {
-                        let user = serde_json::from_str::<UserOf>(raw.get())
-                            .ok()
-                            .and_then(|u| u.user_id);
-                        if user.is_some_and(|u| wanted.contains(u.as_str())) {
-                            approvals.push(raw);
-                        }
-                    }
+                    answers.push(data);
                 }
             }
         }
         if covered.len() < wanted.len() {
             return Err(self.missing("no recorded answer covers this query".into()));
         }
-        Ok(QueryData {
-            user_approvals: Some(approvals),
-        })
+        #[derive(Deserialize)]
+        struct UserOf {
+            user_id: Option<String>,
+        }
+        let mut approvals = Vec::new();
+        for data in &answers {
+            let elements = data
+                .user_approvals()
+                .map_err(|e| PlatformError::MalformedBody {
+                    endpoint: crate::platform::QUERY_ENDPOINT,
+                    http_status: 200,
+                    detail: format!("recorded answer: {e}"),
+                })?;
+            for raw in elements {
+                let user = serde_json::from_str::<UserOf>(raw.get())
+                    .ok()
+                    .and_then(|u| u.user_id);
+                if user.is_some_and(|u| wanted.contains(u.as_str())) {
+                    approvals.push(raw);
+                }
+            }
+        }
+        Ok(QueryData::from_user_approvals(&approvals))
     }
 }

@@ -24,14 +24,15 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
-use crate::flatten::{self, FlattenCounts, Reject, Tables};
+use crate::flatten::{self, FlattenCounts, Reject};
+use crate::fresh::{FreshRows, SpillConfig};
 use crate::lease::{Lease, LeaseError};
 use crate::plan::{self, Clipped, EmployeeType, Plan, PlanError, Status, Window};
 use crate::platform::model::QueryRequest;
 use crate::platform::{Client, ClientStats, PlatformError};
 use crate::recording::{Corpus, Recorder, RecordingError, Replay};
 use crate::runlog::{self, FailedQuery, Manifest, Progress, WindowOutcome};
-use crate::sink::{CommitReport, FreshRows, REJECTS_DIR, Scope, Sink, SinkError, WrittenFile};
+use crate::sink::{CommitReport, REJECTS_DIR, Scope, Sink, SinkError, WrittenFile};
 use crate::store::{Store, StoreError};
 use crate::table::{RunStamp, Table};
 
@@ -73,6 +74,8 @@ pub struct BackfillRequest {
     pub record_to: Option<PathBuf>,
     /// Take the answers from a recording instead of the platform.
     pub replay: Option<Arc<Replay>>,
+    /// Where a window's rows go past the memory budget.
+    pub spill: SpillConfig,
 }
 
 /// Live counters of a run, for progress bars and lines. Totals are known once users are listed.
@@ -684,6 +687,7 @@ async fn backfill_leased(
         counters: Arc::clone(&request.progress),
         recorder,
         replay: request.replay.clone(),
+        spill: request.spill.clone(),
         client,
         employee_type: request.employee_type,
         plan: &plan,
@@ -796,7 +800,6 @@ struct Job {
 }
 
 /// Rows, rejects and counts of one window while its queries come in.
-#[derive(Default)]
 struct Fetched {
     fresh: FreshRows,
     rejects: Vec<Reject>,
@@ -818,7 +821,6 @@ struct OpenWindow {
 struct Committed {
     window: Window,
     report: Result<CommitReport, SinkError>,
-    rows: BTreeMap<Table, u64>,
     counts: FlattenCounts,
 }
 
@@ -843,6 +845,7 @@ struct Pipeline<'a> {
     stop: Arc<std::sync::atomic::AtomicBool>,
     recorder: Option<Arc<Recorder>>,
     replay: Option<Arc<Replay>>,
+    spill: SpillConfig,
     /// Jobs not sent yet; split jobs go to the front.
     queue: VecDeque<Job>,
     open: HashMap<usize, OpenWindow>,
@@ -938,7 +941,11 @@ impl<'a> Pipeline<'a> {
             pending: 0,
             users: HashSet::new(),
             refused: BTreeSet::new(),
-            fetched: Fetched::default(),
+            fetched: Fetched {
+                fresh: FreshRows::new(self.spill.clone()),
+                rejects: Vec::new(),
+                counts: FlattenCounts::default(),
+            },
             failures: Vec::new(),
         };
         for (b, batch) in self.plan.batches.iter().enumerate() {
@@ -1037,22 +1044,26 @@ impl<'a> Pipeline<'a> {
         let error = match answer {
             Ok(data) => {
                 self.accepted_queries += 1;
-                let f = &mut state.fetched;
-                let mut tables = Tables::default();
-                flatten::flatten(
-                    data,
-                    job.status,
-                    state.window,
-                    &job.users,
-                    &mut tables,
-                    &mut f.rejects,
-                    &mut f.counts,
-                );
-                let rows: usize = Table::ALL.iter().map(|t| tables.rows(*t)).sum();
-                f.fresh.add(tables, stamp)?;
-                self.counters.queries_done.fetch_add(1, Ordering::Relaxed);
-                self.counters.rows.fetch_add(rows as u64, Ordering::Relaxed);
-                return Ok(());
+                match flatten::flatten(&data, job.status, state.window, &job.users, stamp) {
+                    Ok(flat) => {
+                        let f = &mut state.fetched;
+                        let rows = flat.total_rows();
+                        f.rejects.extend(flat.rejects);
+                        f.counts.dst_gap_shifted += flat.counts.dst_gap_shifted;
+                        f.counts.dst_ambiguous_earlier += flat.counts.dst_ambiguous_earlier;
+                        for part in flat.rows {
+                            f.fresh.add(part)?;
+                        }
+                        self.counters.queries_done.fetch_add(1, Ordering::Relaxed);
+                        self.counters.rows.fetch_add(rows as u64, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                    Err(e) => PlatformError::MalformedBody {
+                        endpoint: crate::platform::QUERY_ENDPOINT,
+                        http_status: 200,
+                        detail: e.to_string(),
+                    },
+                }
             }
             Err(error) => error,
         };
@@ -1142,22 +1153,7 @@ impl<'a> Pipeline<'a> {
             mut fetched,
             ..
         } = state;
-        if !refused.is_empty()
-            && let Err(e) = fetched.fresh.retain_users(|u| !refused.contains(u))
-        {
-            let report = Err(e);
-            return tokio::spawn(
-                async move {
-                    Committed {
-                        window,
-                        report,
-                        rows: BTreeMap::new(),
-                        counts: FlattenCounts::default(),
-                    }
-                }
-                .instrument(tracing::Span::current()),
-            );
-        }
+        fetched.fresh.exclude_users(refused.iter().cloned());
         fetched
             .rejects
             .retain(|r| r.user_id.as_ref().is_none_or(|u| !refused.contains(u)));
@@ -1166,10 +1162,6 @@ impl<'a> Pipeline<'a> {
             statuses: self.plan.statuses.iter().map(|s| s.code()).collect(),
             employee_type: self.employee_type.as_str(),
         };
-        let rows = Table::ALL
-            .iter()
-            .map(|t| (*t, fetched.fresh.rows(*t) as u64))
-            .collect();
         let sink = Arc::clone(&self.sink);
         let stamp = Arc::clone(&self.stamp);
         let lease = Arc::clone(&self.lease);
@@ -1189,7 +1181,6 @@ impl<'a> Pipeline<'a> {
                 Committed {
                     window,
                     report,
-                    rows,
                     counts: fetched.counts,
                 }
             }
@@ -1204,8 +1195,8 @@ impl<'a> Pipeline<'a> {
         let done = done.expect("a commit task never panics");
         let report = done.report?;
         let s = &mut self.summary;
-        for (table, rows) in done.rows {
-            *s.rows.entry(table).or_default() += rows;
+        for (table, rows) in &report.fresh_rows {
+            *s.rows.entry(*table).or_default() += rows;
         }
         s.rejects += report.rejects;
         s.dst.dst_gap_shifted += done.counts.dst_gap_shifted;

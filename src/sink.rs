@@ -35,7 +35,8 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
-use crate::flatten::{DateRows, Reject, Tables};
+use crate::flatten::Reject;
+use crate::fresh::FreshRows;
 use crate::plan::Window;
 use crate::store::{Store, StoreError};
 use crate::table::{
@@ -70,6 +71,10 @@ pub enum SinkError {
         found: String,
         expected: &'static str,
     },
+    #[error(
+        "cannot spill fresh rows to {path}: {detail}; free space there or point --spill-dir at another local directory"
+    )]
+    Spill { path: String, detail: String },
     #[error("stopped before writing: the lease on the output root may no longer be ours")]
     Fenced,
     #[error("cannot encode {table} for {date}: {detail}")]
@@ -99,6 +104,8 @@ pub struct CommitReport {
     pub removed: Vec<String>,
     /// Rejects written.
     pub rejects: u64,
+    /// Fresh rows written, by table (rows kept from earlier runs not counted).
+    pub fresh_rows: BTreeMap<Table, u64>,
 }
 
 /// Which rows a run replaces: those of its users, for its statuses. Everything else stays.
@@ -115,153 +122,6 @@ impl Scope {
     /// (an unreadable user_approval, kept aside) is replaced by any run over its status.
     pub fn covers(&self, user: Option<&str>, status: i32) -> bool {
         self.statuses.contains(&status) && user.is_none_or(|u| self.users.contains(u))
-    }
-}
-
-/// A window's fresh rows, columnar. Each answer's rows of a table become one Arrow batch as the
-/// answer arrives, sorted by date with the span of each date noted, so a window in waiting costs
-/// its data's columnar size rather than that of millions of small strings.
-#[derive(Debug, Default)]
-pub struct FreshRows {
-    parts: BTreeMap<Table, Vec<(RecordBatch, DateSpans)>>,
-}
-
-/// Where each date's rows are in a batch sorted by date: date → (offset, length).
-type DateSpans = BTreeMap<NaiveDate, (usize, usize)>;
-
-impl FreshRows {
-    /// Adds the rows flattened from one answer.
-    pub fn add(&mut self, tables: Tables, stamp: &RunStamp) -> Result<(), SinkError> {
-        let Tables {
-            outs,
-            leaves,
-            overtime_works,
-            trips,
-        } = tables;
-        self.add_table(Table::Outs, outs, stamp, |r, s| {
-            table::absence_batch(r, true, s)
-        })?;
-        self.add_table(Table::Leaves, leaves, stamp, |r, s| {
-            table::absence_batch(r, false, s)
-        })?;
-        self.add_table(
-            Table::OvertimeWorks,
-            overtime_works,
-            stamp,
-            table::overtime_batch,
-        )?;
-        self.add_table(Table::Trips, trips, stamp, table::trip_batch)
-    }
-
-    fn add_table<R: table::Row>(
-        &mut self,
-        table: Table,
-        by_date: DateRows<R>,
-        stamp: &RunStamp,
-        to_batch: impl Fn(&[R], &RunStamp) -> Result<RecordBatch, ArrowError>,
-    ) -> Result<(), SinkError> {
-        let mut rows = Vec::with_capacity(by_date.values().map(Vec::len).sum());
-        let mut spans = BTreeMap::new();
-        for (date, mut day) in by_date {
-            table::sort_rows(&mut day);
-            spans.insert(date, (rows.len(), day.len()));
-            rows.extend(day);
-        }
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let batch = to_batch(&rows, stamp).map_err(|e| SinkError::Encode {
-            table: table.name(),
-            date: *spans.keys().next().expect("rows have dates"),
-            detail: e.to_string(),
-        })?;
-        self.parts.entry(table).or_default().push((batch, spans));
-        Ok(())
-    }
-
-    /// Rows held for `table`.
-    pub fn rows(&self, table: Table) -> usize {
-        self.parts
-            .get(&table)
-            .map_or(0, |v| v.iter().map(|(b, _)| b.num_rows()).sum())
-    }
-
-    /// One table's rows by date, each a sorted batch. The table's batches are concatenated once
-    /// and each date taken from the whole by index: cheaper than slicing every answer's batch per
-    /// date and concatenating the slices (hundreds of answers × 31 dates × 25 columns). One table
-    /// at a time, so a commit holds one table's copy of the window, not four.
-    fn take_table(&mut self, table: Table) -> Result<BTreeMap<NaiveDate, RecordBatch>, SinkError> {
-        let mut out = BTreeMap::new();
-        let Some(batches) = self.parts.remove(&table) else {
-            return Ok(out);
-        };
-        let err = |date: NaiveDate, e: ArrowError| SinkError::Encode {
-            table: table.name(),
-            date,
-            detail: e.to_string(),
-        };
-        let mut indices: BTreeMap<NaiveDate, Vec<u32>> = BTreeMap::new();
-        let mut base = 0u32;
-        for (batch, spans) in &batches {
-            for (date, &(offset, len)) in spans {
-                let start = base + offset as u32;
-                indices
-                    .entry(*date)
-                    .or_default()
-                    .extend(start..start + len as u32);
-            }
-            base += batch.num_rows() as u32;
-        }
-        let Some(first_date) = indices.keys().next().copied() else {
-            return Ok(out);
-        };
-        let all: Vec<RecordBatch> = batches.into_iter().map(|(b, _)| b).collect();
-        let whole = concat_batches(&table.schema(), &all).map_err(|e| err(first_date, e))?;
-        drop(all);
-        for (date, mut rows) in indices {
-            table::sort_indices(&whole, &mut rows).map_err(|e| err(date, e))?;
-            let part = arrow_select::take::take_record_batch(
-                &whole,
-                &arrow_array::UInt32Array::from(rows),
-            )
-            .map_err(|e| err(date, e))?;
-            out.insert(date, part);
-        }
-        Ok(out)
-    }
-
-    /// Drops the rows of users for which `keep` is false.
-    pub fn retain_users(&mut self, keep: impl Fn(&str) -> bool) -> Result<(), SinkError> {
-        for (table, batches) in &mut self.parts {
-            for (batch, spans) in batches.iter_mut() {
-                let users = batch
-                    .column(0)
-                    .as_any()
-                    .downcast_ref::<StringArray>()
-                    .expect("user_id is the first, utf8 column");
-                let keep_row: Vec<bool> = users.iter().map(|u| u.is_some_and(&keep)).collect();
-                if keep_row.iter().all(|k| *k) {
-                    continue;
-                }
-                // Recompute the spans over the rows kept.
-                let mut kept_before = vec![0usize; keep_row.len() + 1];
-                for (i, k) in keep_row.iter().enumerate() {
-                    kept_before[i + 1] = kept_before[i] + usize::from(*k);
-                }
-                for (offset, len) in spans.values_mut() {
-                    let start = kept_before[*offset];
-                    *len = kept_before[*offset + *len] - start;
-                    *offset = start;
-                }
-                let mask = BooleanArray::from(keep_row);
-                *batch = filter_record_batch(batch, &mask).map_err(|e| SinkError::Encode {
-                    table: table.name(),
-                    date: spans.keys().next().copied().unwrap_or_default(),
-                    detail: e.to_string(),
-                })?;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -342,12 +202,14 @@ struct Existing {
 }
 
 /// A write the commit decided on.
+#[derive(Default)]
 struct Planned {
     files: Vec<(WrittenFile, Vec<u8>)>,
     deletes: Vec<String>,
     rejects_puts: Vec<(String, Vec<u8>)>,
     rejects_deletes: Vec<String>,
     rejects: u64,
+    fresh_rows: BTreeMap<Table, u64>,
 }
 
 impl Sink {
@@ -478,6 +340,7 @@ impl Sink {
             rejects_puts,
             rejects_deletes,
             rejects,
+            fresh_rows,
         } = planned;
         let mut puts: Vec<(String, Vec<u8>)> = Vec::with_capacity(files.len() + rejects_puts.len());
         let mut written = Vec::with_capacity(files.len());
@@ -504,6 +367,7 @@ impl Sink {
             files: written,
             removed: deletes,
             rejects,
+            fresh_rows,
         })
     }
 }
@@ -520,13 +384,7 @@ fn plan_commit(
     scope: &Scope,
     stamp: &RunStamp,
 ) -> Result<Planned, SinkError> {
-    let mut planned = Planned {
-        files: Vec::new(),
-        deletes: Vec::new(),
-        rejects_puts: Vec::new(),
-        rejects_deletes: Vec::new(),
-        rejects: 0,
-    };
+    let mut planned = Planned::default();
     let mut rejects_by_date: BTreeMap<NaiveDate, Vec<Reject>> = BTreeMap::new();
     for r in rejects {
         // Rejects go under the date they came under; one whose date is unreadable or outside
@@ -541,9 +399,12 @@ fn plan_commit(
     }
     let mut fresh = fresh;
     for table in Table::ALL {
-        let mut by_date = fresh.take_table(table)?;
+        let mut rows = fresh.take_table(table)?;
         for date in window.dates() {
-            let new: Vec<RecordBatch> = by_date.remove(&date).into_iter().collect();
+            let new = rows.date(date)?;
+            if let Some(new) = &new {
+                *planned.fresh_rows.entry(table).or_default() += new.num_rows() as u64;
+            }
             let old = existing.remove(&(table, date)).unwrap_or_default();
             merge_partition(store, table, date, new, old, scope, &mut planned)?;
         }
@@ -566,7 +427,7 @@ fn merge_partition(
     store: &Store,
     table: Table,
     date: NaiveDate,
-    fresh: Vec<RecordBatch>,
+    fresh: Option<RecordBatch>,
     old: Existing,
     scope: &Scope,
     planned: &mut Planned,
@@ -576,7 +437,7 @@ fn merge_partition(
         date,
         detail,
     };
-    if fresh.is_empty() && old.parts.is_empty() {
+    if fresh.is_none() && old.parts.is_empty() {
         return Ok(());
     }
     let expected = table.schema();
@@ -611,7 +472,7 @@ fn merge_partition(
     batches.extend(fresh);
     let merged = match batches.len() {
         0 => RecordBatch::new_empty(expected),
-        // The fresh rows alone are sorted already.
+        // The fresh rows alone are sorted already (see `TableRows::date`).
         1 => batches.pop().expect("one batch"),
         _ => {
             let all = concat_batches(&expected, &batches).map_err(|e| encode_err(e.to_string()))?;
@@ -815,13 +676,7 @@ mod tests {
             run_id: id.into(),
             ingested_at_micros: 0,
         };
-        let mut first = Planned {
-            files: Vec::new(),
-            deletes: Vec::new(),
-            rejects_puts: Vec::new(),
-            rejects_deletes: Vec::new(),
-            rejects: 0,
-        };
+        let mut first = Planned::default();
         merge_rejects(
             d,
             vec![reject("r1")],

@@ -12,12 +12,16 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{Int32Builder, ListBuilder, StringBuilder, StructBuilder};
-use arrow_array::{
-    ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
+use std::sync::OnceLock;
+
+use arrow_array::builder::{
+    ArrayBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
+    StructBuilder, TimestampMicrosecondBuilder,
 };
+use arrow_array::{ArrayRef, Int32Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow_schema::{ArrowError, DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+
+use crate::platform::model::{RegionPlace, Text};
 
 /// Version of the column layout, written into every file's key-value metadata.
 pub const SCHEMA_VERSION: &str = "1";
@@ -56,152 +60,154 @@ impl Table {
 
     /// The Arrow schema of the table's files.
     pub fn schema(self) -> SchemaRef {
-        let meta = RunStamp {
-            run_id: String::new(),
-            ingested_at_micros: 0,
-        };
-        let batch = match self {
-            Table::Outs => absence_batch(&[], true, &meta),
-            Table::Leaves => absence_batch(&[], false, &meta),
-            Table::OvertimeWorks => overtime_batch(&[], &meta),
-            Table::Trips => trip_batch(&[], &meta),
-        };
-        batch
-            .expect("an empty batch always matches its schema")
-            .schema()
+        static SCHEMAS: OnceLock<[SchemaRef; 4]> = OnceLock::new();
+        let all = SCHEMAS.get_or_init(|| Table::ALL.map(|t| Arc::new(Schema::new(t.fields()))));
+        Arc::clone(&all[self as usize])
+    }
+
+    fn fields(self) -> Vec<Field> {
+        let text = |name: &str| Field::new(name, DataType::Utf8, true);
+        let int32 = |name: &str| Field::new(name, DataType::Int32, true);
+        let time = |name: &str| Field::new(name, utc_timestamp(), true);
+        let mut f = vec![
+            Field::new("user_id", DataType::Utf8, false),
+            text("approval_id"),
+            Field::new("status", DataType::Int32, false),
+            time("start_time"),
+            time("end_time"),
+            text("start_time_local"),
+            text("end_time_local"),
+            Field::new("time_zone", DataType::Utf8, false),
+        ];
+        match self {
+            Table::Outs | Table::Leaves => f.extend([
+                text("uniq_id"),
+                int32("unit"),
+                Field::new("interval_seconds", DataType::Int64, true),
+                text("name"),
+                text("name_ch"),
+                text("name_en"),
+                text("name_ja"),
+                text("default_locale"),
+                text("reason"),
+                time("approve_pass_time"),
+                time("approve_apply_time"),
+            ]),
+            Table::OvertimeWorks => f.extend([
+                Field::new("duration", DataType::Float64, true),
+                int32("unit"),
+                int32("category"),
+                int32("type"),
+                text("reason"),
+            ]),
+            Table::Trips => f.extend([
+                text("reason"),
+                time("approve_pass_time"),
+                time("approve_apply_time"),
+                text("departure_region_level"),
+                text("departure_region_id"),
+                Field::new(
+                    "destinations",
+                    list_of(DataType::Struct(region_fields())),
+                    true,
+                ),
+                Field::new("transportation", list_of(DataType::Int32), true),
+                int32("trip_type"),
+                text("remarks"),
+            ]),
+        }
+        f.push(text("idempotent_id"));
+        if self != Table::Leaves {
+            for name in ["correct_process_id", "cancel_process_id", "process_id"] {
+                f.push(Field::new(name, list_of(DataType::Utf8), true));
+            }
+        }
+        f.push(Field::new("_run_id", DataType::Utf8, false));
+        f.push(Field::new("_ingested_at", utc_timestamp(), false));
+        f
     }
 }
 
-/// Columns every table starts with.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Common {
-    pub user_id: String,
-    pub approval_id: Option<String>,
+/// Columns every row starts with, borrowed from the answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Head<'r> {
+    pub user_id: &'r str,
+    pub approval_id: Option<&'r str>,
     /// The status that was queried: the answer does not echo it.
     pub status: i32,
     /// Microseconds since the epoch, UTC.
     pub start_time: Option<i64>,
     pub end_time: Option<i64>,
     /// The wall times exactly as sent.
-    pub start_time_local: Option<String>,
-    pub end_time_local: Option<String>,
+    pub start_time_local: Option<&'r str>,
+    pub end_time_local: Option<&'r str>,
     /// The IANA zone the wall times were read in (`UTC` when the platform sent none).
-    pub time_zone: &'static str,
-    pub idempotent_id: Option<String>,
+    pub time_zone: &'r str,
+    pub idempotent_id: Option<&'r str>,
 }
 
-/// Process-instance ids attached to an approval.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ProcessIds {
-    pub correct_process_id: Option<Vec<String>>,
-    pub cancel_process_id: Option<Vec<String>>,
-    pub process_id: Option<Vec<String>>,
+/// Process-instance ids attached to an approval (none for leaves: their model has none).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessIds<'r> {
+    pub correct_process_id: Option<&'r [Text<'r>]>,
+    pub cancel_process_id: Option<&'r [Text<'r>]>,
+    pub process_id: Option<&'r [Text<'r>]>,
 }
 
 /// A row of `outs` or `leaves`: both carry a typed absence with an i18n name.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AbsenceRow {
-    pub common: Common,
-    pub uniq_id: Option<String>,
+#[derive(Debug, Clone, Copy)]
+pub struct AbsenceRow<'r> {
+    pub head: Head<'r>,
+    pub uniq_id: Option<&'r str>,
     pub unit: Option<i32>,
     pub interval_seconds: Option<i64>,
-    pub name: Option<String>,
-    pub name_ch: Option<String>,
-    pub name_en: Option<String>,
-    pub name_ja: Option<String>,
-    pub default_locale: Option<String>,
-    pub reason: Option<String>,
+    pub name: Option<&'r str>,
+    pub name_ch: Option<&'r str>,
+    pub name_en: Option<&'r str>,
+    pub name_ja: Option<&'r str>,
+    pub default_locale: Option<&'r str>,
+    pub reason: Option<&'r str>,
     pub approve_pass_time: Option<i64>,
     pub approve_apply_time: Option<i64>,
-    /// Only written for `outs`; the leave model has no process ids.
-    pub process: ProcessIds,
+    pub process: ProcessIds<'r>,
 }
 
 /// A row of `overtime_works`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OvertimeRow {
-    pub common: Common,
+#[derive(Debug, Clone, Copy)]
+pub struct OvertimeRow<'r> {
+    pub head: Head<'r>,
     pub duration: Option<f64>,
     pub unit: Option<i32>,
     pub category: Option<i32>,
     pub type_: Option<i32>,
-    pub reason: Option<String>,
-    pub process: ProcessIds,
-}
-
-/// A trip destination.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Region {
-    pub region_level: Option<String>,
-    pub region_id: Option<String>,
+    pub reason: Option<&'r str>,
+    pub process: ProcessIds<'r>,
 }
 
 /// A row of `trips`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TripRow {
-    pub common: Common,
-    pub reason: Option<String>,
+#[derive(Debug, Clone, Copy)]
+pub struct TripRow<'r> {
+    pub head: Head<'r>,
+    pub reason: Option<&'r str>,
     pub approve_pass_time: Option<i64>,
     pub approve_apply_time: Option<i64>,
-    pub departure_region_level: Option<String>,
-    pub departure_region_id: Option<String>,
-    pub destinations: Option<Vec<Region>>,
-    pub transportation: Option<Vec<i32>>,
+    pub departure_region_level: Option<&'r str>,
+    pub departure_region_id: Option<&'r str>,
+    pub destinations: Option<&'r [RegionPlace<'r>]>,
+    pub transportation: Option<&'r [i32]>,
     pub trip_type: Option<i32>,
-    pub remarks: Option<String>,
-    pub process: ProcessIds,
+    pub remarks: Option<&'r str>,
+    pub process: ProcessIds<'r>,
 }
 
-/// Gives access to the common head of any row type.
-pub trait Row {
-    fn common(&self) -> &Common;
-}
-
-impl Row for AbsenceRow {
-    fn common(&self) -> &Common {
-        &self.common
-    }
-}
-impl Row for OvertimeRow {
-    fn common(&self) -> &Common {
-        &self.common
-    }
-}
-impl Row for TripRow {
-    fn common(&self) -> &Common {
-        &self.common
-    }
-}
-
-/// Sorts rows into the canonical order of a file.
-pub fn sort_rows<R: Row>(rows: &mut [R]) {
-    rows.sort_by(|a, b| {
-        let (a, b) = (a.common(), b.common());
-        (
-            &a.user_id,
-            a.status,
-            &a.approval_id,
-            &a.start_time_local,
-            &a.end_time_local,
-        )
-            .cmp(&(
-                &b.user_id,
-                b.status,
-                &b.approval_id,
-                &b.start_time_local,
-                &b.end_time_local,
-            ))
-    });
-}
-
-/// Sorts a batch of any table into the order of [`sort_rows`] (nulls first, as `Option` orders).
+/// Sorts a batch of any table into the canonical order of a file (nulls first, as `Option` orders).
 pub fn sort_batch(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
     let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
     sort_indices(batch, &mut order)?;
     arrow_select::take::take_record_batch(batch, &arrow_array::UInt32Array::from(order))
 }
 
-/// Sorts row indices of `batch` into the order of [`sort_rows`].
+/// Sorts row indices of `batch` into the canonical order of a file.
 pub fn sort_indices(batch: &RecordBatch, order: &mut [u32]) -> Result<(), ArrowError> {
     use arrow_array::Array;
     let text = |name: &str| -> Result<&StringArray, ArrowError> {
@@ -260,246 +266,370 @@ fn region_fields() -> Fields {
     ])
 }
 
-/// Collects a batch column by column, so each column's field sits next to the values it types.
-struct Columns<'a, R> {
-    rows: &'a [R],
-    fields: Vec<Field>,
-    arrays: Vec<ArrayRef>,
+/// Text columns are sized for this many bytes a value before they grow.
+const TEXT_BYTES: usize = 16;
+
+fn text(rows: usize) -> StringBuilder {
+    StringBuilder::with_capacity(rows, rows * TEXT_BYTES)
 }
 
-impl<'a, R: Row> Columns<'a, R> {
-    fn new(rows: &'a [R]) -> Self {
-        let mut c = Columns {
-            rows,
-            fields: Vec::new(),
-            arrays: Vec::new(),
-        };
-        c.push(
-            Field::new("user_id", DataType::Utf8, false),
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| r.common().user_id.as_str()),
-            )),
-        );
-        c.utf8("approval_id", |r| r.common().approval_id.as_deref());
-        c.push(
-            Field::new("status", DataType::Int32, false),
-            Arc::new(Int32Array::from_iter_values(
-                rows.iter().map(|r| r.common().status),
-            )),
-        );
-        c.timestamp("start_time", |r| r.common().start_time);
-        c.timestamp("end_time", |r| r.common().end_time);
-        c.utf8("start_time_local", |r| {
-            r.common().start_time_local.as_deref()
-        });
-        c.utf8("end_time_local", |r| r.common().end_time_local.as_deref());
-        c.push(
-            Field::new("time_zone", DataType::Utf8, false),
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| r.common().time_zone),
-            )),
-        );
-        c
-    }
+fn times(rows: usize) -> TimestampMicrosecondBuilder {
+    TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC")
+}
 
-    fn push(&mut self, field: Field, array: ArrayRef) {
-        self.fields.push(field);
-        self.arrays.push(array);
-    }
+fn text_list(rows: usize) -> ListBuilder<StringBuilder> {
+    ListBuilder::with_capacity(text(rows), rows).with_field(Arc::new(Field::new(
+        "element",
+        DataType::Utf8,
+        true,
+    )))
+}
 
-    fn utf8(&mut self, name: &str, f: impl Fn(&R) -> Option<&str>) {
-        let array = StringArray::from_iter(self.rows.iter().map(f));
-        self.push(Field::new(name, DataType::Utf8, true), Arc::new(array));
-    }
-
-    fn int32(&mut self, name: &str, f: impl Fn(&R) -> Option<i32>) {
-        let array = Int32Array::from_iter(self.rows.iter().map(f));
-        self.push(Field::new(name, DataType::Int32, true), Arc::new(array));
-    }
-
-    fn int64(&mut self, name: &str, f: impl Fn(&R) -> Option<i64>) {
-        let array = Int64Array::from_iter(self.rows.iter().map(f));
-        self.push(Field::new(name, DataType::Int64, true), Arc::new(array));
-    }
-
-    fn float64(&mut self, name: &str, f: impl Fn(&R) -> Option<f64>) {
-        let array = Float64Array::from_iter(self.rows.iter().map(f));
-        self.push(Field::new(name, DataType::Float64, true), Arc::new(array));
-    }
-
-    fn timestamp(&mut self, name: &str, f: impl Fn(&R) -> Option<i64>) {
-        let array =
-            TimestampMicrosecondArray::from_iter(self.rows.iter().map(f)).with_timezone("UTC");
-        self.push(Field::new(name, utc_timestamp(), true), Arc::new(array));
-    }
-
-    fn utf8_list(&mut self, name: &str, f: impl Fn(&R) -> Option<&[String]>) {
-        // Exact capacities: a batch per answer is small, and default capacities (1024 items)
-        // would cost more than its data.
-        let n = self.rows.len();
-        let items: usize = self
-            .rows
-            .iter()
-            .map(|r| f(r).map_or(0, <[String]>::len))
-            .sum();
-        let mut b = ListBuilder::with_capacity(StringBuilder::with_capacity(items, items * 20), n)
-            .with_field(Arc::new(Field::new("element", DataType::Utf8, true)));
-        for row in self.rows {
-            match f(row) {
-                Some(items) => {
-                    for item in items {
-                        b.values().append_value(item);
-                    }
-                    b.append(true);
-                }
-                None => b.append(false),
+fn append_text_list(b: &mut ListBuilder<StringBuilder>, items: Option<&[Text]>) {
+    match items {
+        Some(items) => {
+            for item in items {
+                b.values().append_value(item.as_str());
             }
+            b.append(true);
         }
-        self.push(
-            Field::new(name, list_of(DataType::Utf8), true),
-            Arc::new(b.finish()),
-        );
-    }
-
-    fn int32_list(&mut self, name: &str, f: impl Fn(&R) -> Option<&[i32]>) {
-        let n = self.rows.len();
-        let items: usize = self.rows.iter().map(|r| f(r).map_or(0, <[i32]>::len)).sum();
-        let mut b = ListBuilder::with_capacity(Int32Builder::with_capacity(items), n)
-            .with_field(Arc::new(Field::new("element", DataType::Int32, true)));
-        for row in self.rows {
-            match f(row) {
-                Some(items) => {
-                    b.values().append_slice(items);
-                    b.append(true);
-                }
-                None => b.append(false),
-            }
-        }
-        self.push(
-            Field::new(name, list_of(DataType::Int32), true),
-            Arc::new(b.finish()),
-        );
-    }
-
-    fn region_list(&mut self, name: &str, f: impl Fn(&R) -> Option<&[Region]>) {
-        let item = DataType::Struct(region_fields());
-        let n = self.rows.len();
-        let items: usize = self
-            .rows
-            .iter()
-            .map(|r| f(r).map_or(0, <[Region]>::len))
-            .sum();
-        let values = StructBuilder::from_fields(region_fields(), items);
-        let mut b = ListBuilder::with_capacity(values, n).with_field(Arc::new(Field::new(
-            "element",
-            item.clone(),
-            true,
-        )));
-        for row in self.rows {
-            match f(row) {
-                Some(regions) => {
-                    let s = b.values();
-                    for region in regions {
-                        s.field_builder::<StringBuilder>(0)
-                            .expect("region_level is utf8")
-                            .append_option(region.region_level.as_deref());
-                        s.field_builder::<StringBuilder>(1)
-                            .expect("region_id is utf8")
-                            .append_option(region.region_id.as_deref());
-                        s.append(true);
-                    }
-                    b.append(true);
-                }
-                None => b.append(false),
-            }
-        }
-        self.push(Field::new(name, list_of(item), true), Arc::new(b.finish()));
-    }
-
-    fn process_ids(&mut self, f: impl Fn(&R) -> &ProcessIds) {
-        self.utf8_list("correct_process_id", |r| f(r).correct_process_id.as_deref());
-        self.utf8_list("cancel_process_id", |r| f(r).cancel_process_id.as_deref());
-        self.utf8_list("process_id", |r| f(r).process_id.as_deref());
-    }
-
-    fn finish(mut self, stamp: &RunStamp) -> Result<RecordBatch, ArrowError> {
-        let n = self.rows.len();
-        self.push(
-            Field::new("_run_id", DataType::Utf8, false),
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                stamp.run_id.as_str(),
-                n,
-            ))),
-        );
-        self.push(
-            Field::new("_ingested_at", utc_timestamp(), false),
-            Arc::new(
-                TimestampMicrosecondArray::from_iter_values(std::iter::repeat_n(
-                    stamp.ingested_at_micros,
-                    n,
-                ))
-                .with_timezone("UTC"),
-            ),
-        );
-        RecordBatch::try_new(Arc::new(Schema::new(self.fields)), self.arrays)
+        None => b.append(false),
     }
 }
 
-/// `outs` (with process ids) or `leaves` (without).
-pub fn absence_batch(
-    rows: &[AbsenceRow],
-    with_process_ids: bool,
+/// Builders of the common head.
+struct HeadColumns {
+    user_id: StringBuilder,
+    approval_id: StringBuilder,
+    status: Int32Builder,
+    start_time: TimestampMicrosecondBuilder,
+    end_time: TimestampMicrosecondBuilder,
+    start_time_local: StringBuilder,
+    end_time_local: StringBuilder,
+    time_zone: StringBuilder,
+    idempotent_id: StringBuilder,
+}
+
+impl HeadColumns {
+    fn new(rows: usize) -> Self {
+        HeadColumns {
+            user_id: text(rows),
+            approval_id: text(rows),
+            status: Int32Builder::with_capacity(rows),
+            start_time: times(rows),
+            end_time: times(rows),
+            start_time_local: StringBuilder::with_capacity(rows, rows * 19),
+            end_time_local: StringBuilder::with_capacity(rows, rows * 19),
+            time_zone: text(rows),
+            idempotent_id: text(rows),
+        }
+    }
+
+    fn append(&mut self, h: &Head) {
+        self.user_id.append_value(h.user_id);
+        self.approval_id.append_option(h.approval_id);
+        self.status.append_value(h.status);
+        self.start_time.append_option(h.start_time);
+        self.end_time.append_option(h.end_time);
+        self.start_time_local.append_option(h.start_time_local);
+        self.end_time_local.append_option(h.end_time_local);
+        self.time_zone.append_value(h.time_zone);
+        self.idempotent_id.append_option(h.idempotent_id);
+    }
+
+    /// The head's columns in schema order; `idempotent_id` comes later (see [`tail`]).
+    fn finish(&mut self) -> Vec<ArrayRef> {
+        vec![
+            Arc::new(self.user_id.finish()),
+            Arc::new(self.approval_id.finish()),
+            Arc::new(self.status.finish()),
+            Arc::new(self.start_time.finish()),
+            Arc::new(self.end_time.finish()),
+            Arc::new(self.start_time_local.finish()),
+            Arc::new(self.end_time_local.finish()),
+            Arc::new(self.time_zone.finish()),
+        ]
+    }
+}
+
+/// Builders of the process-id lists.
+struct ProcessColumns {
+    correct: ListBuilder<StringBuilder>,
+    cancel: ListBuilder<StringBuilder>,
+    process: ListBuilder<StringBuilder>,
+}
+
+impl ProcessColumns {
+    fn new(rows: usize) -> Self {
+        ProcessColumns {
+            correct: text_list(rows),
+            cancel: text_list(rows),
+            process: text_list(rows),
+        }
+    }
+
+    fn append(&mut self, p: &ProcessIds) {
+        append_text_list(&mut self.correct, p.correct_process_id);
+        append_text_list(&mut self.cancel, p.cancel_process_id);
+        append_text_list(&mut self.process, p.process_id);
+    }
+
+    fn finish(&mut self) -> [ArrayRef; 3] {
+        [
+            Arc::new(self.correct.finish()),
+            Arc::new(self.cancel.finish()),
+            Arc::new(self.process.finish()),
+        ]
+    }
+}
+
+/// Closes a batch with the columns every table ends with: `idempotent_id`, the process ids
+/// where the table has them, then what the run stamps on every row.
+fn tail(
+    mut columns: Vec<ArrayRef>,
+    head: &mut HeadColumns,
+    process: Option<&mut ProcessColumns>,
+    table: Table,
     stamp: &RunStamp,
 ) -> Result<RecordBatch, ArrowError> {
-    let mut c = Columns::new(rows);
-    c.utf8("uniq_id", |r| r.uniq_id.as_deref());
-    c.int32("unit", |r| r.unit);
-    c.int64("interval_seconds", |r| r.interval_seconds);
-    c.utf8("name", |r| r.name.as_deref());
-    c.utf8("name_ch", |r| r.name_ch.as_deref());
-    c.utf8("name_en", |r| r.name_en.as_deref());
-    c.utf8("name_ja", |r| r.name_ja.as_deref());
-    c.utf8("default_locale", |r| r.default_locale.as_deref());
-    c.utf8("reason", |r| r.reason.as_deref());
-    c.timestamp("approve_pass_time", |r| r.approve_pass_time);
-    c.timestamp("approve_apply_time", |r| r.approve_apply_time);
-    c.utf8("idempotent_id", |r| r.common.idempotent_id.as_deref());
-    if with_process_ids {
-        c.process_ids(|r| &r.process);
+    let rows = columns.first().map_or(0, |c| c.len());
+    columns.push(Arc::new(head.idempotent_id.finish()));
+    if let Some(p) = process {
+        columns.extend(p.finish());
     }
-    c.finish(stamp)
+    columns.push(Arc::new(StringArray::from_iter_values(
+        std::iter::repeat_n(stamp.run_id.as_str(), rows),
+    )));
+    columns.push(Arc::new(
+        TimestampMicrosecondArray::from_iter_values(std::iter::repeat_n(
+            stamp.ingested_at_micros,
+            rows,
+        ))
+        .with_timezone("UTC"),
+    ));
+    RecordBatch::try_new(table.schema(), columns)
 }
 
-/// `overtime_works`.
-pub fn overtime_batch(rows: &[OvertimeRow], stamp: &RunStamp) -> Result<RecordBatch, ArrowError> {
-    let mut c = Columns::new(rows);
-    c.float64("duration", |r| r.duration);
-    c.int32("unit", |r| r.unit);
-    c.int32("category", |r| r.category);
-    c.int32("type", |r| r.type_);
-    c.utf8("reason", |r| r.reason.as_deref());
-    c.utf8("idempotent_id", |r| r.common.idempotent_id.as_deref());
-    c.process_ids(|r| &r.process);
-    c.finish(stamp)
+/// Builds a batch of `outs` or `leaves`, row by row.
+pub struct AbsenceColumns {
+    table: Table,
+    head: HeadColumns,
+    uniq_id: StringBuilder,
+    unit: Int32Builder,
+    interval_seconds: Int64Builder,
+    name: StringBuilder,
+    name_ch: StringBuilder,
+    name_en: StringBuilder,
+    name_ja: StringBuilder,
+    default_locale: StringBuilder,
+    reason: StringBuilder,
+    approve_pass_time: TimestampMicrosecondBuilder,
+    approve_apply_time: TimestampMicrosecondBuilder,
+    /// `outs` only.
+    process: Option<ProcessColumns>,
 }
 
-/// `trips`.
-pub fn trip_batch(rows: &[TripRow], stamp: &RunStamp) -> Result<RecordBatch, ArrowError> {
-    let mut c = Columns::new(rows);
-    c.utf8("reason", |r| r.reason.as_deref());
-    c.timestamp("approve_pass_time", |r| r.approve_pass_time);
-    c.timestamp("approve_apply_time", |r| r.approve_apply_time);
-    c.utf8("departure_region_level", |r| {
-        r.departure_region_level.as_deref()
-    });
-    c.utf8("departure_region_id", |r| r.departure_region_id.as_deref());
-    c.region_list("destinations", |r| r.destinations.as_deref());
-    c.int32_list("transportation", |r| r.transportation.as_deref());
-    c.int32("trip_type", |r| r.trip_type);
-    c.utf8("remarks", |r| r.remarks.as_deref());
-    c.utf8("idempotent_id", |r| r.common.idempotent_id.as_deref());
-    c.process_ids(|r| &r.process);
-    c.finish(stamp)
+impl AbsenceColumns {
+    /// `table` is [`Table::Outs`] or [`Table::Leaves`]; `rows` is a capacity hint.
+    pub fn new(table: Table, rows: usize) -> Self {
+        AbsenceColumns {
+            table,
+            head: HeadColumns::new(rows),
+            uniq_id: text(rows),
+            unit: Int32Builder::with_capacity(rows),
+            interval_seconds: Int64Builder::with_capacity(rows),
+            name: text(rows),
+            name_ch: text(rows),
+            name_en: text(rows),
+            name_ja: text(rows),
+            default_locale: text(rows),
+            reason: text(rows),
+            approve_pass_time: times(rows),
+            approve_apply_time: times(rows),
+            process: (table == Table::Outs).then(|| ProcessColumns::new(rows)),
+        }
+    }
+
+    pub fn append(&mut self, r: &AbsenceRow) {
+        self.head.append(&r.head);
+        self.uniq_id.append_option(r.uniq_id);
+        self.unit.append_option(r.unit);
+        self.interval_seconds.append_option(r.interval_seconds);
+        self.name.append_option(r.name);
+        self.name_ch.append_option(r.name_ch);
+        self.name_en.append_option(r.name_en);
+        self.name_ja.append_option(r.name_ja);
+        self.default_locale.append_option(r.default_locale);
+        self.reason.append_option(r.reason);
+        self.approve_pass_time.append_option(r.approve_pass_time);
+        self.approve_apply_time.append_option(r.approve_apply_time);
+        if let Some(p) = &mut self.process {
+            p.append(&r.process);
+        }
+    }
+
+    pub fn finish(mut self, stamp: &RunStamp) -> Result<RecordBatch, ArrowError> {
+        let mut c = self.head.finish();
+        c.push(Arc::new(self.uniq_id.finish()));
+        c.push(Arc::new(self.unit.finish()));
+        c.push(Arc::new(self.interval_seconds.finish()));
+        c.push(Arc::new(self.name.finish()));
+        c.push(Arc::new(self.name_ch.finish()));
+        c.push(Arc::new(self.name_en.finish()));
+        c.push(Arc::new(self.name_ja.finish()));
+        c.push(Arc::new(self.default_locale.finish()));
+        c.push(Arc::new(self.reason.finish()));
+        c.push(Arc::new(self.approve_pass_time.finish()));
+        c.push(Arc::new(self.approve_apply_time.finish()));
+        tail(c, &mut self.head, self.process.as_mut(), self.table, stamp)
+    }
+}
+
+/// Builds a batch of `overtime_works`, row by row.
+pub struct OvertimeColumns {
+    head: HeadColumns,
+    duration: Float64Builder,
+    unit: Int32Builder,
+    category: Int32Builder,
+    type_: Int32Builder,
+    reason: StringBuilder,
+    process: ProcessColumns,
+}
+
+impl OvertimeColumns {
+    pub fn new(rows: usize) -> Self {
+        OvertimeColumns {
+            head: HeadColumns::new(rows),
+            duration: Float64Builder::with_capacity(rows),
+            unit: Int32Builder::with_capacity(rows),
+            category: Int32Builder::with_capacity(rows),
+            type_: Int32Builder::with_capacity(rows),
+            reason: text(rows),
+            process: ProcessColumns::new(rows),
+        }
+    }
+
+    pub fn append(&mut self, r: &OvertimeRow) {
+        self.head.append(&r.head);
+        self.duration.append_option(r.duration);
+        self.unit.append_option(r.unit);
+        self.category.append_option(r.category);
+        self.type_.append_option(r.type_);
+        self.reason.append_option(r.reason);
+        self.process.append(&r.process);
+    }
+
+    pub fn finish(mut self, stamp: &RunStamp) -> Result<RecordBatch, ArrowError> {
+        let mut c = self.head.finish();
+        c.push(Arc::new(self.duration.finish()));
+        c.push(Arc::new(self.unit.finish()));
+        c.push(Arc::new(self.category.finish()));
+        c.push(Arc::new(self.type_.finish()));
+        c.push(Arc::new(self.reason.finish()));
+        let table = Table::OvertimeWorks;
+        tail(c, &mut self.head, Some(&mut self.process), table, stamp)
+    }
+}
+
+/// Builds a batch of `trips`, row by row.
+pub struct TripColumns {
+    head: HeadColumns,
+    reason: StringBuilder,
+    approve_pass_time: TimestampMicrosecondBuilder,
+    approve_apply_time: TimestampMicrosecondBuilder,
+    departure_region_level: StringBuilder,
+    departure_region_id: StringBuilder,
+    destinations: ListBuilder<StructBuilder>,
+    transportation: ListBuilder<Int32Builder>,
+    trip_type: Int32Builder,
+    remarks: StringBuilder,
+    process: ProcessColumns,
+}
+
+impl TripColumns {
+    pub fn new(rows: usize) -> Self {
+        let regions = StructBuilder::new(
+            region_fields(),
+            vec![
+                Box::new(text(rows)) as Box<dyn ArrayBuilder>,
+                Box::new(text(rows)),
+            ],
+        );
+        let region_item = Field::new("element", DataType::Struct(region_fields()), true);
+        let int_item = Field::new("element", DataType::Int32, true);
+        TripColumns {
+            head: HeadColumns::new(rows),
+            reason: text(rows),
+            approve_pass_time: times(rows),
+            approve_apply_time: times(rows),
+            departure_region_level: text(rows),
+            departure_region_id: text(rows),
+            destinations: ListBuilder::with_capacity(regions, rows)
+                .with_field(Arc::new(region_item)),
+            transportation: ListBuilder::with_capacity(Int32Builder::with_capacity(rows), rows)
+                .with_field(Arc::new(int_item)),
+            trip_type: Int32Builder::with_capacity(rows),
+            remarks: text(rows),
+            process: ProcessColumns::new(rows),
+        }
+    }
+
+    pub fn append(&mut self, r: &TripRow) {
+        self.head.append(&r.head);
+        self.reason.append_option(r.reason);
+        self.approve_pass_time.append_option(r.approve_pass_time);
+        self.approve_apply_time.append_option(r.approve_apply_time);
+        self.departure_region_level
+            .append_option(r.departure_region_level);
+        self.departure_region_id
+            .append_option(r.departure_region_id);
+        match r.destinations {
+            Some(regions) => {
+                let s = self.destinations.values();
+                for region in regions {
+                    s.field_builder::<StringBuilder>(0)
+                        .expect("region_level is utf8")
+                        .append_option(region.region_level.as_ref().map(Text::as_str));
+                    s.field_builder::<StringBuilder>(1)
+                        .expect("region_id is utf8")
+                        .append_option(region.region_id.as_ref().map(Text::as_str));
+                    s.append(true);
+                }
+                self.destinations.append(true);
+            }
+            None => self.destinations.append(false),
+        }
+        match r.transportation {
+            Some(items) => {
+                self.transportation.values().append_slice(items);
+                self.transportation.append(true);
+            }
+            None => self.transportation.append(false),
+        }
+        self.trip_type.append_option(r.trip_type);
+        self.remarks.append_option(r.remarks);
+        self.process.append(&r.process);
+    }
+
+    pub fn finish(mut self, stamp: &RunStamp) -> Result<RecordBatch, ArrowError> {
+        let mut c = self.head.finish();
+        c.push(Arc::new(self.reason.finish()));
+        c.push(Arc::new(self.approve_pass_time.finish()));
+        c.push(Arc::new(self.approve_apply_time.finish()));
+        c.push(Arc::new(self.departure_region_level.finish()));
+        c.push(Arc::new(self.departure_region_id.finish()));
+        c.push(Arc::new(self.destinations.finish()));
+        c.push(Arc::new(self.transportation.finish()));
+        c.push(Arc::new(self.trip_type.finish()));
+        c.push(Arc::new(self.remarks.finish()));
+        tail(
+            c,
+            &mut self.head,
+            Some(&mut self.process),
+            Table::Trips,
+            stamp,
+        )
+    }
 }
 
 /// The published Arrow schema of a table as pretty JSON (`schemas/<table>.arrow.json`).

@@ -567,6 +567,39 @@ fn rerun_gives_identical_rows_and_a_revoked_approval_disappears() {
 }
 
 #[test]
+fn a_window_spilled_to_disk_writes_the_same_tables_as_one_held_in_memory() {
+    let tenant = small_tenant(60);
+    let ws = Workspace::new();
+    let mut users = fixtures();
+    users.extend(tenant.sim().user_ids("employee_id").unwrap());
+    let users_file = ws.users_file(&users);
+    let spill = ws.dir.path().join("spill");
+    std::fs::create_dir(&spill).unwrap();
+    let in_memory = ws.dir.path().join("in-memory");
+    let on_disk = ws.dir.path().join("on-disk");
+    let spill_flags = [
+        "--spill-after-mib",
+        "0",
+        "--spill-dir",
+        spill.to_str().unwrap(),
+    ];
+    for (out, extra) in [(&in_memory, &[][..]), (&on_disk, &spill_flags[..])] {
+        let args = backfill_args(&tenant, &users_file, out, "2026-08-20", "2026-10-10", extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_bin(&args, &creds()).assert_ok();
+    }
+    let (a, b) = (all_content(&in_memory), all_content(&on_disk));
+    assert!(
+        a.iter().map(Vec::len).sum::<usize>() > 40,
+        "too few dates to tell"
+    );
+    assert_eq!(a, b, "spilling changed what was written");
+    assert_eq!(rejects(&in_memory).len(), rejects(&on_disk).len());
+    // The run's spill directory is gone with the run.
+    assert_eq!(std::fs::read_dir(&spill).unwrap().count(), 0);
+}
+
+#[test]
 fn a_95_day_range_uses_4_windows_and_never_more_than_50_ids_a_request() {
     let tenant = small_tenant(120);
     let ws = Workspace::new();
@@ -794,9 +827,10 @@ fn nothing_secret_reaches_the_output() {
 
 #[test]
 fn data_samples_parse_into_rows() {
-    use attendance_sync::flatten::{self, FlattenCounts, Tables};
+    use attendance_sync::flatten;
     use attendance_sync::plan::{Status, Window};
-    use attendance_sync::platform::model::{Envelope, QueryData};
+    use attendance_sync::platform::model::{Envelope, QueryData, UserApproval};
+    use attendance_sync::table::RunStamp;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("data-samples");
     let mut seen = BTreeMap::new();
     for name in ["spec-example-response.json", "sim-response.json"] {
@@ -804,37 +838,31 @@ fn data_samples_parse_into_rows() {
         let env: Envelope<QueryData> = serde_json::from_str(&text).unwrap();
         assert_eq!(env.code, Some(0));
         let data = env.data.unwrap();
-        let approvals: Vec<attendance_sync::platform::model::UserApproval> = data
-            .user_approvals
-            .as_ref()
-            .unwrap()
+        let elements = data.user_approvals().unwrap();
+        let approvals: Vec<UserApproval> = elements
             .iter()
             .map(|raw| serde_json::from_str(raw.get()).unwrap())
             .collect();
-        let users: Vec<String> = approvals.iter().filter_map(|u| u.user_id.clone()).collect();
+        let users: Vec<String> = approvals
+            .iter()
+            .filter_map(|u| Some(u.user_id.as_ref()?.as_str().to_string()))
+            .collect();
         let dates: Vec<NaiveDate> = approvals
             .iter()
-            .filter_map(|u| attendance_sync::tz::parse_yyyymmdd(u.date.as_deref()?))
+            .filter_map(|u| attendance_sync::tz::parse_yyyymmdd(u.date.as_ref()?.as_str()))
             .collect();
         let window = Window {
             from: *dates.iter().min().unwrap(),
             to: *dates.iter().max().unwrap(),
         };
-        let mut tables = Tables::default();
-        let mut rejects = Vec::new();
-        let mut counts = FlattenCounts::default();
-        flatten::flatten(
-            data,
-            Status::APPROVED,
-            window,
-            &users,
-            &mut tables,
-            &mut rejects,
-            &mut counts,
-        );
-        let rows: usize = Table::ALL.iter().map(|t| tables.rows(*t)).sum();
+        let stamp = RunStamp {
+            run_id: "r".into(),
+            ingested_at_micros: 0,
+        };
+        let flat = flatten::flatten(&data, Status::APPROVED, window, &users, &stamp).unwrap();
+        let rows = flat.total_rows();
         assert!(rows >= 4, "{name}: {rows} rows");
-        seen.insert(name, (rows, rejects.len()));
+        seen.insert(name, (rows, flat.rejects.len()));
     }
     assert_eq!(seen["spec-example-response.json"], (4, 0));
 }

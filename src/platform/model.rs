@@ -4,17 +4,54 @@
 //! - Every documented field is present and every field is optional: the platform omits fields
 //!   freely, and a missing field must never fail a whole response.
 //! - Unknown fields are ignored (no `deny_unknown_fields`), so platform additions never break a run.
-//! - `user_approvals` and the four record lists of a [`UserApproval`] stay as raw JSON
-//!   ([`RawRecord`]) until the flatten stage parses them one by one. A record with a field of the
-//!   wrong type is then rejected alone, with its bytes exactly as sent, instead of failing the 49
-//!   other users of its batch.
+//! - A query answer's `data` stays raw JSON ([`QueryData`]) until the flatten stage parses it,
+//!   once, into the borrowed record types here ([`Text`] borrows every string without escapes).
+//!   A record with a field of the wrong type is then rejected alone, with its bytes exactly as
+//!   sent ([`RawRecord`]), instead of failing the 49 other users of its batch.
 //! - `code` is required: a body without it (a proxy's `{}`) is malformed, never "no data".
 
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 /// One list element exactly as the platform sent it.
 pub type RawRecord = Box<RawValue>;
+
+/// A JSON string of an answer: borrowed from the answer's text when it holds no escapes, copied
+/// only when it does. (`Option<Cow<str>>` would always copy: serde borrows only a bare `Cow`.)
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Text<'a>(pub Cow<'a, str>);
+
+impl Text<'_> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
 
 /// `{"code", "msg", "data"}`: the envelope of every Open Platform answer.
 #[derive(Debug, Deserialize)]
@@ -63,116 +100,215 @@ pub struct QueryRequest {
     pub check_time_to: Option<String>,
 }
 
-/// `data` of a query answer.
-#[derive(Debug, Default, Deserialize, Serialize)]
-pub struct QueryData {
-    /// [`UserApproval`]s, parsed one by one when flattened.
-    #[serde(default)]
-    pub user_approvals: Option<Vec<RawRecord>>,
+/// `data` of a query answer, exactly as sent: the flatten stage parses it, once.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct QueryData(pub Box<RawValue>);
+
+impl QueryData {
+    /// An answer holding these `user_approvals` elements.
+    pub fn from_user_approvals(elements: &[&RawValue]) -> QueryData {
+        let json = serde_json::json!({ "user_approvals": elements }).to_string();
+        QueryData(RawValue::from_string(json).expect("serde_json writes valid JSON"))
+    }
+
+    /// The `user_approvals` elements, each as sent; an error if `data` does not have that shape.
+    pub fn user_approvals(&self) -> Result<Vec<&RawValue>, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Shape<'a> {
+            #[serde(borrow, default)]
+            user_approvals: Option<Vec<&'a RawValue>>,
+        }
+        let shape: Option<Shape> = serde_json::from_str(self.0.get())?;
+        Ok(shape.and_then(|s| s.user_approvals).unwrap_or_default())
+    }
 }
 
-/// One user on one date, with the four kinds of approvals that apply to it.
+/// One user on one date, its four record lists raw: the element-by-element path of flatten,
+/// which can keep any record aside with its bytes.
 #[derive(Debug, Default, Deserialize)]
-pub struct UserApproval {
-    pub user_id: Option<String>,
+pub struct UserApproval<'a> {
+    #[serde(borrow)]
+    pub user_id: Option<Text<'a>>,
     /// `yyyyMMdd`.
-    pub date: Option<String>,
-    pub outs: Option<Vec<RawRecord>>,
-    pub leaves: Option<Vec<RawRecord>>,
-    pub overtime_works: Option<Vec<RawRecord>>,
-    pub trips: Option<Vec<RawRecord>>,
+    #[serde(borrow)]
+    pub date: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub outs: Option<Vec<&'a RawValue>>,
+    #[serde(borrow)]
+    pub leaves: Option<Vec<&'a RawValue>>,
+    #[serde(borrow)]
+    pub overtime_works: Option<Vec<&'a RawValue>>,
+    #[serde(borrow)]
+    pub trips: Option<Vec<&'a RawValue>>,
     /// IANA zone the local times are in; empty or absent means UTC (per the doc).
-    pub time_zone: Option<String>,
+    #[serde(borrow)]
+    pub time_zone: Option<Text<'a>>,
+}
+
+/// `data` read in one pass with every record typed: the fast path of flatten.
+#[derive(Debug, Default, Deserialize)]
+pub struct TypedQueryData<'a> {
+    #[serde(borrow, default)]
+    pub user_approvals: Option<Vec<TypedUserApproval<'a>>>,
+}
+
+/// A [`UserApproval`] with its records parsed.
+#[derive(Debug, Default, Deserialize)]
+pub struct TypedUserApproval<'a> {
+    #[serde(borrow)]
+    pub user_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub date: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub outs: Option<Vec<UserOut<'a>>>,
+    #[serde(borrow)]
+    pub leaves: Option<Vec<UserLeave<'a>>>,
+    #[serde(borrow)]
+    pub overtime_works: Option<Vec<UserOvertimeWork<'a>>>,
+    #[serde(borrow)]
+    pub trips: Option<Vec<UserTrip<'a>>>,
+    #[serde(borrow)]
+    pub time_zone: Option<Text<'a>>,
 }
 
 /// `i18n_names` of an out or leave type.
 #[derive(Debug, Default, Deserialize)]
-pub struct I18nNames {
-    pub ch: Option<String>,
-    pub en: Option<String>,
-    pub ja: Option<String>,
+pub struct I18nNames<'a> {
+    #[serde(borrow)]
+    pub ch: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub en: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub ja: Option<Text<'a>>,
 }
 
 /// `user_out`: an out (外出) approval.
 #[derive(Debug, Default, Deserialize)]
-pub struct UserOut {
-    pub approval_id: Option<String>,
-    pub uniq_id: Option<String>,
+pub struct UserOut<'a> {
+    #[serde(borrow)]
+    pub approval_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub uniq_id: Option<Text<'a>>,
     pub unit: Option<i32>,
     pub interval: Option<i64>,
-    pub start_time: Option<String>,
-    pub end_time: Option<String>,
-    pub i18n_names: Option<I18nNames>,
-    pub default_locale: Option<String>,
-    pub reason: Option<String>,
-    pub approve_pass_time: Option<String>,
-    pub approve_apply_time: Option<String>,
-    pub idempotent_id: Option<String>,
-    pub correct_process_id: Option<Vec<String>>,
-    pub cancel_process_id: Option<Vec<String>>,
-    pub process_id: Option<Vec<String>>,
+    #[serde(borrow)]
+    pub start_time: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub end_time: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub i18n_names: Option<I18nNames<'a>>,
+    #[serde(borrow)]
+    pub default_locale: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub reason: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub approve_pass_time: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub approve_apply_time: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub idempotent_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub correct_process_id: Option<Vec<Text<'a>>>,
+    #[serde(borrow)]
+    pub cancel_process_id: Option<Vec<Text<'a>>>,
+    #[serde(borrow)]
+    pub process_id: Option<Vec<Text<'a>>>,
 }
 
 /// `user_leave`: a leave (请假) approval.
 #[derive(Debug, Default, Deserialize)]
-pub struct UserLeave {
-    pub approval_id: Option<String>,
-    pub uniq_id: Option<String>,
+pub struct UserLeave<'a> {
+    #[serde(borrow)]
+    pub approval_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub uniq_id: Option<Text<'a>>,
     pub unit: Option<i32>,
     pub interval: Option<i64>,
-    pub start_time: Option<String>,
-    pub end_time: Option<String>,
-    pub i18n_names: Option<I18nNames>,
-    pub default_locale: Option<String>,
-    pub reason: Option<String>,
-    pub approve_pass_time: Option<String>,
-    pub approve_apply_time: Option<String>,
-    pub idempotent_id: Option<String>,
+    #[serde(borrow)]
+    pub start_time: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub end_time: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub i18n_names: Option<I18nNames<'a>>,
+    #[serde(borrow)]
+    pub default_locale: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub reason: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub approve_pass_time: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub approve_apply_time: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub idempotent_id: Option<Text<'a>>,
 }
 
 /// `user_overtime_work`: an overtime (加班) approval.
 #[derive(Debug, Default, Deserialize)]
-pub struct UserOvertimeWork {
-    pub approval_id: Option<String>,
+pub struct UserOvertimeWork<'a> {
+    #[serde(borrow)]
+    pub approval_id: Option<Text<'a>>,
     pub duration: Option<f64>,
     pub unit: Option<i32>,
     pub category: Option<i32>,
     #[serde(rename = "type")]
     pub type_: Option<i32>,
-    pub start_time: Option<String>,
-    pub end_time: Option<String>,
-    pub reason: Option<String>,
-    pub idempotent_id: Option<String>,
-    pub correct_process_id: Option<Vec<String>>,
-    pub cancel_process_id: Option<Vec<String>>,
-    pub process_id: Option<Vec<String>>,
+    #[serde(borrow)]
+    pub start_time: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub end_time: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub reason: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub idempotent_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub correct_process_id: Option<Vec<Text<'a>>>,
+    #[serde(borrow)]
+    pub cancel_process_id: Option<Vec<Text<'a>>>,
+    #[serde(borrow)]
+    pub process_id: Option<Vec<Text<'a>>>,
 }
 
 /// `region_place`: a trip's departure or destination.
 #[derive(Debug, Default, Clone, Deserialize)]
-pub struct RegionPlace {
-    pub region_level: Option<String>,
-    pub region_id: Option<String>,
+pub struct RegionPlace<'a> {
+    #[serde(borrow)]
+    pub region_level: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub region_id: Option<Text<'a>>,
 }
 
 /// `user_trip`: a business trip (出差) approval.
 #[derive(Debug, Default, Deserialize)]
-pub struct UserTrip {
-    pub approval_id: Option<String>,
-    pub start_time: Option<String>,
-    pub end_time: Option<String>,
-    pub reason: Option<String>,
-    pub approve_pass_time: Option<String>,
-    pub approve_apply_time: Option<String>,
-    pub idempotent_id: Option<String>,
-    pub correct_process_id: Option<Vec<String>>,
-    pub cancel_process_id: Option<Vec<String>>,
-    pub process_id: Option<Vec<String>>,
-    pub departure: Option<RegionPlace>,
-    pub destinations: Option<Vec<RegionPlace>>,
+pub struct UserTrip<'a> {
+    #[serde(borrow)]
+    pub approval_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub start_time: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub end_time: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub reason: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub approve_pass_time: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub approve_apply_time: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub idempotent_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub correct_process_id: Option<Vec<Text<'a>>>,
+    #[serde(borrow)]
+    pub cancel_process_id: Option<Vec<Text<'a>>>,
+    #[serde(borrow)]
+    pub process_id: Option<Vec<Text<'a>>>,
+    #[serde(borrow)]
+    pub departure: Option<RegionPlace<'a>>,
+    #[serde(borrow)]
+    pub destinations: Option<Vec<RegionPlace<'a>>>,
     pub transportation: Option<Vec<i32>>,
     pub trip_type: Option<i32>,
-    pub remarks: Option<String>,
+    #[serde(borrow)]
+    pub remarks: Option<Text<'a>>,
 }
 
 /// Fields every paginated list answer carries beside its items.

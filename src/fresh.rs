@@ -1,0 +1,404 @@
+//! A window's fresh rows while its queries come in: held in memory up to a budget, spilled to
+//! Arrow IPC files beyond it, and handed to the commit one `(table, date)` at a time.
+//!
+//! Invariants:
+//! - Memory does not grow with the window: past [`FreshRows`]'s budget the rows held are split
+//!   by date and written to `<spill dir>/<table>/<date>/<n>.arrow`, so a window of 31 days × many
+//!   thousand users costs the budget plus one date's rows at commit, not the whole window.
+//! - Nothing is lost or reordered by spilling: a date's rows are the held ones plus every file of
+//!   that date, sorted into the canonical order of a file before they are handed out.
+//! - Spill files live in a temporary directory of the run's, removed when the rows are dropped
+//!   (also on error or when the run is stopped).
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+
+use arrow_array::{Array, BooleanArray, RecordBatch, StringArray, UInt32Array};
+use arrow_ipc::reader::StreamReader;
+use arrow_ipc::writer::StreamWriter;
+use arrow_select::concat::concat_batches;
+use arrow_select::filter::filter_record_batch;
+use arrow_select::take::take_record_batch;
+use chrono::NaiveDate;
+
+use crate::flatten::AnswerRows;
+use crate::sink::SinkError;
+use crate::table::{self, Table};
+
+/// Where and when a window's rows go to disk.
+#[derive(Debug, Clone)]
+pub struct SpillConfig {
+    /// Parent of the run's spill directories (the system's temporary directory by default).
+    pub dir: PathBuf,
+    /// Bytes of Arrow buffers a window may hold in memory before they are spilled.
+    pub budget: usize,
+}
+
+impl Default for SpillConfig {
+    fn default() -> Self {
+        SpillConfig {
+            dir: std::env::temp_dir(),
+            budget: DEFAULT_BUDGET,
+        }
+    }
+}
+
+/// 8 MiB: about 20,000 rows, a few percent of the process's footprint.
+pub const DEFAULT_BUDGET: usize = 8 << 20;
+
+/// The fresh rows of one window.
+#[derive(Debug)]
+pub struct FreshRows {
+    config: SpillConfig,
+    /// Answers' batches not spilled yet, with each row's date, by table.
+    held: BTreeMap<Table, Vec<(RecordBatch, Vec<NaiveDate>)>>,
+    held_bytes: usize,
+    rows: BTreeMap<Table, usize>,
+    spilled: Option<Spilled>,
+    /// Users whose rows are dropped when handed out (refused in part of the window).
+    excluded: HashSet<String>,
+}
+
+#[derive(Debug)]
+struct Spilled {
+    dir: tempfile::TempDir,
+    files: BTreeMap<(Table, NaiveDate), Vec<PathBuf>>,
+    flushes: usize,
+}
+
+impl FreshRows {
+    pub fn new(config: SpillConfig) -> Self {
+        FreshRows {
+            config,
+            held: BTreeMap::new(),
+            held_bytes: 0,
+            rows: BTreeMap::new(),
+            spilled: None,
+            excluded: HashSet::new(),
+        }
+    }
+
+    /// Adds one answer's rows of one table; spills what is held once past the budget.
+    pub fn add(&mut self, rows: AnswerRows) -> Result<(), SinkError> {
+        let AnswerRows {
+            table,
+            batch,
+            dates,
+        } = rows;
+        *self.rows.entry(table).or_default() += batch.num_rows();
+        self.held_bytes += batch.get_array_memory_size();
+        self.held.entry(table).or_default().push((batch, dates));
+        if self.held_bytes > self.config.budget {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    /// Rows added for `table` (before any exclusion).
+    pub fn rows(&self, table: Table) -> usize {
+        self.rows.get(&table).copied().unwrap_or(0)
+    }
+
+    /// Whether any rows went to disk.
+    pub fn spilled(&self) -> bool {
+        self.spilled.is_some()
+    }
+
+    /// Drops the rows of these users from what is handed out.
+    pub fn exclude_users(&mut self, users: impl IntoIterator<Item = String>) {
+        self.excluded.extend(users);
+    }
+
+    /// Writes every held row to the spill directory, one file per `(table, date)`.
+    fn spill(&mut self) -> Result<(), SinkError> {
+        if self.spilled.is_none() {
+            let dir = tempfile::Builder::new()
+                .prefix("attendance-sync-spill-")
+                .tempdir_in(&self.config.dir)
+                .map_err(|e| spill_error(&self.config.dir, e))?;
+            self.spilled = Some(Spilled {
+                dir,
+                files: BTreeMap::new(),
+                flushes: 0,
+            });
+        }
+        let spilled = self.spilled.as_mut().expect("created above");
+        spilled.flushes += 1;
+        let flush = spilled.flushes;
+        for (table, parts) in std::mem::take(&mut self.held) {
+            for (date, batch) in by_date(table, parts)? {
+                let dir = spilled.dir.path().join(table.name()).join(date.to_string());
+                std::fs::create_dir_all(&dir).map_err(|e| spill_error(&dir, e))?;
+                let path = dir.join(format!("{flush:06}.arrow"));
+                write_ipc(&path, &batch)?;
+                spilled.files.entry((table, date)).or_default().push(path);
+            }
+        }
+        self.held_bytes = 0;
+        Ok(())
+    }
+
+    /// Hands out one table: its held rows split by date, and where its spilled rows are.
+    pub fn take_table(&mut self, table: Table) -> Result<TableRows, SinkError> {
+        let held = match self.held.remove(&table) {
+            Some(parts) => by_date(table, parts)?,
+            None => BTreeMap::new(),
+        };
+        let mut files = BTreeMap::new();
+        if let Some(spilled) = &mut self.spilled {
+            let keys: Vec<_> = spilled
+                .files
+                .keys()
+                .filter(|(t, _)| *t == table)
+                .copied()
+                .collect();
+            for key in keys {
+                let paths = spilled.files.remove(&key).expect("listed above");
+                files.insert(key.1, paths);
+            }
+        }
+        Ok(TableRows {
+            table,
+            held,
+            files,
+            excluded: self.excluded.clone(),
+        })
+    }
+}
+
+/// One table's fresh rows, handed out date by date.
+pub struct TableRows {
+    table: Table,
+    held: BTreeMap<NaiveDate, RecordBatch>,
+    files: BTreeMap<NaiveDate, Vec<PathBuf>>,
+    excluded: HashSet<String>,
+}
+
+impl TableRows {
+    /// The rows of `date`, sorted into the canonical order of a file; `None` when there are none.
+    pub fn date(&mut self, date: NaiveDate) -> Result<Option<RecordBatch>, SinkError> {
+        let mut batches = Vec::new();
+        for path in self.files.remove(&date).unwrap_or_default() {
+            batches.extend(read_ipc(&path)?);
+            // Read back once: the file is not needed any more.
+            let _ = std::fs::remove_file(&path);
+        }
+        batches.extend(self.held.remove(&date));
+        let err = |e: arrow_schema::ArrowError| encode_error(self.table, date, e);
+        let mut all = match batches.len() {
+            0 => return Ok(None),
+            1 => batches.pop().expect("one batch"),
+            _ => concat_batches(&self.table.schema(), &batches).map_err(err)?,
+        };
+        drop(batches);
+        if !self.excluded.is_empty() {
+            let users = all
+                .column(0)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .expect("user_id is the first, utf8 column");
+            let keep: BooleanArray = users
+                .iter()
+                .map(|u| Some(u.is_none_or(|u| !self.excluded.contains(u))))
+                .collect();
+            all = filter_record_batch(&all, &keep).map_err(err)?;
+        }
+        if all.num_rows() == 0 {
+            return Ok(None);
+        }
+        table::sort_batch(&all).map(Some).map_err(err)
+    }
+}
+
+/// Answers' batches of one table regrouped by date: concatenated once, then each date taken by
+/// index (cheaper than slicing every answer's batch per date and concatenating the slices).
+fn by_date(
+    table: Table,
+    parts: Vec<(RecordBatch, Vec<NaiveDate>)>,
+) -> Result<BTreeMap<NaiveDate, RecordBatch>, SinkError> {
+    let mut indices: BTreeMap<NaiveDate, Vec<u32>> = BTreeMap::new();
+    let mut base = 0u32;
+    for (batch, dates) in &parts {
+        for (i, date) in dates.iter().enumerate() {
+            indices.entry(*date).or_default().push(base + i as u32);
+        }
+        base += batch.num_rows() as u32;
+    }
+    let mut out = BTreeMap::new();
+    let Some(&first) = indices.keys().next() else {
+        return Ok(out);
+    };
+    let batches: Vec<RecordBatch> = parts.into_iter().map(|(b, _)| b).collect();
+    let whole =
+        concat_batches(&table.schema(), &batches).map_err(|e| encode_error(table, first, e))?;
+    drop(batches);
+    for (date, rows) in indices {
+        let part = take_record_batch(&whole, &UInt32Array::from(rows))
+            .map_err(|e| encode_error(table, date, e))?;
+        out.insert(date, part);
+    }
+    Ok(out)
+}
+
+fn write_ipc(path: &Path, batch: &RecordBatch) -> Result<(), SinkError> {
+    let file = File::create(path).map_err(|e| spill_error(path, e))?;
+    let mut writer = StreamWriter::try_new(BufWriter::new(file), &batch.schema())
+        .map_err(|e| spill_error(path, e))?;
+    writer.write(batch).map_err(|e| spill_error(path, e))?;
+    writer.finish().map_err(|e| spill_error(path, e))?;
+    Ok(())
+}
+
+fn read_ipc(path: &Path) -> Result<Vec<RecordBatch>, SinkError> {
+    let file = File::open(path).map_err(|e| spill_error(path, e))?;
+    let reader =
+        StreamReader::try_new(BufReader::new(file), None).map_err(|e| spill_error(path, e))?;
+    reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| spill_error(path, e))
+}
+
+fn spill_error(path: &Path, e: impl std::fmt::Display) -> SinkError {
+    SinkError::Spill {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    }
+}
+
+fn encode_error(table: Table, date: NaiveDate, e: arrow_schema::ArrowError) -> SinkError {
+    SinkError::Encode {
+        table: table.name(),
+        date,
+        detail: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flatten;
+    use crate::plan::{Status, Window};
+    use crate::platform::model::QueryData;
+    use crate::table::RunStamp;
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    /// One answer of `users` × the first days of September 2026: an out and a leave a user-date.
+    fn answer(users: &[&str], days: u32) -> Vec<AnswerRows> {
+        let mut elements = Vec::new();
+        for user in users {
+            for day in 1..=days {
+                elements.push(format!(
+                    r#"{{"user_id":"{user}","date":"202609{day:02}","time_zone":"Asia/Tokyo",
+                    "outs":[{{"approval_id":"o-{user}-{day}","start_time":"2026-09-{day:02} 09:00:00"}}],
+                    "leaves":[{{"approval_id":"l-{user}-{day}","reason":"r"}}]}}"#
+                ));
+            }
+        }
+        let json = format!(r#"{{"user_approvals":[{}]}}"#, elements.join(","));
+        let data = QueryData(serde_json::value::RawValue::from_string(json).unwrap());
+        let window = Window {
+            from: d("2026-09-01"),
+            to: d("2026-09-30"),
+        };
+        let batch: Vec<String> = users.iter().map(|u| u.to_string()).collect();
+        let stamp = RunStamp {
+            run_id: "r".into(),
+            ingested_at_micros: 0,
+        };
+        flatten::flatten(&data, Status::APPROVED, window, &batch, &stamp)
+            .unwrap()
+            .rows
+    }
+
+    fn fill(config: SpillConfig) -> FreshRows {
+        let mut fresh = FreshRows::new(config);
+        // Users arrive out of order: the commit must still see them sorted.
+        for users in [&["u3", "u1"][..], &["u2"], &["u0", "u4"]] {
+            for rows in answer(users, 5) {
+                fresh.add(rows).unwrap();
+            }
+        }
+        fresh
+    }
+
+    fn handed_out(fresh: &mut FreshRows, table: Table) -> Vec<(NaiveDate, RecordBatch)> {
+        let mut rows = fresh.take_table(table).unwrap();
+        (1..=30)
+            .map(|day| d(&format!("2026-09-{day:02}")))
+            .filter_map(|date| rows.date(date).unwrap().map(|b| (date, b)))
+            .collect()
+    }
+
+    fn users(batch: &RecordBatch) -> Vec<String> {
+        let a = batch.column(0).as_any().downcast_ref::<StringArray>();
+        a.unwrap().iter().map(|u| u.unwrap().to_string()).collect()
+    }
+
+    #[test]
+    fn spilled_rows_come_back_the_same_sorted_by_date() {
+        let dir = tempfile::tempdir().unwrap();
+        let in_memory = SpillConfig {
+            dir: dir.path().to_path_buf(),
+            budget: usize::MAX,
+        };
+        let on_disk = SpillConfig {
+            budget: 0,
+            ..in_memory.clone()
+        };
+        let mut held = fill(in_memory);
+        let mut spilled = fill(on_disk);
+        assert!(!held.spilled() && spilled.spilled());
+        assert_eq!(spilled.rows(Table::Outs), 25);
+        // One directory of the run's, with one file per (table, date) and answer.
+        let runs: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(runs.len(), 1);
+        for table in [Table::Outs, Table::Leaves] {
+            let a = handed_out(&mut held, table);
+            let b = handed_out(&mut spilled, table);
+            assert_eq!(a.len(), 5);
+            assert_eq!(a, b, "{}", table.name());
+            for (_, batch) in &b {
+                assert_eq!(users(batch), ["u0", "u1", "u2", "u3", "u4"]);
+            }
+        }
+        drop(spilled);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn excluded_users_are_not_handed_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut fresh = fill(SpillConfig {
+            dir: dir.path().to_path_buf(),
+            budget: 0,
+        });
+        fresh.exclude_users(["u1".to_string(), "u4".to_string()]);
+        for (_, batch) in handed_out(&mut fresh, Table::Outs) {
+            assert_eq!(users(&batch), ["u0", "u2", "u3"]);
+        }
+    }
+
+    #[test]
+    fn an_unusable_spill_dir_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, "x").unwrap();
+        let mut fresh = FreshRows::new(SpillConfig {
+            dir: file.clone(),
+            budget: 0,
+        });
+        let err = answer(&["u1"], 1)
+            .into_iter()
+            .map(|rows| fresh.add(rows))
+            .find_map(Result::err)
+            .unwrap();
+        let msg = err.to_string();
+        assert!(msg.contains(&file.display().to_string()), "{msg}");
+        assert!(msg.contains("--spill-dir"), "{msg}");
+    }
+}
