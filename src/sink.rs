@@ -16,8 +16,10 @@
 //!   approvals gone at the source disappear.
 //! - Files: zstd, page statistics, one row group per 128 Ki rows, at most [`MAX_ROWS_PER_FILE`]
 //!   rows, the schema version, table and employee type in the key-value metadata.
-//! - Reading old files, merging and encoding is CPU work done on a blocking thread; the store is
-//!   only touched before (list, get) and after (put, delete) it.
+//! - Reading old files, merging and encoding is CPU work done on a blocking thread, which hands
+//!   each encoded file to the store as soon as it is done (a few in flight), so a commit holds a
+//!   date's rows and a few files, never its window's output. Old parts are deleted only after
+//!   every new file is in place, and nothing is put or deleted once the lease is in doubt.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -201,15 +203,33 @@ struct Existing {
     parts: Vec<(usize, String, Vec<u8>)>,
 }
 
-/// A write the commit decided on.
+/// What a commit decided and did: files are handed to the store as they are encoded, so a
+/// commit holds a few files at a time, not its window's worth.
 #[derive(Default)]
 struct Planned {
-    files: Vec<(WrittenFile, Vec<u8>)>,
+    files: Vec<WrittenFile>,
     deletes: Vec<String>,
-    rejects_puts: Vec<(String, Vec<u8>)>,
     rejects_deletes: Vec<String>,
     rejects: u64,
     fresh_rows: BTreeMap<Table, u64>,
+    /// Where puts go: the commit's store task; `None` keeps them here (tests).
+    outbox: Option<tokio::sync::mpsc::Sender<(String, Vec<u8>)>>,
+    kept: Vec<(String, Vec<u8>)>,
+}
+
+impl Planned {
+    fn put(&mut self, rel: String, bytes: Vec<u8>) -> Result<(), SinkError> {
+        match &self.outbox {
+            // Closed only when a put failed: that error is the one reported.
+            Some(outbox) => outbox
+                .blocking_send((rel, bytes))
+                .map_err(|_| SinkError::Fenced),
+            None => {
+                self.kept.push((rel, bytes));
+                Ok(())
+            }
+        }
+    }
 }
 
 impl Sink {
@@ -313,9 +333,11 @@ impl Sink {
             }
         }
 
-        // 2. Merge and encode, off the async workers.
+        // 2. Merge and encode off the async workers, putting each file as it is done, and only
+        //    while the root is ours.
         let store = Arc::clone(&self.store);
-        let planned = tokio::task::spawn_blocking(move || {
+        let (outbox, inbox) = tokio::sync::mpsc::channel(STORE_CONCURRENCY);
+        let planner = tokio::task::spawn_blocking(move || {
             plan_commit(
                 &store,
                 window,
@@ -325,38 +347,35 @@ impl Sink {
                 old_rejects,
                 &scope,
                 &stamp,
+                outbox,
             )
+        });
+        let puts = futures::stream::unfold(inbox, |mut inbox| async move {
+            inbox.recv().await.map(|put| (put, inbox))
         })
-        .await
-        .expect("merging never panics")?;
-
-        // 3. Put the new files, then remove what they replace: only while the root is ours.
-        if !still_ours() {
-            return Err(SinkError::Fenced);
-        }
+        .map(|(rel, bytes)| {
+            let store = Arc::clone(&self.store);
+            async move {
+                if !still_ours() {
+                    return Err(SinkError::Fenced);
+                }
+                store.put(&rel, bytes).await.map_err(SinkError::from)
+            }
+        })
+        .buffer_unordered(STORE_CONCURRENCY)
+        .try_for_each(|()| async { Ok(()) });
+        let (planned, put) = tokio::join!(planner, puts);
+        put?;
         let Planned {
             files,
             deletes,
-            rejects_puts,
             rejects_deletes,
             rejects,
             fresh_rows,
-        } = planned;
-        let mut puts: Vec<(String, Vec<u8>)> = Vec::with_capacity(files.len() + rejects_puts.len());
-        let mut written = Vec::with_capacity(files.len());
-        for (file, bytes) in files {
-            puts.push((file.path.clone(), bytes));
-            written.push(file);
-        }
-        puts.extend(rejects_puts);
-        futures::stream::iter(puts)
-            .map(|(rel, bytes)| {
-                let store = Arc::clone(&self.store);
-                async move { store.put(&rel, bytes).await }
-            })
-            .buffer_unordered(STORE_CONCURRENCY)
-            .try_collect::<Vec<()>>()
-            .await?;
+            ..
+        } = planned.expect("merging never panics")?;
+
+        // 3. Remove what the new files replace.
         if !still_ours() {
             return Err(SinkError::Fenced);
         }
@@ -364,7 +383,7 @@ impl Sink {
             self.store.delete(rel).await?;
         }
         Ok(CommitReport {
-            files: written,
+            files,
             removed: deletes,
             rejects,
             fresh_rows,
@@ -383,8 +402,12 @@ fn plan_commit(
     mut old_rejects: BTreeMap<NaiveDate, String>,
     scope: &Scope,
     stamp: &RunStamp,
+    outbox: tokio::sync::mpsc::Sender<(String, Vec<u8>)>,
 ) -> Result<Planned, SinkError> {
-    let mut planned = Planned::default();
+    let mut planned = Planned {
+        outbox: Some(outbox),
+        ..Planned::default()
+    };
     let mut rejects_by_date: BTreeMap<NaiveDate, Vec<Reject>> = BTreeMap::new();
     for r in rejects {
         // Rejects go under the date they came under; one whose date is unreadable or outside
@@ -419,6 +442,8 @@ fn plan_commit(
             &mut planned,
         )?;
     }
+    // Closing the outbox ends the store task's stream of puts.
+    planned.outbox = None;
     Ok(planned)
 }
 
@@ -495,7 +520,8 @@ fn merge_partition(
             rows: len,
             bytes: bytes.len() as u64,
         };
-        planned.files.push((file, bytes));
+        planned.put(file.path.clone(), bytes)?;
+        planned.files.push(file);
         written += 1;
         offset += len;
     }
@@ -593,7 +619,7 @@ fn merge_rejects(
     if buf.is_empty() {
         planned.rejects_deletes.push(rel);
     } else {
-        planned.rejects_puts.push((rel, buf));
+        planned.put(rel, buf)?;
     }
     Ok(())
 }
@@ -686,12 +712,8 @@ mod tests {
             &mut first,
         )
         .unwrap();
-        let old = String::from_utf8(first.rejects_puts[0].1.clone()).unwrap();
-        let mut second = Planned {
-            rejects: 0,
-            ..first
-        };
-        second.rejects_puts.clear();
+        let old = String::from_utf8(first.kept[0].1.clone()).unwrap();
+        let mut second = Planned::default();
         merge_rejects(
             d,
             vec![reject("r2")],
@@ -701,7 +723,7 @@ mod tests {
             &mut second,
         )
         .unwrap();
-        let text = String::from_utf8(second.rejects_puts[0].1.clone()).unwrap();
+        let text = String::from_utf8(second.kept[0].1.clone()).unwrap();
         assert_eq!(text.lines().count(), 1, "{text}");
     }
 
