@@ -824,10 +824,8 @@ struct Committed {
     counts: FlattenCounts,
 }
 
-type Answer = (
-    Job,
-    Result<crate::platform::model::QueryData, PlatformError>,
-);
+/// A query's answer, already flattened (a `data` of the wrong shape is a malformed body).
+type Answer = (Job, Result<flatten::Flattened, PlatformError>);
 
 /// The state of one backfill while it runs.
 struct Pipeline<'a> {
@@ -989,12 +987,16 @@ impl<'a> Pipeline<'a> {
         }
     }
 
+    /// Sends one query. Reading a recorded answer and flattening an answer are CPU work: they
+    /// run on blocking threads, so answers are flattened on every core while the pipeline
+    /// thread keeps sending.
     fn send(&self, job: Job) -> futures::future::BoxFuture<'a, Answer> {
         let client = self.client;
         let employee_type = self.employee_type;
         let replay = self.replay.clone();
         let recorder = self.recorder.clone();
         let window = self.plan.windows[job.window];
+        let stamp = Arc::clone(&self.stamp);
         Box::pin(async move {
             let query = QueryRequest {
                 user_ids: job.users.clone(),
@@ -1005,8 +1007,13 @@ impl<'a> Pipeline<'a> {
                 check_time_from: None,
                 check_time_to: None,
             };
-            let answer = match &replay {
-                Some(replay) => replay.answer(employee_type, &query),
+            let answer = match replay {
+                Some(replay) => {
+                    let query = query.clone();
+                    tokio::task::spawn_blocking(move || replay.answer(employee_type, &query))
+                        .await
+                        .expect("reading a recorded answer never panics")
+                }
                 None => client.query_user_approvals(employee_type, &query).await,
             };
             if let Some(recorder) = &recorder
@@ -1014,7 +1021,21 @@ impl<'a> Pipeline<'a> {
             {
                 tracing::error!(error = %e, "could not record an answer");
             }
-            (job, answer)
+            let Ok(data) = answer else {
+                return (job, answer.map(|_| flatten::Flattened::default()));
+            };
+            let (status, users) = (job.status, job.users.clone());
+            let flat = tokio::task::spawn_blocking(move || {
+                flatten::flatten(&data, status, window, &users, &stamp)
+            })
+            .await
+            .expect("flattening never panics")
+            .map_err(|e| PlatformError::MalformedBody {
+                endpoint: crate::platform::QUERY_ENDPOINT,
+                http_status: 200,
+                detail: e.to_string(),
+            });
+            (job, flat)
         })
     }
 
@@ -1033,37 +1054,27 @@ impl<'a> Pipeline<'a> {
     fn on_answer(
         &mut self,
         job: Job,
-        answer: Result<crate::platform::model::QueryData, PlatformError>,
+        answer: Result<flatten::Flattened, PlatformError>,
     ) -> Result<(), RunError> {
-        let stamp = &self.stamp;
         let state = self
             .open
             .get_mut(&job.window)
             .expect("answers belong to open windows");
         state.pending -= 1;
         let error = match answer {
-            Ok(data) => {
+            Ok(flat) => {
                 self.accepted_queries += 1;
-                match flatten::flatten(&data, job.status, state.window, &job.users, stamp) {
-                    Ok(flat) => {
-                        let f = &mut state.fetched;
-                        let rows = flat.total_rows();
-                        f.rejects.extend(flat.rejects);
-                        f.counts.dst_gap_shifted += flat.counts.dst_gap_shifted;
-                        f.counts.dst_ambiguous_earlier += flat.counts.dst_ambiguous_earlier;
-                        for part in flat.rows {
-                            f.fresh.add(part)?;
-                        }
-                        self.counters.queries_done.fetch_add(1, Ordering::Relaxed);
-                        self.counters.rows.fetch_add(rows as u64, Ordering::Relaxed);
-                        return Ok(());
-                    }
-                    Err(e) => PlatformError::MalformedBody {
-                        endpoint: crate::platform::QUERY_ENDPOINT,
-                        http_status: 200,
-                        detail: e.to_string(),
-                    },
+                let f = &mut state.fetched;
+                let rows = flat.total_rows();
+                f.rejects.extend(flat.rejects);
+                f.counts.dst_gap_shifted += flat.counts.dst_gap_shifted;
+                f.counts.dst_ambiguous_earlier += flat.counts.dst_ambiguous_earlier;
+                for part in flat.rows {
+                    f.fresh.add(part)?;
                 }
+                self.counters.queries_done.fetch_add(1, Ordering::Relaxed);
+                self.counters.rows.fetch_add(rows as u64, Ordering::Relaxed);
+                return Ok(());
             }
             Err(error) => error,
         };
