@@ -17,12 +17,12 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 
-use arrow_array::{Array, BooleanArray, RecordBatch, StringArray, UInt32Array};
+use arrow_array::{Array, BooleanArray, RecordBatch, StringArray};
 use arrow_ipc::reader::FileReader;
 use arrow_ipc::writer::FileWriter;
 use arrow_select::concat::concat_batches;
 use arrow_select::filter::filter_record_batch;
-use arrow_select::take::take_record_batch;
+use arrow_select::interleave::interleave_record_batch;
 use chrono::NaiveDate;
 
 use crate::flatten::AnswerRows;
@@ -138,17 +138,24 @@ impl FreshRows {
         spilled.flushes += 1;
         let flush = spilled.flushes;
         for (table, parts) in std::mem::take(&mut self.held) {
-            let dates = by_date(table, parts)?;
+            let mut grouped = Grouped::new(parts);
             let path = spilled
                 .dir
                 .path()
                 .join(format!("{}-{flush:06}.arrow", table.name()));
             let entry = spilled.tables.entry(table).or_default();
             let file = entry.files.len();
-            write_ipc(&path, table, dates.values())?;
-            for (index, date) in dates.keys().enumerate() {
-                entry.batches.entry(*date).or_default().push((file, index));
+            let dates: Vec<NaiveDate> = grouped.dates().collect();
+            let mut writer = IpcFile::create(&path, table)?;
+            let mut index = 0;
+            for date in dates {
+                if let Some(batch) = grouped.take(table, date)? {
+                    writer.write(&batch)?;
+                    entry.batches.entry(date).or_default().push((file, index));
+                    index += 1;
+                }
             }
+            writer.finish()?;
             entry.files.push(path);
         }
         self.held_bytes = 0;
@@ -156,29 +163,26 @@ impl FreshRows {
     }
 
     /// Hands out one table: its held rows split by date, and where its spilled rows are.
-    pub fn take_table(&mut self, table: Table) -> Result<TableRows, SinkError> {
-        let held = match self.held.remove(&table) {
-            Some(parts) => by_date(table, parts)?,
-            None => BTreeMap::new(),
-        };
+    pub fn take_table(&mut self, table: Table) -> TableRows {
+        let held = Grouped::new(self.held.remove(&table).unwrap_or_default());
         let spilled = self
             .spilled
             .as_mut()
             .and_then(|s| s.tables.remove(&table))
             .unwrap_or_default();
-        Ok(TableRows {
+        TableRows {
             table,
             held,
             spilled,
             excluded: self.excluded.clone(),
-        })
+        }
     }
 }
 
 /// One table's fresh rows, handed out date by date.
 pub struct TableRows {
     table: Table,
-    held: BTreeMap<NaiveDate, RecordBatch>,
+    held: Grouped,
     spilled: SpilledTable,
     excluded: HashSet<String>,
 }
@@ -199,7 +203,7 @@ impl TableRows {
         for (file, index) in self.spilled.batches.remove(&date).unwrap_or_default() {
             batches.push(read_ipc(&self.spilled.files[file], index)?);
         }
-        batches.extend(self.held.remove(&date));
+        batches.extend(self.held.take(self.table, date)?);
         let err = |e: arrow_schema::ArrowError| encode_error(self.table, date, e);
         let mut all = match batches.len() {
             0 => return Ok(None),
@@ -226,48 +230,67 @@ impl TableRows {
     }
 }
 
-/// Answers' batches of one table regrouped by date: concatenated once, then each date taken by
-/// index (cheaper than slicing every answer's batch per date and concatenating the slices).
-fn by_date(
-    table: Table,
-    parts: Vec<(RecordBatch, Vec<NaiveDate>)>,
-) -> Result<BTreeMap<NaiveDate, RecordBatch>, SinkError> {
-    let mut indices: BTreeMap<NaiveDate, Vec<u32>> = BTreeMap::new();
-    let mut base = 0u32;
-    for (batch, dates) in &parts {
-        for (i, date) in dates.iter().enumerate() {
-            indices.entry(*date).or_default().push(base + i as u32);
-        }
-        base += batch.num_rows() as u32;
-    }
-    let mut out = BTreeMap::new();
-    let Some(&first) = indices.keys().next() else {
-        return Ok(out);
-    };
-    let batches: Vec<RecordBatch> = parts.into_iter().map(|(b, _)| b).collect();
-    let whole =
-        concat_batches(&table.schema(), &batches).map_err(|e| encode_error(table, first, e))?;
-    drop(batches);
-    for (date, rows) in indices {
-        let part = take_record_batch(&whole, &UInt32Array::from(rows))
-            .map_err(|e| encode_error(table, date, e))?;
-        out.insert(date, part);
-    }
-    Ok(out)
+/// Answers' batches of one table with where each date's rows are in them. A date's batch is
+/// built from its rows wherever they are (`interleave`), so regrouping copies a date at a time,
+/// never the whole table (as concatenating first and then taking each date would).
+#[derive(Default)]
+struct Grouped {
+    batches: Vec<RecordBatch>,
+    /// date → (batch, row) of each of its rows
+    rows: BTreeMap<NaiveDate, Vec<(usize, usize)>>,
 }
 
-fn write_ipc<'b>(
-    path: &Path,
-    table: Table,
-    batches: impl IntoIterator<Item = &'b RecordBatch>,
-) -> Result<(), SinkError> {
-    let err = |e: arrow_schema::ArrowError| spill_error(path, e);
-    let file = File::create(path).map_err(|e| spill_error(path, e))?;
-    let mut writer = FileWriter::try_new(BufWriter::new(file), &table.schema()).map_err(err)?;
-    for batch in batches {
-        writer.write(batch).map_err(err)?;
+impl Grouped {
+    fn new(parts: Vec<(RecordBatch, Vec<NaiveDate>)>) -> Grouped {
+        let mut grouped = Grouped::default();
+        for (b, (batch, dates)) in parts.into_iter().enumerate() {
+            for (row, date) in dates.into_iter().enumerate() {
+                grouped.rows.entry(date).or_default().push((b, row));
+            }
+            grouped.batches.push(batch);
+        }
+        grouped
     }
-    writer.finish().map_err(err)
+
+    fn dates(&self) -> impl Iterator<Item = NaiveDate> + '_ {
+        self.rows.keys().copied()
+    }
+
+    /// The rows of `date`, in the order they were added.
+    fn take(&mut self, table: Table, date: NaiveDate) -> Result<Option<RecordBatch>, SinkError> {
+        let Some(rows) = self.rows.remove(&date) else {
+            return Ok(None);
+        };
+        let batches: Vec<&RecordBatch> = self.batches.iter().collect();
+        interleave_record_batch(&batches, &rows)
+            .map(Some)
+            .map_err(|e| encode_error(table, date, e))
+    }
+}
+
+/// A spill file being written.
+struct IpcFile<'p> {
+    path: &'p Path,
+    writer: FileWriter<BufWriter<File>>,
+}
+
+impl<'p> IpcFile<'p> {
+    fn create(path: &'p Path, table: Table) -> Result<Self, SinkError> {
+        let file = File::create(path).map_err(|e| spill_error(path, e))?;
+        let writer = FileWriter::try_new(BufWriter::new(file), &table.schema())
+            .map_err(|e| spill_error(path, e))?;
+        Ok(IpcFile { path, writer })
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
+        self.writer
+            .write(batch)
+            .map_err(|e| spill_error(self.path, e))
+    }
+
+    fn finish(mut self) -> Result<(), SinkError> {
+        self.writer.finish().map_err(|e| spill_error(self.path, e))
+    }
 }
 
 /// Batch `index` of a spill file.
@@ -349,7 +372,7 @@ mod tests {
     }
 
     fn handed_out(fresh: &mut FreshRows, table: Table) -> Vec<(NaiveDate, RecordBatch)> {
-        let mut rows = fresh.take_table(table).unwrap();
+        let mut rows = fresh.take_table(table);
         (1..=30)
             .map(|day| d(&format!("2026-09-{day:02}")))
             .filter_map(|date| rows.date(date).unwrap().map(|b| (date, b)))

@@ -422,7 +422,7 @@ fn plan_commit(
     }
     let mut fresh = fresh;
     for table in Table::ALL {
-        let mut rows = fresh.take_table(table)?;
+        let mut rows = fresh.take_table(table);
         for date in window.dates() {
             let new = rows.date(date)?;
             if let Some(new) = &new {
