@@ -143,19 +143,22 @@ impl FreshRows {
                 .dir
                 .path()
                 .join(format!("{}-{flush:06}.arrow", table.name()));
-            let entry = spilled.tables.entry(table).or_default();
-            let file = entry.files.len();
             let dates: Vec<NaiveDate> = grouped.dates().collect();
             let mut writer = IpcFile::create(&path, table)?;
-            let mut index = 0;
+            let mut written = Vec::with_capacity(dates.len());
             for date in dates {
                 if let Some(batch) = grouped.take(table, date)? {
                     writer.write(&batch)?;
-                    entry.batches.entry(date).or_default().push((file, index));
-                    index += 1;
+                    written.push(date);
                 }
             }
             writer.finish()?;
+            // Only a complete file is known to the rows handed out later.
+            let entry = spilled.tables.entry(table).or_default();
+            let file = entry.files.len();
+            for (index, date) in written.into_iter().enumerate() {
+                entry.batches.entry(date).or_default().push((file, index));
+            }
             entry.files.push(path);
         }
         self.held_bytes = 0;

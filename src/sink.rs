@@ -17,9 +17,11 @@
 //! - Files: zstd, page statistics, one row group per 128 Ki rows, at most [`MAX_ROWS_PER_FILE`]
 //!   rows, the schema version, table and employee type in the key-value metadata.
 //! - Reading old files, merging and encoding is CPU work done on a blocking thread, which hands
-//!   each encoded file to the store as soon as it is done (a few in flight), so a commit holds a
-//!   date's rows and a few files, never its window's output. Old parts are deleted only after
-//!   every new file is in place, and nothing is put or deleted once the lease is in doubt.
+//!   each partition to the store as soon as it is encoded (a few in flight), so a commit holds a
+//!   date's rows and a few files, never its window's output. A partition's stale parts are
+//!   deleted only after all its new files are in place, so a commit that fails halfway leaves
+//!   each partition replaced whole or untouched; nothing is put or deleted once the lease is in
+//!   doubt.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -203,33 +205,80 @@ struct Existing {
     parts: Vec<(usize, String, Vec<u8>)>,
 }
 
-/// What a commit decided and did: files are handed to the store as they are encoded, so a
-/// commit holds a few files at a time, not its window's worth.
+/// What a commit decided and did. Partitions are handed to the store task one by one as they
+/// are encoded, so a commit holds a few files at a time, not its window's worth, and a commit
+/// that fails halfway leaves every partition either replaced whole or untouched.
 #[derive(Default)]
 struct Planned {
     files: Vec<WrittenFile>,
+    /// Stale table parts deleted (rejects files are not counted).
     deletes: Vec<String>,
-    rejects_deletes: Vec<String>,
     rejects: u64,
     fresh_rows: BTreeMap<Table, u64>,
-    /// Where puts go: the commit's store task; `None` keeps them here (tests).
-    outbox: Option<tokio::sync::mpsc::Sender<(String, Vec<u8>)>>,
-    kept: Vec<(String, Vec<u8>)>,
+    /// The partition being planned.
+    pending: Replacement,
+    /// Where finished partitions go: the commit's store task; `None` keeps them here (tests).
+    outbox: Option<tokio::sync::mpsc::Sender<Replacement>>,
+    kept: Vec<Replacement>,
+}
+
+/// One partition's new content: its files to put, then the files they make stale.
+#[derive(Default)]
+struct Replacement {
+    puts: Vec<(String, Vec<u8>)>,
+    deletes: Vec<String>,
 }
 
 impl Planned {
-    fn put(&mut self, rel: String, bytes: Vec<u8>) -> Result<(), SinkError> {
+    fn put(&mut self, rel: String, bytes: Vec<u8>) {
+        self.pending.puts.push((rel, bytes));
+    }
+
+    fn delete(&mut self, rel: String) {
+        self.pending.deletes.push(rel);
+    }
+
+    /// Hands the partition planned so far to the store task.
+    fn send(&mut self) -> Result<(), SinkError> {
+        let done = std::mem::take(&mut self.pending);
+        if done.puts.is_empty() && done.deletes.is_empty() {
+            return Ok(());
+        }
         match &self.outbox {
-            // Closed only when a put failed: that error is the one reported.
-            Some(outbox) => outbox
-                .blocking_send((rel, bytes))
-                .map_err(|_| SinkError::Fenced),
+            // Closed only when a store call failed: that error is the one reported.
+            Some(outbox) => outbox.blocking_send(done).map_err(|_| SinkError::Fenced),
             None => {
-                self.kept.push((rel, bytes));
+                self.kept.push(done);
                 Ok(())
             }
         }
     }
+}
+
+/// Replaces one partition in the store: every new file first, then the stale ones, and
+/// nothing once the lease is in doubt.
+async fn replace(
+    store: &Store,
+    r: Replacement,
+    still_ours: &(dyn Fn() -> bool + Send + Sync),
+) -> Result<(), SinkError> {
+    futures::stream::iter(r.puts)
+        .map(|(rel, bytes)| async move {
+            if !still_ours() {
+                return Err(SinkError::Fenced);
+            }
+            store.put(&rel, bytes).await.map_err(SinkError::from)
+        })
+        .buffer_unordered(STORE_CONCURRENCY)
+        .try_for_each(|()| async { Ok(()) })
+        .await?;
+    for rel in &r.deletes {
+        if !still_ours() {
+            return Err(SinkError::Fenced);
+        }
+        store.delete(rel).await?;
+    }
+    Ok(())
 }
 
 impl Sink {
@@ -350,38 +399,22 @@ impl Sink {
                 outbox,
             )
         });
-        let puts = futures::stream::unfold(inbox, |mut inbox| async move {
-            inbox.recv().await.map(|put| (put, inbox))
+        let store = &self.store;
+        let replaced = futures::stream::unfold(inbox, |mut inbox| async move {
+            inbox.recv().await.map(|r| (r, inbox))
         })
-        .map(|(rel, bytes)| {
-            let store = Arc::clone(&self.store);
-            async move {
-                if !still_ours() {
-                    return Err(SinkError::Fenced);
-                }
-                store.put(&rel, bytes).await.map_err(SinkError::from)
-            }
-        })
+        .map(|r| replace(store, r, still_ours))
         .buffer_unordered(STORE_CONCURRENCY)
         .try_for_each(|()| async { Ok(()) });
-        let (planned, put) = tokio::join!(planner, puts);
-        put?;
+        let (planned, replaced) = tokio::join!(planner, replaced);
+        replaced?;
         let Planned {
             files,
             deletes,
-            rejects_deletes,
             rejects,
             fresh_rows,
             ..
         } = planned.expect("merging never panics")?;
-
-        // 3. Remove what the new files replace.
-        if !still_ours() {
-            return Err(SinkError::Fenced);
-        }
-        for rel in deletes.iter().chain(&rejects_deletes) {
-            self.store.delete(rel).await?;
-        }
         Ok(CommitReport {
             files,
             removed: deletes,
@@ -402,7 +435,7 @@ fn plan_commit(
     mut old_rejects: BTreeMap<NaiveDate, String>,
     scope: &Scope,
     stamp: &RunStamp,
-    outbox: tokio::sync::mpsc::Sender<(String, Vec<u8>)>,
+    outbox: tokio::sync::mpsc::Sender<Replacement>,
 ) -> Result<Planned, SinkError> {
     let mut planned = Planned {
         outbox: Some(outbox),
@@ -520,17 +553,18 @@ fn merge_partition(
             rows: len,
             bytes: bytes.len() as u64,
         };
-        planned.put(file.path.clone(), bytes)?;
+        planned.put(file.path.clone(), bytes);
         planned.files.push(file);
         written += 1;
         offset += len;
     }
     for (index, rel, _) in old.parts {
         if index >= written {
+            planned.delete(rel.clone());
             planned.deletes.push(rel);
         }
     }
-    Ok(())
+    planned.send()
 }
 
 /// The rows of `batch` the run does not replace.
@@ -617,11 +651,11 @@ fn merge_rejects(
     }
     planned.rejects += fresh.len() as u64;
     if buf.is_empty() {
-        planned.rejects_deletes.push(rel);
+        planned.delete(rel);
     } else {
-        planned.put(rel, buf)?;
+        planned.put(rel, buf);
     }
-    Ok(())
+    planned.send()
 }
 
 /// Every row of a table in the output root (all dates, in date order), for tests and tools.
@@ -712,7 +746,7 @@ mod tests {
             &mut first,
         )
         .unwrap();
-        let old = String::from_utf8(first.kept[0].1.clone()).unwrap();
+        let old = String::from_utf8(first.kept[0].puts[0].1.clone()).unwrap();
         let mut second = Planned::default();
         merge_rejects(
             d,
@@ -723,7 +757,7 @@ mod tests {
             &mut second,
         )
         .unwrap();
-        let text = String::from_utf8(second.kept[0].1.clone()).unwrap();
+        let text = String::from_utf8(second.kept[0].puts[0].1.clone()).unwrap();
         assert_eq!(text.lines().count(), 1, "{text}");
     }
 

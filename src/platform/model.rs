@@ -106,10 +106,18 @@ pub struct QueryRequest {
 pub struct QueryData(pub Box<RawValue>);
 
 impl QueryData {
-    /// An answer holding these `user_approvals` elements.
+    /// An answer holding these `user_approvals` elements, each byte for byte as given (going
+    /// through `serde_json::Value` would reorder keys, rewrite numbers and merge duplicate keys).
     pub fn from_user_approvals(elements: &[&RawValue]) -> QueryData {
-        let json = serde_json::json!({ "user_approvals": elements }).to_string();
-        QueryData(RawValue::from_string(json).expect("serde_json writes valid JSON"))
+        let mut json = String::from(r#"{"user_approvals":["#);
+        for (i, element) in elements.iter().enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
+            json.push_str(element.get());
+        }
+        json.push_str("]}");
+        QueryData(RawValue::from_string(json).expect("valid elements make a valid array"))
     }
 
     /// The `user_approvals` elements, each as sent; an error if `data` does not have that shape.
