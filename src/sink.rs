@@ -382,7 +382,7 @@ impl Sink {
             }
         }
 
-        // 2. Merge and encode off the async workers, putting each file as it is done, and only
+        // 2. Merge and encode off the async workers, replacing each partition as it is done, only
         //    while the root is ours.
         let store = Arc::clone(&self.store);
         let (outbox, inbox) = tokio::sync::mpsc::channel(STORE_CONCURRENCY);
