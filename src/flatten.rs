@@ -18,7 +18,6 @@
 use std::collections::HashSet;
 
 use arrow_array::RecordBatch;
-use arrow_schema::ArrowError;
 use chrono::NaiveDate;
 use serde::Serialize;
 use serde::de::Deserialize;
@@ -30,8 +29,8 @@ use crate::platform::model::{
     UserTrip,
 };
 use crate::table::{
-    AbsenceColumns, AbsenceRow, Head, OvertimeColumns, OvertimeRow, ProcessIds, RunStamp, Table,
-    TripColumns, TripRow,
+    AbsenceColumns, AbsenceRow, Columns, Head, OvertimeColumns, OvertimeRow, ProcessIds, RunStamp,
+    Table, TripColumns, TripRow,
 };
 use crate::tz::{self, Resolution, Zone};
 
@@ -134,58 +133,65 @@ struct Scope<'s> {
     batch: &'s HashSet<&'s str>,
 }
 
-/// The column builders of one answer and the date of each row.
+/// One table's column builders for an answer, and the date of each row.
+struct Part<C> {
+    columns: C,
+    dates: Vec<NaiveDate>,
+}
+
+impl<C: Columns> Part<C> {
+    fn new(columns: C, rows: usize) -> Self {
+        Part {
+            columns,
+            dates: Vec::with_capacity(rows),
+        }
+    }
+
+    /// Appends the row under `date`, or hands its problem on.
+    fn add(&mut self, row: Result<C::Row<'_>, Problem>, date: NaiveDate) -> Result<(), Problem> {
+        self.columns.append(&row?);
+        self.dates.push(date);
+        Ok(())
+    }
+
+    fn finish(self, stamp: &RunStamp, rows: &mut Vec<AnswerRows>) -> Result<(), FlattenError> {
+        if self.dates.is_empty() {
+            return Ok(());
+        }
+        let table = self.columns.table();
+        let batch = self
+            .columns
+            .finish(stamp)
+            .map_err(|e| FlattenError::Build {
+                table: table.name(),
+                detail: e.to_string(),
+            })?;
+        rows.push(AnswerRows {
+            table,
+            batch,
+            dates: self.dates,
+        });
+        Ok(())
+    }
+}
+
+/// The column builders of one answer.
 struct Builders {
-    outs: (AbsenceColumns, Vec<NaiveDate>),
-    leaves: (AbsenceColumns, Vec<NaiveDate>),
-    overtime_works: (OvertimeColumns, Vec<NaiveDate>),
-    trips: (TripColumns, Vec<NaiveDate>),
+    outs: Part<AbsenceColumns>,
+    leaves: Part<AbsenceColumns>,
+    overtime_works: Part<OvertimeColumns>,
+    trips: Part<TripColumns>,
 }
 
 impl Builders {
     /// `rows`: how many records of each table the answer holds, in [`Table::ALL`] order.
-    fn new(rows: [usize; 4]) -> Self {
+    fn new([outs, leaves, overtime_works, trips]: [usize; 4]) -> Self {
         Builders {
-            outs: (
-                AbsenceColumns::new(Table::Outs, rows[0]),
-                Vec::with_capacity(rows[0]),
-            ),
-            leaves: (
-                AbsenceColumns::new(Table::Leaves, rows[1]),
-                Vec::with_capacity(rows[1]),
-            ),
-            overtime_works: (OvertimeColumns::new(rows[2]), Vec::with_capacity(rows[2])),
-            trips: (TripColumns::new(rows[3]), Vec::with_capacity(rows[3])),
+            outs: Part::new(AbsenceColumns::new(Table::Outs, outs), outs),
+            leaves: Part::new(AbsenceColumns::new(Table::Leaves, leaves), leaves),
+            overtime_works: Part::new(OvertimeColumns::new(overtime_works), overtime_works),
+            trips: Part::new(TripColumns::new(trips), trips),
         }
-    }
-
-    fn outs_row(&mut self, ctx: &mut Ctx, r: &UserOut, date: NaiveDate) -> Result<(), Problem> {
-        self.outs.0.append(&ctx.out_row(r)?);
-        self.outs.1.push(date);
-        Ok(())
-    }
-
-    fn leaves_row(&mut self, ctx: &mut Ctx, r: &UserLeave, date: NaiveDate) -> Result<(), Problem> {
-        self.leaves.0.append(&ctx.leave_row(r)?);
-        self.leaves.1.push(date);
-        Ok(())
-    }
-
-    fn overtime_works_row(
-        &mut self,
-        ctx: &mut Ctx,
-        r: &UserOvertimeWork,
-        date: NaiveDate,
-    ) -> Result<(), Problem> {
-        self.overtime_works.0.append(&ctx.overtime_row(r)?);
-        self.overtime_works.1.push(date);
-        Ok(())
-    }
-
-    fn trips_row(&mut self, ctx: &mut Ctx, r: &UserTrip, date: NaiveDate) -> Result<(), Problem> {
-        self.trips.0.append(&ctx.trip_row(r)?);
-        self.trips.1.push(date);
-        Ok(())
     }
 
     fn finish(
@@ -194,35 +200,11 @@ impl Builders {
         rejects: Vec<Reject>,
         counts: FlattenCounts,
     ) -> Result<Flattened, FlattenError> {
-        let err = |table: Table| {
-            move |e: ArrowError| FlattenError::Build {
-                table: table.name(),
-                detail: e.to_string(),
-            }
-        };
         let mut rows = Vec::new();
-        let mut push = |table: Table, batch: RecordBatch, dates: Vec<NaiveDate>| {
-            if !dates.is_empty() {
-                rows.push(AnswerRows {
-                    table,
-                    batch,
-                    dates,
-                });
-            }
-        };
-        let (b, d) = self.outs;
-        push(Table::Outs, b.finish(stamp).map_err(err(Table::Outs))?, d);
-        let (b, d) = self.leaves;
-        push(
-            Table::Leaves,
-            b.finish(stamp).map_err(err(Table::Leaves))?,
-            d,
-        );
-        let (b, d) = self.overtime_works;
-        let t = Table::OvertimeWorks;
-        push(t, b.finish(stamp).map_err(err(t))?, d);
-        let (b, d) = self.trips;
-        push(Table::Trips, b.finish(stamp).map_err(err(Table::Trips))?, d);
+        self.outs.finish(stamp, &mut rows)?;
+        self.leaves.finish(stamp, &mut rows)?;
+        self.overtime_works.finish(stamp, &mut rows)?;
+        self.trips.finish(stamp, &mut rows)?;
         Ok(Flattened {
             rows,
             rejects,
@@ -249,10 +231,9 @@ fn flatten_typed(
     let elements = typed.user_approvals.unwrap_or_default();
     let mut sizes = [0usize; 4];
     for ua in &elements {
-        sizes[0] += ua.outs.as_ref().map_or(0, Vec::len);
-        sizes[1] += ua.leaves.as_ref().map_or(0, Vec::len);
-        sizes[2] += ua.overtime_works.as_ref().map_or(0, Vec::len);
-        sizes[3] += ua.trips.as_ref().map_or(0, Vec::len);
+        for (size, len) in sizes.iter_mut().zip(ua.lengths()) {
+            *size += len;
+        }
     }
     let mut out = Builders::new(sizes);
     let mut counts = FlattenCounts::default();
@@ -262,19 +243,10 @@ fn flatten_typed(
         let date = ua.date.as_ref().map(|t| t.as_str());
         let zone_name = ua.time_zone.as_ref().map(|t| t.as_str());
         let place = placement(user_id, date, zone_name, scope);
-        let lists: [(Table, usize); 4] = [
-            (Table::Outs, ua.outs.as_ref().map_or(0, Vec::len)),
-            (Table::Leaves, ua.leaves.as_ref().map_or(0, Vec::len)),
-            (
-                Table::OvertimeWorks,
-                ua.overtime_works.as_ref().map_or(0, Vec::len),
-            ),
-            (Table::Trips, ua.trips.as_ref().map_or(0, Vec::len)),
-        ];
         let (date, zone) = match place {
             Ok(place) => place,
             Err(problem) => {
-                for (table, len) in lists {
+                for (table, len) in Table::ALL.into_iter().zip(ua.lengths()) {
                     for index in 0..len {
                         aside.push(Aside {
                             element,
@@ -305,19 +277,19 @@ fn flatten_typed(
                 }),
             };
         for (i, r) in ua.outs.iter().flatten().enumerate() {
-            let written = out.outs_row(&mut ctx, r, date);
+            let written = out.outs.add(ctx.out_row(r), date);
             keep(Table::Outs, i, written, &mut ctx);
         }
         for (i, r) in ua.leaves.iter().flatten().enumerate() {
-            let written = out.leaves_row(&mut ctx, r, date);
+            let written = out.leaves.add(ctx.leave_row(r), date);
             keep(Table::Leaves, i, written, &mut ctx);
         }
         for (i, r) in ua.overtime_works.iter().flatten().enumerate() {
-            let written = out.overtime_works_row(&mut ctx, r, date);
+            let written = out.overtime_works.add(ctx.overtime_row(r), date);
             keep(Table::OvertimeWorks, i, written, &mut ctx);
         }
         for (i, r) in ua.trips.iter().flatten().enumerate() {
-            let written = out.trips_row(&mut ctx, r, date);
+            let written = out.trips.add(ctx.trip_row(r), date);
             keep(Table::Trips, i, written, &mut ctx);
         }
     }
@@ -410,15 +382,15 @@ fn flatten_raw(
             for record in list_of(&ua, table) {
                 let result = match table {
                     Table::Outs => {
-                        typed(record).and_then(|r: UserOut| out.outs_row(&mut ctx, &r, date))
+                        typed(record).and_then(|r: UserOut| out.outs.add(ctx.out_row(&r), date))
                     }
-                    Table::Leaves => {
-                        typed(record).and_then(|r: UserLeave| out.leaves_row(&mut ctx, &r, date))
-                    }
-                    Table::OvertimeWorks => typed(record)
-                        .and_then(|r: UserOvertimeWork| out.overtime_works_row(&mut ctx, &r, date)),
+                    Table::Leaves => typed(record)
+                        .and_then(|r: UserLeave| out.leaves.add(ctx.leave_row(&r), date)),
+                    Table::OvertimeWorks => typed(record).and_then(|r: UserOvertimeWork| {
+                        out.overtime_works.add(ctx.overtime_row(&r), date)
+                    }),
                     Table::Trips => {
-                        typed(record).and_then(|r: UserTrip| out.trips_row(&mut ctx, &r, date))
+                        typed(record).and_then(|r: UserTrip| out.trips.add(ctx.trip_row(&r), date))
                     }
                 };
                 match result {

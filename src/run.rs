@@ -452,15 +452,12 @@ pub async fn resolve_users(
             let source_name = "attendance groups";
             let err = |error| RunError::Users { source_name, error };
             let groups = client.list_groups().await.map_err(err)?;
-            let ids: Vec<Vec<String>> = futures::stream::iter(groups)
-                .filter_map(|g| async move { g.group_id })
-                .map(|id| async move { client.list_group_users(&id, employee_type).await })
-                .buffer_unordered(concurrency.max(1))
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .collect::<Result<_, _>>()
-                .map_err(err)?;
+            let group_ids = groups.into_iter().filter_map(|g| g.group_id);
+            let ids = members_of(group_ids, concurrency, |id| async move {
+                client.list_group_users(&id, employee_type).await
+            })
+            .await
+            .map_err(err)?;
             (ids, source_name)
         }
         Users::Contact => {
@@ -469,14 +466,11 @@ pub async fn resolve_users(
             let departments = client.list_departments().await.map_err(err)?;
             let mut ids_of: Vec<String> = vec!["0".to_string()];
             ids_of.extend(departments.into_iter().filter_map(|d| d.open_department_id));
-            let ids: Vec<Vec<String>> = futures::stream::iter(ids_of)
-                .map(|id| async move { client.list_department_users(&id, employee_type).await })
-                .buffer_unordered(concurrency.max(1))
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .collect::<Result<_, _>>()
-                .map_err(err)?;
+            let ids = members_of(ids_of, concurrency, |id| async move {
+                client.list_department_users(&id, employee_type).await
+            })
+            .await
+            .map_err(err)?;
             (ids, source_name)
         }
     };
@@ -486,6 +480,25 @@ pub async fn resolve_users(
     }
     tracing::info!(users = unique.len(), source = source_name, "users listed");
     Ok((unique.into_iter().collect(), source_name))
+}
+
+/// The members of every group (or department) in `ids`, listed `concurrency` at a time.
+async fn members_of<F, Fut>(
+    ids: impl IntoIterator<Item = String>,
+    concurrency: usize,
+    list: F,
+) -> Result<Vec<Vec<String>>, PlatformError>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<String>, PlatformError>>,
+{
+    futures::stream::iter(ids)
+        .map(list)
+        .buffer_unordered(concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
 }
 
 /// Runs a backfill of `request` against `client`.

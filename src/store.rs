@@ -249,20 +249,9 @@ impl Store {
                     .map_err(|e| self.io("create", rel, e))
             }
             Store::Remote { inner, prefix, .. } => {
-                let opts = PutOptions::from(PutMode::Create);
-                match inner
-                    .put_opts(
-                        &Self::object_path(prefix, rel),
-                        PutPayload::from(bytes),
-                        opts,
-                    )
+                let path = Self::object_path(prefix, rel);
+                self.put_if(inner, &path, rel, bytes, PutMode::Create, "create")
                     .await
-                {
-                    Ok(_) => Ok(true),
-                    Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-                    Err(object_store::Error::Precondition { .. }) => Ok(false),
-                    Err(e) => Err(self.io("create", rel, e)),
-                }
             }
         }
     }
@@ -284,22 +273,32 @@ impl Store {
                 self.put(rel, bytes).await.map(|()| true)
             }
             (Store::Remote { inner, prefix, .. }, Version::Remote(v)) => {
-                let opts = PutOptions::from(PutMode::Update(v.clone()));
-                match inner
-                    .put_opts(
-                        &Self::object_path(prefix, rel),
-                        PutPayload::from(bytes),
-                        opts,
-                    )
-                    .await
-                {
-                    Ok(_) => Ok(true),
-                    Err(object_store::Error::Precondition { .. }) => Ok(false),
-                    Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-                    Err(e) => Err(self.io("update", rel, e)),
-                }
+                let path = Self::object_path(prefix, rel);
+                let mode = PutMode::Update(v.clone());
+                self.put_if(inner, &path, rel, bytes, mode, "update").await
             }
             _ => Ok(false),
+        }
+    }
+
+    /// A conditional put on an object store: `false` when its condition does not hold.
+    async fn put_if(
+        &self,
+        inner: &Arc<dyn ObjectStore>,
+        path: &ObjectPath,
+        rel: &str,
+        bytes: Vec<u8>,
+        mode: PutMode,
+        verb: &'static str,
+    ) -> Result<bool, StoreError> {
+        match inner
+            .put_opts(path, PutPayload::from(bytes), PutOptions::from(mode))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Ok(false),
+            Err(e) => Err(self.io(verb, rel, e)),
         }
     }
 

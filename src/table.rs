@@ -410,6 +410,14 @@ fn tail(
     RecordBatch::try_new(table.schema(), columns)
 }
 
+/// Column builders of one table, filled row by row and finished into one batch.
+pub trait Columns {
+    type Row<'r>;
+    fn table(&self) -> Table;
+    fn append(&mut self, row: &Self::Row<'_>);
+    fn finish(self, stamp: &RunStamp) -> Result<RecordBatch, ArrowError>;
+}
+
 /// Builds a batch of `outs` or `leaves`, row by row.
 pub struct AbsenceColumns {
     table: Table,
@@ -449,8 +457,16 @@ impl AbsenceColumns {
             process: (table == Table::Outs).then(|| ProcessColumns::new(rows)),
         }
     }
+}
 
-    pub fn append(&mut self, r: &AbsenceRow) {
+impl Columns for AbsenceColumns {
+    type Row<'r> = AbsenceRow<'r>;
+
+    fn table(&self) -> Table {
+        self.table
+    }
+
+    fn append(&mut self, r: &AbsenceRow) {
         self.head.append(&r.head);
         self.uniq_id.append_option(r.uniq_id);
         self.unit.append_option(r.unit);
@@ -468,7 +484,7 @@ impl AbsenceColumns {
         }
     }
 
-    pub fn finish(mut self, stamp: &RunStamp) -> Result<RecordBatch, ArrowError> {
+    fn finish(mut self, stamp: &RunStamp) -> Result<RecordBatch, ArrowError> {
         let mut c = self.head.finish();
         c.push(Arc::new(self.uniq_id.finish()));
         c.push(Arc::new(self.unit.finish()));
@@ -508,8 +524,16 @@ impl OvertimeColumns {
             process: ProcessColumns::new(rows),
         }
     }
+}
 
-    pub fn append(&mut self, r: &OvertimeRow) {
+impl Columns for OvertimeColumns {
+    type Row<'r> = OvertimeRow<'r>;
+
+    fn table(&self) -> Table {
+        Table::OvertimeWorks
+    }
+
+    fn append(&mut self, r: &OvertimeRow) {
         self.head.append(&r.head);
         self.duration.append_option(r.duration);
         self.unit.append_option(r.unit);
@@ -519,7 +543,7 @@ impl OvertimeColumns {
         self.process.append(&r.process);
     }
 
-    pub fn finish(mut self, stamp: &RunStamp) -> Result<RecordBatch, ArrowError> {
+    fn finish(mut self, stamp: &RunStamp) -> Result<RecordBatch, ArrowError> {
         let mut c = self.head.finish();
         c.push(Arc::new(self.duration.finish()));
         c.push(Arc::new(self.unit.finish()));
@@ -573,8 +597,16 @@ impl TripColumns {
             process: ProcessColumns::new(rows),
         }
     }
+}
 
-    pub fn append(&mut self, r: &TripRow) {
+impl Columns for TripColumns {
+    type Row<'r> = TripRow<'r>;
+
+    fn table(&self) -> Table {
+        Table::Trips
+    }
+
+    fn append(&mut self, r: &TripRow) {
         self.head.append(&r.head);
         self.reason.append_option(r.reason);
         self.approve_pass_time.append_option(r.approve_pass_time);
@@ -611,7 +643,7 @@ impl TripColumns {
         self.process.append(&r.process);
     }
 
-    pub fn finish(mut self, stamp: &RunStamp) -> Result<RecordBatch, ArrowError> {
+    fn finish(mut self, stamp: &RunStamp) -> Result<RecordBatch, ArrowError> {
         let mut c = self.head.finish();
         c.push(Arc::new(self.reason.finish()));
         c.push(Arc::new(self.approve_pass_time.finish()));

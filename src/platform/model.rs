@@ -180,6 +180,18 @@ pub struct TypedUserApproval<'a> {
     pub time_zone: Option<Text<'a>>,
 }
 
+impl TypedUserApproval<'_> {
+    /// How many records each list holds, in the order outs, leaves, overtime_works, trips.
+    pub fn lengths(&self) -> [usize; 4] {
+        [
+            self.outs.as_ref().map_or(0, Vec::len),
+            self.leaves.as_ref().map_or(0, Vec::len),
+            self.overtime_works.as_ref().map_or(0, Vec::len),
+            self.trips.as_ref().map_or(0, Vec::len),
+        ]
+    }
+}
+
 /// `i18n_names` of an out or leave type.
 #[derive(Debug, Default, Deserialize)]
 pub struct I18nNames<'a> {
