@@ -15,7 +15,7 @@
 //!   names the field at fault; and only records kept aside are looked up again for their bytes.
 //!   Both ways give the same rows and rejects (a test holds them to it).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use arrow_array::RecordBatch;
 use chrono::NaiveDate;
@@ -48,7 +48,7 @@ pub struct Flattened {
     /// One entry per table that got rows, in [`Table::ALL`] order.
     pub rows: Vec<AnswerRows>,
     pub rejects: Vec<Reject>,
-    pub counts: FlattenCounts,
+    pub counts: DstCounts,
 }
 
 impl Flattened {
@@ -70,7 +70,9 @@ impl Flattened {
 pub enum FlattenError {
     #[error("the answer's data is not an object with a user_approvals list: {0}")]
     Shape(serde_json::Error),
-    #[error("cannot build the {table} batch: {detail}")]
+    #[error(
+        "cannot build the {table} batch (a bug of attendance-sync: please report it with this message): {detail}"
+    )]
     Build { table: &'static str, detail: String },
 }
 
@@ -96,6 +98,31 @@ pub struct Reject {
 pub struct FlattenCounts {
     pub dst_gap_shifted: u64,
     pub dst_ambiguous_earlier: u64,
+}
+
+/// [`FlattenCounts`] by user: a user refused later in the window is taken out of the totals,
+/// as their rows are.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DstCounts(BTreeMap<String, FlattenCounts>);
+
+impl DstCounts {
+    pub fn merge(&mut self, other: DstCounts) {
+        for (user, counts) in other.0 {
+            let mine = self.0.entry(user).or_default();
+            mine.dst_gap_shifted += counts.dst_gap_shifted;
+            mine.dst_ambiguous_earlier += counts.dst_ambiguous_earlier;
+        }
+    }
+
+    /// The counts of every user but these.
+    pub fn total_without(&self, excluded: &BTreeSet<String>) -> FlattenCounts {
+        let mut total = FlattenCounts::default();
+        for (_, counts) in self.0.iter().filter(|(u, _)| !excluded.contains(*u)) {
+            total.dst_gap_shifted += counts.dst_gap_shifted;
+            total.dst_ambiguous_earlier += counts.dst_ambiguous_earlier;
+        }
+        total
+    }
 }
 
 /// Why a record cannot be written.
@@ -198,7 +225,7 @@ impl Builders {
         self,
         stamp: &RunStamp,
         rejects: Vec<Reject>,
-        counts: FlattenCounts,
+        counts: DstCounts,
     ) -> Result<Flattened, FlattenError> {
         let mut rows = Vec::new();
         self.outs.finish(stamp, &mut rows)?;
@@ -236,7 +263,7 @@ fn flatten_typed(
         }
     }
     let mut out = Builders::new(sizes);
-    let mut counts = FlattenCounts::default();
+    let mut counts = DstCounts::default();
     let mut aside: Vec<Aside> = Vec::new();
     for (element, ua) in elements.iter().enumerate() {
         let user_id = ua.user_id.as_ref().map(|t| t.as_str());
@@ -334,7 +361,7 @@ fn flatten_raw(
 ) -> Result<Flattened, FlattenError> {
     let elements = data.user_approvals().map_err(FlattenError::Shape)?;
     let mut out = Builders::new([0; 4]);
-    let mut counts = FlattenCounts::default();
+    let mut counts = DstCounts::default();
     let mut rejects = Vec::new();
     for raw in elements {
         let mut de = serde_json::Deserializer::from_str(raw.get());
@@ -524,9 +551,12 @@ struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     /// Counts the row just written by the DST rule it needed, and starts the next record afresh.
-    fn count(&mut self, counts: &mut FlattenCounts) {
-        counts.dst_gap_shifted += u64::from(self.gap);
-        counts.dst_ambiguous_earlier += u64::from(self.ambiguous);
+    fn count(&mut self, counts: &mut DstCounts) {
+        if self.gap || self.ambiguous {
+            let user = counts.0.entry(self.user_id.to_owned()).or_default();
+            user.dst_gap_shifted += u64::from(self.gap);
+            user.dst_ambiguous_earlier += u64::from(self.ambiguous);
+        }
         self.gap = false;
         self.ambiguous = false;
     }
@@ -931,23 +961,33 @@ mod tests {
     }
 
     #[test]
-    fn dst_resolutions_are_counted() {
+    fn dst_resolutions_are_counted_by_user() {
         let b = body(
             r#"{"user_id":"u1","date":"20261101","time_zone":"America/New_York",
                 "outs":[{"approval_id":"o","start_time":"2026-11-01 01:30:00","end_time":"2026-11-01 03:00:00"}]},
                {"user_id":"u1","date":"20260308","time_zone":"America/New_York",
-                "outs":[{"approval_id":"g","start_time":"2026-03-08 02:30:00"}]}"#,
+                "outs":[{"approval_id":"g","start_time":"2026-03-08 02:30:00"}]},
+               {"user_id":"u2","date":"20260308","time_zone":"America/New_York",
+                "leaves":[{"approval_id":"h","start_time":"2026-03-08 02:10:00"}]}"#,
         );
-        let f = run(&b, &["u1"], window("2026-03-01", "2026-11-30"));
+        let f = run(&b, &["u1", "u2"], window("2026-03-01", "2026-11-30"));
         assert!(f.rejects.is_empty());
         assert_eq!(f.rows(Table::Outs), 2);
-        assert_eq!(
-            f.counts,
-            FlattenCounts {
-                dst_gap_shifted: 1,
-                dst_ambiguous_earlier: 1
-            }
-        );
+        let counts = |gap, ambiguous| FlattenCounts {
+            dst_gap_shifted: gap,
+            dst_ambiguous_earlier: ambiguous,
+        };
+        let without = |users: &[&str]| {
+            let users = users.iter().map(|u| u.to_string()).collect();
+            f.counts.total_without(&users)
+        };
+        assert_eq!(without(&[]), counts(2, 1));
+        // A user refused later in the window takes their rows' counts along.
+        assert_eq!(without(&["u1"]), counts(1, 0));
+        assert_eq!(without(&["u2"]), counts(1, 1));
+        let mut merged = f.counts.clone();
+        merged.merge(f.counts.clone());
+        assert_eq!(merged.total_without(&BTreeSet::new()), counts(4, 2));
     }
 
     /// The typed way and the record-by-record way agree row for row and reject for reject, on
@@ -973,7 +1013,10 @@ mod tests {
         let raw = run_raw(&b, &["u1"], w);
         assert_eq!(typed.total_rows(), 4);
         assert_eq!(typed.rejects.len(), 5);
-        assert_eq!(typed.counts.dst_gap_shifted, 1);
+        assert_eq!(
+            typed.counts.total_without(&BTreeSet::new()).dst_gap_shifted,
+            1
+        );
         assert_eq!(
             text(&typed, Table::Outs, "reason"),
             [Some("a \"quoted\" 中 reason")]

@@ -24,7 +24,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
-use crate::flatten::{self, FlattenCounts, Reject};
+use crate::flatten::{self, DstCounts, FlattenCounts, Reject};
 use crate::fresh::{FreshRows, SpillConfig};
 use crate::lease::{Lease, LeaseError};
 use crate::plan::{self, Clipped, EmployeeType, Plan, PlanError, Status, Window};
@@ -143,7 +143,7 @@ impl fmt::Display for BatchRef {
 #[derive(Debug, Clone)]
 pub struct Failure {
     pub batch: BatchRef,
-    pub error: PlatformError,
+    pub error: QueryError,
 }
 
 impl fmt::Display for Failure {
@@ -816,7 +816,7 @@ struct Job {
 struct Fetched {
     fresh: FreshRows,
     rejects: Vec<Reject>,
-    counts: FlattenCounts,
+    counts: DstCounts,
 }
 
 /// A window whose queries are not all answered yet.
@@ -838,7 +838,21 @@ struct Committed {
 }
 
 /// A query's answer, already flattened (a `data` of the wrong shape is a malformed body).
-type Answer = (Job, Result<flatten::Flattened, PlatformError>);
+type Answer = (Job, Result<flatten::Flattened, QueryError>);
+
+/// Why a query gave no rows.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum QueryError {
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
+    /// The answer came (code 0) but did not flatten: its `data` has the wrong shape, or (a bug)
+    /// a batch could not be built. Not retried: the same answer fails the same way.
+    #[error(
+        "{}: the answer could not be flattened: {detail}",
+        crate::platform::QUERY_ENDPOINT
+    )]
+    Flatten { detail: String },
+}
 
 /// The state of one backfill while it runs.
 struct Pipeline<'a> {
@@ -955,7 +969,7 @@ impl<'a> Pipeline<'a> {
             fetched: Fetched {
                 fresh: FreshRows::new(self.spill.clone()),
                 rejects: Vec::new(),
-                counts: FlattenCounts::default(),
+                counts: DstCounts::default(),
             },
             failures: Vec::new(),
         };
@@ -1034,8 +1048,9 @@ impl<'a> Pipeline<'a> {
             {
                 tracing::error!(error = %e, "could not record an answer");
             }
-            let Ok(data) = answer else {
-                return (job, answer.map(|_| flatten::Flattened::default()));
+            let data = match answer {
+                Ok(data) => data,
+                Err(e) => return (job, Err(e.into())),
             };
             let (status, users) = (job.status, job.users.clone());
             let flat = tokio::task::spawn_blocking(move || {
@@ -1043,9 +1058,7 @@ impl<'a> Pipeline<'a> {
             })
             .await
             .expect("flattening never panics")
-            .map_err(|e| PlatformError::MalformedBody {
-                endpoint: crate::platform::QUERY_ENDPOINT,
-                http_status: 200,
+            .map_err(|e| QueryError::Flatten {
                 detail: e.to_string(),
             });
             (job, flat)
@@ -1067,7 +1080,7 @@ impl<'a> Pipeline<'a> {
     fn on_answer(
         &mut self,
         job: Job,
-        answer: Result<flatten::Flattened, PlatformError>,
+        answer: Result<flatten::Flattened, QueryError>,
     ) -> Result<(), RunError> {
         let state = self
             .open
@@ -1080,8 +1093,7 @@ impl<'a> Pipeline<'a> {
                 let f = &mut state.fetched;
                 let rows = flat.total_rows();
                 f.rejects.extend(flat.rejects);
-                f.counts.dst_gap_shifted += flat.counts.dst_gap_shifted;
-                f.counts.dst_ambiguous_earlier += flat.counts.dst_ambiguous_earlier;
+                f.counts.merge(flat.counts);
                 for part in flat.rows {
                     f.fresh.add(part)?;
                 }
@@ -1092,25 +1104,28 @@ impl<'a> Pipeline<'a> {
             Err(error) => error,
         };
         self.counters.queries_done.fetch_add(1, Ordering::Relaxed);
-        if error.is_fatal() {
-            return Err(RunError::Fatal {
-                batch: Box::new(self.batch_ref(&job)),
-                error,
-            });
-        }
-        if !error.is_per_user() {
-            let failure = Failure {
-                batch: self.batch_ref(&job),
-                error,
-            };
-            tracing::error!(%failure, "query failed after its retries; its window will not be committed");
-            self.open
-                .get_mut(&job.window)
-                .expect("open")
-                .failures
-                .push(failure);
-            return Ok(());
-        }
+        let error = match error {
+            QueryError::Platform(error) if error.is_fatal() => {
+                return Err(RunError::Fatal {
+                    batch: Box::new(self.batch_ref(&job)),
+                    error,
+                });
+            }
+            QueryError::Platform(error) if error.is_per_user() => error,
+            error => {
+                let failure = Failure {
+                    batch: self.batch_ref(&job),
+                    error,
+                };
+                tracing::error!(%failure, "query failed after its retries; its window will not be committed");
+                self.open
+                    .get_mut(&job.window)
+                    .expect("open")
+                    .failures
+                    .push(failure);
+                return Ok(());
+            }
+        };
         if job.users.len() == 1 {
             let id = job.users[0].clone();
             tracing::warn!(user = %id, window = %state.window, error = %error, "the platform refuses this user; leaving them out");
@@ -1178,6 +1193,7 @@ impl<'a> Pipeline<'a> {
             ..
         } = state;
         fetched.fresh.exclude_users(refused.iter().cloned());
+        let counts = fetched.counts.total_without(&refused);
         fetched
             .rejects
             .retain(|r| r.user_id.as_ref().is_none_or(|u| !refused.contains(u)));
@@ -1205,7 +1221,7 @@ impl<'a> Pipeline<'a> {
                 Committed {
                     window,
                     report,
-                    counts: fetched.counts,
+                    counts,
                 }
             }
             .instrument(tracing::Span::current()),

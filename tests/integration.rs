@@ -2322,6 +2322,57 @@ fn a_recorded_run_replays_offline_to_the_same_tables() {
     assert_eq!(a, b);
 }
 
+#[test]
+fn an_answer_of_the_wrong_shape_fails_its_window_and_says_so() {
+    let tenant = small_tenant(5);
+    let ws = Workspace::new();
+    let users = tenant.sim().user_ids("employee_id").unwrap();
+    let corpus = ws.dir.path().join("corpus");
+    let args = ["--record-responses", corpus.to_str().unwrap()];
+    backfill(&tenant, &ws, &users, "2026-09-14", "2026-09-17", &args).assert_ok();
+    // Every recorded answer becomes valid JSON of the wrong shape; the index follows the lines.
+    let (mut lines, mut index) = (String::new(), String::new());
+    let text = std::fs::read_to_string(corpus.join("responses.ndjson")).unwrap();
+    for line in text.lines() {
+        let mut value: serde_json::Value = serde_json::from_str(line).unwrap();
+        value["response"] = serde_json::json!({"user_approvals": {"not": "a list"}});
+        let line = format!("{value}\n");
+        let key = value["key"].as_str().unwrap();
+        index.push_str(&format!("{key}\t{}\t{}\n", lines.len(), line.len()));
+        lines.push_str(&line);
+    }
+    std::fs::write(corpus.join("responses.ndjson"), lines).unwrap();
+    std::fs::write(corpus.join("responses.index"), index).unwrap();
+    let replayed = ws.dir.path().join("replayed");
+    let args = [
+        "replay",
+        corpus.to_str().unwrap(),
+        "--out",
+        replayed.to_str().unwrap(),
+    ];
+    let replay = run_bin(&args, &[]);
+    assert_eq!(replay.code(), 3, "{}", replay.stderr());
+    let out = replay.stdout();
+    let failed = out.lines().skip_while(|l| !l.contains("FAILED")).nth(1);
+    let failed = failed.unwrap_or_default();
+    for needle in [
+        "user_approvals/query",
+        "could not be flattened",
+        "user_approvals list",
+        "2026-09-14..2026-09-17",
+    ] {
+        assert!(
+            failed.contains(needle),
+            "{needle:?} not in {failed:?}\n{out}"
+        );
+    }
+    assert!(!failed.contains("malformed body"), "{failed}");
+    assert!(
+        all_content(&replayed).iter().all(Vec::is_empty),
+        "nothing was written for the failed window"
+    );
+}
+
 /// Every line of the rejects files as written, without the run id, sorted.
 fn reject_lines(root: &Path) -> Vec<String> {
     let mut lines: Vec<String> = std::fs::read_dir(root.join("_rejects"))
