@@ -12,29 +12,19 @@ mod progress;
 /// runtime's workers passing window-sized Arrow buffers between them, peak RSS grew with the
 /// length of a backfill (365 days 380 MB, 730 days 508 MB for 20,000 users). Two arenas keep it
 /// flat (180 MB, 187 MB; BENCHMARKS.md).
-///
-/// glibc also raises its mmap threshold each time a large block is freed, up to 32 MB, after
-/// which answers and Arrow buffers of a few hundred KB come from the heap and their freed space
-/// is kept: 365 days of 20,000 users peaked 5 MB higher (66 MB against 61 MB) than with the
-/// threshold held at its starting 128 KiB. `MALLOC_MMAP_THRESHOLD_` in the environment still
-/// wins.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn tune_malloc() {
-    let mmap_threshold_set = std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some();
+fn limit_malloc_arenas() {
     // SAFETY: mallopt only tunes the allocator, called before any other thread exists.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
-        if !mmap_threshold_set {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-        }
     }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn tune_malloc() {}
+fn limit_malloc_arenas() {}
 
 fn main() -> ExitCode {
-    tune_malloc();
+    limit_malloc_arenas();
     let (args, job_file) = match cli::expand_job_file(std::env::args_os().collect()) {
         Ok(expanded) => expanded,
         Err(e) => {
