@@ -31,6 +31,8 @@ start_tenant() { # users rate_limit -> sets URL, TENANT_PID
   URL=$(head -1 "$WORK/sim.log" | awk '{print $NF}')
 }
 stop_tenant() { kill "$TENANT_PID" 2>/dev/null || true; wait "$TENANT_PID" 2>/dev/null || true; }
+# rows a run wrote, from the summary it printed to $WORK/out.txt
+rows_written() { grep -E '^  (outs|leaves|overtime_works|trips) ' "$WORK/out.txt" | awk '{s+=$2} END {print s}'; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # runs a command under /usr/bin/time; prints "wall_s user_s sys_s maxrss_kb"
 timed() {
@@ -53,7 +55,7 @@ echo "== offline: attendance-sync replay x$REPS" >&2
 for _ in $(seq "$REPS"); do
   rm -rf "$WORK/ours"
   read -r wall user sys rss < <(timed "$BIN" replay "$WORK/corpus" --out "$WORK/ours" --log warn)
-  rows=$(grep -E '^  (outs|leaves|overtime_works|trips) ' "$WORK/out.txt" | awk '{s+=$2} END {print s}')
+  rows=$(rows_written)
   echo "$wall $user $sys $rss $rows" >> "$WORK/ours.txt"
 done
 OURS_WALL=$(cut -d' ' -f1 "$WORK/ours.txt" | median)
@@ -79,7 +81,7 @@ read -r ON_WALL ON_USER ON_SYS ON_RSS < <(timed "$BIN" backfill --from "$(days_a
 ON_LINE=$(grep -E '^  requests' "$WORK/out.txt")
 ON_Q=$(echo "$ON_LINE" | awk '{print $2}')
 ON_RATE=$(echo "$ON_LINE" | sed -E 's/.* at ([0-9.]+)\/s.*/\1/')
-ON_ROWS=$(grep -E '^  (outs|leaves|overtime_works|trips) ' "$WORK/out.txt" | awk '{s+=$2} END {print s}')
+ON_ROWS=$(rows_written)
 # Where a request's CPU goes: the same answers again, recorded (a second run, so that recording
 # costs the first nothing) and replayed without the network. Online minus replay is what fetching
 # costs (HTTP, pacing, token, waiting); the replay is what turning ~300 rows into files costs.

@@ -100,6 +100,13 @@ pub struct FlattenCounts {
     pub dst_ambiguous_earlier: u64,
 }
 
+impl std::ops::AddAssign for FlattenCounts {
+    fn add_assign(&mut self, other: FlattenCounts) {
+        self.dst_gap_shifted += other.dst_gap_shifted;
+        self.dst_ambiguous_earlier += other.dst_ambiguous_earlier;
+    }
+}
+
 /// [`FlattenCounts`] by user: a user refused later in the window is taken out of the totals,
 /// as their rows are.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -108,9 +115,7 @@ pub struct DstCounts(BTreeMap<String, FlattenCounts>);
 impl DstCounts {
     pub fn merge(&mut self, other: DstCounts) {
         for (user, counts) in other.0 {
-            let mine = self.0.entry(user).or_default();
-            mine.dst_gap_shifted += counts.dst_gap_shifted;
-            mine.dst_ambiguous_earlier += counts.dst_ambiguous_earlier;
+            *self.0.entry(user).or_default() += counts;
         }
     }
 
@@ -118,8 +123,7 @@ impl DstCounts {
     pub fn total_without(&self, excluded: &BTreeSet<String>) -> FlattenCounts {
         let mut total = FlattenCounts::default();
         for (_, counts) in self.0.iter().filter(|(u, _)| !excluded.contains(*u)) {
-            total.dst_gap_shifted += counts.dst_gap_shifted;
-            total.dst_ambiguous_earlier += counts.dst_ambiguous_earlier;
+            total += *counts;
         }
         total
     }
@@ -539,6 +543,34 @@ fn text<'r>(t: &'r Option<crate::platform::model::Text<'_>>) -> Option<&'r str> 
     t.as_ref().map(|t| t.as_str())
 }
 
+/// The row of an out or a leave: the two records share every field but the process ids (a leave
+/// has none), under two types.
+macro_rules! absence_row {
+    ($ctx:expr, $r:expr, $process:expr) => {{
+        let r = $r;
+        let head = $ctx.head(
+            text(&r.approval_id),
+            text(&r.start_time),
+            text(&r.end_time),
+            text(&r.idempotent_id),
+        )?;
+        $ctx.absence(
+            head,
+            Absence {
+                uniq_id: text(&r.uniq_id),
+                unit: r.unit,
+                interval: r.interval,
+                names: r.i18n_names.as_ref(),
+                default_locale: text(&r.default_locale),
+                reason: text(&r.reason),
+                pass: text(&r.approve_pass_time),
+                apply: text(&r.approve_apply_time),
+            },
+            $process,
+        )
+    }};
+}
+
 /// What the records of one user-date share while they are turned into rows.
 struct Ctx<'a> {
     user_id: &'a str,
@@ -553,9 +585,10 @@ impl<'a> Ctx<'a> {
     /// Counts the row just written by the DST rule it needed, and starts the next record afresh.
     fn count(&mut self, counts: &mut DstCounts) {
         if self.gap || self.ambiguous {
-            let user = counts.0.entry(self.user_id.to_owned()).or_default();
-            user.dst_gap_shifted += u64::from(self.gap);
-            user.dst_ambiguous_earlier += u64::from(self.ambiguous);
+            *counts.0.entry(self.user_id.to_owned()).or_default() += FlattenCounts {
+                dst_gap_shifted: u64::from(self.gap),
+                dst_ambiguous_earlier: u64::from(self.ambiguous),
+            };
         }
         self.gap = false;
         self.ambiguous = false;
@@ -618,52 +651,14 @@ impl<'a> Ctx<'a> {
             cancel_process_id: r.cancel_process_id.as_deref(),
             process_id: r.process_id.as_deref(),
         };
-        let head = self.head(
-            text(&r.approval_id),
-            text(&r.start_time),
-            text(&r.end_time),
-            text(&r.idempotent_id),
-        )?;
-        self.absence(
-            head,
-            Absence {
-                uniq_id: text(&r.uniq_id),
-                unit: r.unit,
-                interval: r.interval,
-                names: r.i18n_names.as_ref(),
-                default_locale: text(&r.default_locale),
-                reason: text(&r.reason),
-                pass: text(&r.approve_pass_time),
-                apply: text(&r.approve_apply_time),
-            },
-            process,
-        )
+        absence_row!(self, r, process)
     }
 
     fn leave_row<'r>(&mut self, r: &'r UserLeave) -> Result<AbsenceRow<'r>, Problem>
     where
         'a: 'r,
     {
-        let head = self.head(
-            text(&r.approval_id),
-            text(&r.start_time),
-            text(&r.end_time),
-            text(&r.idempotent_id),
-        )?;
-        self.absence(
-            head,
-            Absence {
-                uniq_id: text(&r.uniq_id),
-                unit: r.unit,
-                interval: r.interval,
-                names: r.i18n_names.as_ref(),
-                default_locale: text(&r.default_locale),
-                reason: text(&r.reason),
-                pass: text(&r.approve_pass_time),
-                apply: text(&r.approve_apply_time),
-            },
-            ProcessIds::default(),
-        )
+        absence_row!(self, r, ProcessIds::default())
     }
 
     fn absence<'r>(

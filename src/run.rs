@@ -1239,8 +1239,7 @@ impl<'a> Pipeline<'a> {
             *s.rows.entry(*table).or_default() += rows;
         }
         s.rejects += report.rejects;
-        s.dst.dst_gap_shifted += done.counts.dst_gap_shifted;
-        s.dst.dst_ambiguous_earlier += done.counts.dst_ambiguous_earlier;
+        s.dst += done.counts;
         s.files_removed.extend(report.removed);
         s.files.extend(report.files);
         s.committed_windows.insert(done.window);
