@@ -17,11 +17,9 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 
-use arrow_array::{Array, BooleanArray, RecordBatch, StringArray};
+use arrow_array::{Array, RecordBatch, StringArray};
 use arrow_ipc::reader::FileReader;
 use arrow_ipc::writer::FileWriter;
-use arrow_select::concat::concat_batches;
-use arrow_select::filter::filter_record_batch;
 use arrow_select::interleave::interleave_record_batch;
 use chrono::NaiveDate;
 
@@ -121,6 +119,17 @@ impl FreshRows {
         self.excluded.extend(users);
     }
 
+    /// Called once the window is complete: if its rows went to disk already, the rows still
+    /// held follow them, so that a window waiting for its commit (while the next one is
+    /// fetched and fills its own budget) holds one date at a time, not up to a budget. A window
+    /// that never reached the budget stays in memory: spilling it would only cost time.
+    pub fn seal(&mut self) -> Result<(), SinkError> {
+        if self.spilled.is_some() && !self.held.is_empty() {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
     /// Writes every held row to the spill directory, one file per `(table, date)`.
     fn spill(&mut self) -> Result<(), SinkError> {
         if self.spilled.is_none() {
@@ -177,6 +186,7 @@ impl FreshRows {
             table,
             held,
             spilled,
+            readers: Vec::new(),
             excluded: self.excluded.clone(),
         }
     }
@@ -187,12 +197,17 @@ pub struct TableRows {
     table: Table,
     held: Grouped,
     spilled: SpilledTable,
+    /// A reader per spill file, opened at its first read and kept: a file holds a batch for
+    /// each of the window's dates, and opening it (footer, schema) for each cost more than the
+    /// read.
+    readers: Vec<Option<FileReader<BufReader<File>>>>,
     excluded: HashSet<String>,
 }
 
 impl Drop for TableRows {
     /// The table's spill files are read once: free their space as soon as it is done.
     fn drop(&mut self) {
+        self.readers.clear();
         for path in &self.spilled.files {
             let _ = std::fs::remove_file(path);
         }
@@ -201,36 +216,73 @@ impl Drop for TableRows {
 
 impl TableRows {
     /// The rows of `date`, sorted into the canonical order of a file; `None` when there are none.
+    /// Spilled and held rows are copied once, straight into the sorted batch.
     pub fn date(&mut self, date: NaiveDate) -> Result<Option<RecordBatch>, SinkError> {
-        let mut batches = Vec::new();
+        let mut read = Vec::new();
         for (file, index) in self.spilled.batches.remove(&date).unwrap_or_default() {
-            batches.push(read_ipc(&self.spilled.files[file], index)?);
+            read.push(self.read(file, index)?);
         }
-        batches.extend(self.held.take(self.table, date)?);
-        let err = |e: arrow_schema::ArrowError| encode_error(self.table, date, e);
-        let mut all = match batches.len() {
-            0 => return Ok(None),
-            1 => batches.pop().expect("one batch"),
-            _ => concat_batches(&self.table.schema(), &batches).map_err(err)?,
-        };
-        drop(batches);
+        let mut rows: Vec<(usize, usize)> = read
+            .iter()
+            .enumerate()
+            .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r)))
+            .collect();
+        let mut sources: Vec<&RecordBatch> = read.iter().collect();
+        // Only the held batches with rows of this date take part: the copy looks at every
+        // source of every column.
+        let mut source_of_held = BTreeMap::new();
+        for (b, r) in self.held.rows.remove(&date).unwrap_or_default() {
+            let source = *source_of_held.entry(b).or_insert_with(|| {
+                sources.push(&self.held.batches[b]);
+                sources.len() - 1
+            });
+            rows.push((source, r));
+        }
         if !self.excluded.is_empty() {
-            let users = all
-                .column(0)
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .expect("user_id is the first, utf8 column");
-            let keep: BooleanArray = users
-                .iter()
-                .map(|u| Some(u.is_none_or(|u| !self.excluded.contains(u))))
-                .collect();
-            all = filter_record_batch(&all, &keep).map_err(err)?;
+            let users: Vec<&StringArray> = sources.iter().map(|b| user_ids(b)).collect();
+            rows.retain(|&(b, r)| {
+                let users = users[b];
+                users.is_null(r) || !self.excluded.contains(users.value(r))
+            });
         }
-        if all.num_rows() == 0 {
+        if rows.is_empty() {
             return Ok(None);
         }
-        table::sort_batch(&all).map(Some).map_err(err)
+        table::sorted(&sources, rows)
+            .map(Some)
+            .map_err(|e| encode_error(self.table, date, e))
     }
+
+    /// Batch `index` of spill file `file`.
+    fn read(&mut self, file: usize, index: usize) -> Result<RecordBatch, SinkError> {
+        let path = &self.spilled.files[file];
+        if self.readers.len() < self.spilled.files.len() {
+            self.readers.resize_with(self.spilled.files.len(), || None);
+        }
+        let reader = match &mut self.readers[file] {
+            Some(reader) => reader,
+            slot => {
+                let opened = File::open(path).map_err(|e| spill_error(path, e))?;
+                slot.insert(
+                    FileReader::try_new(BufReader::new(opened), None)
+                        .map_err(|e| spill_error(path, e))?,
+                )
+            }
+        };
+        reader.set_index(index).map_err(|e| spill_error(path, e))?;
+        match reader.next() {
+            Some(batch) => batch.map_err(|e| spill_error(path, e)),
+            None => Err(spill_error(path, format!("batch {index} is missing"))),
+        }
+    }
+}
+
+fn user_ids(batch: &RecordBatch) -> &StringArray {
+    batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("user_id is the first, utf8 column")
 }
 
 /// Answers' batches of one table with where each date's rows are in them. A date's batch is
@@ -293,18 +345,6 @@ impl<'p> IpcFile<'p> {
 
     fn finish(mut self) -> Result<(), SinkError> {
         self.writer.finish().map_err(|e| spill_error(self.path, e))
-    }
-}
-
-/// Batch `index` of a spill file.
-fn read_ipc(path: &Path, index: usize) -> Result<RecordBatch, SinkError> {
-    let file = File::open(path).map_err(|e| spill_error(path, e))?;
-    let mut reader =
-        FileReader::try_new(BufReader::new(file), None).map_err(|e| spill_error(path, e))?;
-    reader.set_index(index).map_err(|e| spill_error(path, e))?;
-    match reader.next() {
-        Some(batch) => batch.map_err(|e| spill_error(path, e)),
-        None => Err(spill_error(path, format!("batch {index} is missing"))),
     }
 }
 
@@ -416,6 +456,64 @@ mod tests {
         }
         drop(spilled);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    /// Spilled once after the first answer, the rest held: a date's rows come from both.
+    fn part_spilled(dir: &Path) -> FreshRows {
+        let mut fresh = FreshRows::new(SpillConfig {
+            dir: dir.to_path_buf(),
+            budget: usize::MAX,
+        });
+        for (i, users) in [&["u3", "u1"][..], &["u2"], &["u0", "u4"]]
+            .into_iter()
+            .enumerate()
+        {
+            for rows in answer(users, 5) {
+                fresh.add(rows).unwrap();
+            }
+            if i == 0 {
+                fresh.spill().unwrap();
+            }
+        }
+        fresh
+    }
+
+    #[test]
+    fn rows_part_spilled_part_held_come_back_as_one_sorted_batch_sealed_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut all_held = fill(SpillConfig {
+            dir: dir.path().to_path_buf(),
+            budget: usize::MAX,
+        });
+        let mut part = part_spilled(dir.path());
+        let mut sealed = part_spilled(dir.path());
+        assert!(part.spilled() && !part.held.is_empty());
+        sealed.seal().unwrap();
+        assert!(
+            sealed.held.is_empty(),
+            "sealing a spilled window spills what it holds"
+        );
+        // A window that never spilled stays in memory when sealed.
+        all_held.seal().unwrap();
+        assert!(!all_held.spilled());
+        for table in [Table::Outs, Table::Leaves] {
+            let expected = handed_out(&mut all_held, table);
+            assert_eq!(expected.len(), 5);
+            assert_eq!(handed_out(&mut part, table), expected, "{}", table.name());
+            assert_eq!(handed_out(&mut sealed, table), expected, "{}", table.name());
+        }
+    }
+
+    #[test]
+    fn excluded_users_are_not_handed_out_from_spilled_or_held_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut fresh = part_spilled(dir.path());
+        fresh.exclude_users(["u1".to_string(), "u4".to_string()]);
+        let dates = handed_out(&mut fresh, Table::Outs);
+        assert_eq!(dates.len(), 5);
+        for (_, batch) in dates {
+            assert_eq!(users(&batch), ["u0", "u2", "u3"]);
+        }
     }
 
     #[test]

@@ -434,6 +434,18 @@ pub fn new_run_id(started: DateTime<Utc>) -> String {
     )
 }
 
+/// Hands the pages of freed memory back to the system once a window is committed. glibc keeps
+/// what its two arenas freed (answers, batches, encoders) for reuse, and with work moving
+/// between threads it does not always get reused: a 365-day backfill ended ~2 MB higher
+/// without this. Once a window it costs nothing measurable.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages; it is safe to call from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Windows whose commit may be under way while the next ones are fetched.
 const MAX_PENDING_COMMITS: usize = 1;
 /// Refused users, with no query accepted yet, after which the run stops as misconfigured.
@@ -701,6 +713,9 @@ async fn backfill_leased(
         recorder,
         replay: request.replay.clone(),
         spill: request.spill.clone(),
+        flatten_permits: Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(1, usize::from),
+        )),
         client,
         employee_type: request.employee_type,
         plan: &plan,
@@ -871,6 +886,9 @@ struct Pipeline<'a> {
     recorder: Option<Arc<Recorder>>,
     replay: Option<Arc<Replay>>,
     spill: SpillConfig,
+    /// One permit per core for flattening: more answers parsed at once than there are cores
+    /// would not go faster, and each holds its parsed records and growing batches in memory.
+    flatten_permits: Arc<tokio::sync::Semaphore>,
     /// Jobs not sent yet; split jobs go to the front.
     queue: VecDeque<Job>,
     open: HashMap<usize, OpenWindow>,
@@ -1024,6 +1042,7 @@ impl<'a> Pipeline<'a> {
         let recorder = self.recorder.clone();
         let window = self.plan.windows[job.window];
         let stamp = Arc::clone(&self.stamp);
+        let flatten_permits = Arc::clone(&self.flatten_permits);
         Box::pin(async move {
             let query = QueryRequest {
                 user_ids: job.users.clone(),
@@ -1053,8 +1072,14 @@ impl<'a> Pipeline<'a> {
                 Err(e) => return (job, Err(e.into())),
             };
             let (status, users) = (job.status, job.users.clone());
+            let permit = flatten_permits
+                .acquire_owned()
+                .await
+                .expect("the flatten semaphore is never closed");
             let flat = tokio::task::spawn_blocking(move || {
-                flatten::flatten(&data, status, window, &users, &stamp)
+                let flat = flatten::flatten(&data, status, window, &users, &stamp);
+                drop(permit);
+                flat
             })
             .await
             .expect("flattening never panics")
@@ -1246,6 +1271,7 @@ impl<'a> Pipeline<'a> {
         self.counters.windows_done.fetch_add(1, Ordering::Relaxed);
         tracing::info!(run_id = %s.run_id, window = %done.window, "window committed");
         self.progress.committed.insert(done.window);
+        release_freed_memory();
         // A resumed run must still report the users refused before it, and exit 3.
         self.progress
             .refused_users

@@ -200,40 +200,67 @@ pub struct TripRow<'r> {
     pub process: ProcessIds<'r>,
 }
 
-/// Sorts a batch of any table into the canonical order of a file (nulls first, as `Option` orders).
-pub fn sort_batch(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
-    let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
-    sort_indices(batch, &mut order)?;
-    arrow_select::take::take_record_batch(batch, &arrow_array::UInt32Array::from(order))
+/// The rows `rows` (batch, row) of `batches`, all of one table, as one batch in the canonical
+/// order of a file (nulls first, as `Option` orders). The rows are copied once, from wherever
+/// they are: no concatenation first.
+pub fn sorted(
+    batches: &[&RecordBatch],
+    mut rows: Vec<(usize, usize)>,
+) -> Result<RecordBatch, ArrowError> {
+    sort_rows(batches, &mut rows)?;
+    arrow_select::interleave::interleave_record_batch(batches, &rows)
 }
 
-/// Sorts row indices of `batch` into the canonical order of a file.
-pub fn sort_indices(batch: &RecordBatch, order: &mut [u32]) -> Result<(), ArrowError> {
+/// Every row of `batches` (all of one table) as one batch in the canonical order of a file.
+pub fn sort_batches(batches: &[&RecordBatch]) -> Result<RecordBatch, ArrowError> {
+    let rows = batches
+        .iter()
+        .enumerate()
+        .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r)))
+        .collect();
+    sorted(batches, rows)
+}
+
+/// Sorts `rows` (batch, row) of `batches` into the canonical order of a file.
+pub fn sort_rows(batches: &[&RecordBatch], rows: &mut [(usize, usize)]) -> Result<(), ArrowError> {
     use arrow_array::Array;
-    let text = |name: &str| -> Result<&StringArray, ArrowError> {
+    struct Keys<'b> {
+        user: &'b StringArray,
+        status: &'b Int32Array,
+        approval: &'b StringArray,
+        start: &'b StringArray,
+        end: &'b StringArray,
+    }
+    fn column<'b, T: 'static>(batch: &'b RecordBatch, name: &str) -> Result<&'b T, ArrowError> {
         batch
             .column_by_name(name)
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-            .ok_or_else(|| ArrowError::SchemaError(format!("no utf8 column {name}")))
-    };
+            .and_then(|c| c.as_any().downcast_ref::<T>())
+            .ok_or_else(|| ArrowError::SchemaError(format!("no column {name} of the sort's type")))
+    }
     fn opt(a: &StringArray, i: usize) -> Option<&str> {
         a.is_valid(i).then(|| a.value(i))
     }
-    let (user, approval) = (text("user_id")?, text("approval_id")?);
-    let (start, end) = (text("start_time_local")?, text("end_time_local")?);
-    let status = batch
-        .column_by_name("status")
-        .and_then(|c| c.as_any().downcast_ref::<Int32Array>())
-        .ok_or_else(|| ArrowError::SchemaError("no int32 column status".into()))?;
-    order.sort_by(|&a, &b| {
-        let key = |i: u32| {
-            let i = i as usize;
+    let keys = batches
+        .iter()
+        .map(|batch| {
+            Ok(Keys {
+                user: column(batch, "user_id")?,
+                status: column(batch, "status")?,
+                approval: column(batch, "approval_id")?,
+                start: column(batch, "start_time_local")?,
+                end: column(batch, "end_time_local")?,
+            })
+        })
+        .collect::<Result<Vec<_>, ArrowError>>()?;
+    rows.sort_by(|&a, &b| {
+        let key = |(b, i): (usize, usize)| {
+            let k = &keys[b];
             (
-                opt(user, i),
-                status.value(i),
-                opt(approval, i),
-                opt(start, i),
-                opt(end, i),
+                opt(k.user, i),
+                k.status.value(i),
+                opt(k.approval, i),
+                opt(k.start, i),
+                opt(k.end, i),
             )
         };
         key(a).cmp(&key(b))
