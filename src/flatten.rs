@@ -151,7 +151,7 @@ pub fn flatten(
         window,
         batch: &batch,
     };
-    match serde_json::from_str::<Option<TypedQueryData>>(data.0.get()) {
+    match serde_json::from_str::<Option<TypedQueryData>>(data.json()) {
         Ok(typed) => flatten_typed(data, typed.unwrap_or_default(), &scope, stamp),
         Err(_) => flatten_raw(data, &scope, stamp),
     }

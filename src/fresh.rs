@@ -388,7 +388,7 @@ mod tests {
             }
         }
         let json = format!(r#"{{"user_approvals":[{}]}}"#, elements.join(","));
-        let data = QueryData(serde_json::value::RawValue::from_string(json).unwrap());
+        let data = QueryData::from(serde_json::value::RawValue::from_string(json).unwrap());
         let window = Window {
             from: d("2026-09-01"),
             to: d("2026-09-30"),

@@ -3,7 +3,8 @@
 //! to replay a captured day).
 //!
 //! Layout of DIR: `corpus.json` (the request: dates, statuses, employee type, users),
-//! `responses.ndjson` (one answer a line: `{"key", "response"}` or `{"key", "error"}`), and
+//! `responses.ndjson` (one answer a line: `{"key", "response"}`, the response last and byte for
+//! byte as received, or `{"key", "error"}`), and
 //! `responses.index` (`key<TAB>offset<TAB>length` a line), so a replay reads each answer directly.
 //!
 //! Invariants: an answer is found by its full request (employee type, dates, status, user ids in
@@ -72,13 +73,37 @@ struct RecordedError {
     msg: String,
 }
 
+/// A recorded refusal; an answer is written by hand (see [`response_line`]).
 #[derive(Serialize)]
-struct LineOut<'a> {
+struct ErrorLine<'a> {
     key: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    response: Option<&'a QueryData>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<RecordedError>,
+    error: RecordedError,
+}
+
+/// `{"key":…,"response":…}`: the answer last, byte for byte, so that a replay finds it by the
+/// line's head and tail ([`recorded_response`]) instead of reading 500 bytes a row through to
+/// find its end: that scan was a tenth of an offline replay's instructions.
+fn response_line(key: &str, data: &QueryData) -> Vec<u8> {
+    let key = serde_json::to_string(key).expect("a string serializes");
+    format!(r#"{{"key":{key},"response":{}}}"#, data.json()).into_bytes()
+}
+
+/// The answer in a line written by [`response_line`], not read through: the flatten stage
+/// parses every byte of it anyway. `None` for any other line (a recorded error, or a line
+/// written otherwise), which is then read as JSON.
+fn recorded_response(line: &[u8]) -> Option<&str> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let rest = line.strip_prefix(br#"{"key":"#)?;
+    if rest.first() != Some(&b'"') {
+        return None;
+    }
+    let mut key = serde_json::Deserializer::from_slice(rest).into_iter::<serde::de::IgnoredAny>();
+    key.next()?.ok()?;
+    let rest = rest[key.byte_offset()..].strip_prefix(br#","response":"#)?;
+    // The client never hands on a `null` data (it is a malformed body); the full read says so.
+    std::str::from_utf8(rest.strip_suffix(b"}")?)
+        .ok()
+        .filter(|data| *data != "null")
 }
 
 #[derive(Deserialize)]
@@ -117,29 +142,24 @@ impl Recorder {
         outcome: &Result<QueryData, PlatformError>,
     ) -> Result<(), RecordingError> {
         let key = key(employee_type, query);
-        let line = match outcome {
-            Ok(data) => LineOut {
-                key: &key,
-                response: Some(data),
-                error: None,
-            },
+        let mut bytes = match outcome {
+            Ok(data) => response_line(&key, data),
             Err(PlatformError::Api {
                 http_status,
                 code,
                 msg,
                 ..
-            }) => LineOut {
+            }) => serde_json::to_vec(&ErrorLine {
                 key: &key,
-                response: None,
-                error: Some(RecordedError {
+                error: RecordedError {
                     http_status: *http_status,
                     code: *code,
                     msg: msg.clone(),
-                }),
-            },
+                },
+            })
+            .expect("an error serializes"),
             Err(_) => return Ok(()),
         };
-        let mut bytes = serde_json::to_vec(&line).expect("an answer serializes");
         bytes.push(b'\n');
         let mut files = self.files.lock().expect("recorder lock");
         let (data, index, offset) = &mut *files;
@@ -220,6 +240,12 @@ impl Replay {
         file.seek(SeekFrom::Start(offset))
             .and_then(|_| file.read_exact(&mut buf))
             .map_err(|e| self.missing(e.to_string()))?;
+        if let Some(data) = recorded_response(&buf) {
+            return Ok(LineIn {
+                response: Some(QueryData::recorded(data)),
+                error: None,
+            });
+        }
         serde_json::from_slice(&buf).map_err(|e| PlatformError::MalformedBody {
             endpoint,
             http_status: 200,
@@ -328,5 +354,59 @@ impl Replay {
             }
         }
         Ok(QueryData::from_user_approvals(&approvals))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(json: &str) -> QueryData {
+        QueryData::from(serde_json::value::RawValue::from_string(json.into()).unwrap())
+    }
+
+    #[test]
+    fn an_answer_line_gives_back_its_answer_byte_for_byte_without_being_read_through() {
+        let json = r#"{"user_approvals":[{"user_id":"u\"1","reason":"雨 🌧"}], "x" : 1.50}"#;
+        for key in [
+            "employee_id|20260901|20260930|2|a,b",
+            r#"odd "key" \ with,escapes"#,
+        ] {
+            let mut line = response_line(key, &data(json));
+            // The line is the JSON object it says it is.
+            let value: serde_json::Value = serde_json::from_slice(&line).unwrap();
+            assert_eq!(value["key"], key);
+            line.push(b'\n');
+            assert_eq!(recorded_response(&line), Some(json), "{key}");
+        }
+    }
+
+    #[test]
+    fn other_lines_are_left_to_the_full_read() {
+        let error = serde_json::to_vec(&ErrorLine {
+            key: "k",
+            error: RecordedError {
+                http_status: 400,
+                code: 1220004,
+                msg: "user not found".into(),
+            },
+        })
+        .unwrap();
+        for line in [
+            &error[..],
+            br#"{"key":"k","response":null}"#,
+            br#"{"response":{},"key":"k"}"#,
+            br#"{"key":7,"response":{}}"#,
+            br#"{"key":"k","error":{}}"#,
+            br#"{"key":"k"}"#,
+            b"",
+        ] {
+            assert_eq!(
+                recorded_response(line),
+                None,
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
     }
 }

@@ -100,12 +100,32 @@ pub struct QueryRequest {
     pub check_time_to: Option<String>,
 }
 
-/// `data` of a query answer, exactly as sent: the flatten stage parses it, once.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct QueryData(pub Box<RawValue>);
+/// `data` of a query answer as JSON text, exactly as sent: the flatten stage parses it, once.
+///
+/// Invariant: text read from the platform is JSON (the client reads the envelope through). Text
+/// read back from a recording is taken as the recorder wrote it, unchecked here: every byte of
+/// it goes through the flatten stage's parse, which fails the answer if it is not JSON.
+#[derive(Debug, Deserialize)]
+#[serde(from = "Box<RawValue>")]
+pub struct QueryData(Box<str>);
+
+impl From<Box<RawValue>> for QueryData {
+    fn from(raw: Box<RawValue>) -> QueryData {
+        QueryData(raw.into())
+    }
+}
 
 impl QueryData {
+    /// The JSON text of `data`.
+    pub fn json(&self) -> &str {
+        &self.0
+    }
+
+    /// `data` as a recording holds it, not read through (see the type's invariant).
+    pub fn recorded(text: &str) -> QueryData {
+        QueryData(text.into())
+    }
+
     /// An answer holding these `user_approvals` elements, each byte for byte as given (going
     /// through `serde_json::Value` would reorder keys, rewrite numbers and merge duplicate keys).
     pub fn from_user_approvals(elements: &[&RawValue]) -> QueryData {
@@ -117,7 +137,7 @@ impl QueryData {
             json.push_str(element.get());
         }
         json.push_str("]}");
-        QueryData(RawValue::from_string(json).expect("valid elements make a valid array"))
+        QueryData(json.into())
     }
 
     /// The `user_approvals` elements, each as sent; an error if `data` does not have that shape.
@@ -127,7 +147,7 @@ impl QueryData {
             #[serde(borrow, default)]
             user_approvals: Option<Vec<&'a RawValue>>,
         }
-        let shape: Option<Shape> = serde_json::from_str(self.0.get())?;
+        let shape: Option<Shape> = serde_json::from_str(self.json())?;
         Ok(shape.and_then(|s| s.user_approvals).unwrap_or_default())
     }
 }
