@@ -326,8 +326,10 @@ fn flatten_typed(
     }
     // Records kept aside need their bytes as sent: read the answer again, raw, for those only.
     let mut rejects = Vec::with_capacity(aside.len());
-    if !aside.is_empty() {
-        let raw = data.user_approvals().map_err(FlattenError::Shape)?;
+    if let Some(last) = aside.iter().map(|a| a.element).max() {
+        let raw = data
+            .first_user_approvals(last + 1)
+            .map_err(FlattenError::Shape)?;
         let mut current: Option<(usize, UserApproval)> = None;
         for a in aside {
             if current.as_ref().is_none_or(|(e, _)| *e != a.element) {

@@ -140,6 +140,79 @@ impl QueryData {
         QueryData(json.into())
     }
 
+    /// The first `count` `user_approvals` elements, each as sent, reading the answer only as far
+    /// as the last of them: the records a typed read kept aside need their bytes, and one of them
+    /// early in a 300-record answer should not cost a second read of all of it. An error if
+    /// `data` does not have that shape, or has fewer elements.
+    pub fn first_user_approvals(&self, count: usize) -> Result<Vec<&RawValue>, serde_json::Error> {
+        use serde::de::{DeserializeSeed, Error, IgnoredAny, MapAccess, SeqAccess};
+        /// Set when the last wanted element is read; the read then stops with an error.
+        const ENOUGH: &str = "(the wanted elements are read)";
+        struct Data<'v, 'a> {
+            count: usize,
+            out: &'v mut Vec<&'a RawValue>,
+        }
+        impl<'de, 'v> DeserializeSeed<'de> for Data<'v, 'de> {
+            type Value = ();
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                d.deserialize_map(self)
+            }
+        }
+        impl<'de, 'v> Visitor<'de> for Data<'v, 'de> {
+            type Value = ();
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object with a user_approvals list")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
+                while let Some(key) = map.next_key::<Text>()? {
+                    if key.as_str() == "user_approvals" {
+                        return map.next_value_seed(Elements(self));
+                    }
+                    map.next_value::<IgnoredAny>()?;
+                }
+                Ok(())
+            }
+        }
+        struct Elements<'v, 'a>(Data<'v, 'a>);
+        impl<'de, 'v> DeserializeSeed<'de> for Elements<'v, 'de> {
+            type Value = ();
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                d.deserialize_seq(self)
+            }
+        }
+        impl<'de, 'v> Visitor<'de> for Elements<'v, 'de> {
+            type Value = ();
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a user_approvals list")
+            }
+            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
+                let Data { count, out } = self.0;
+                while out.len() < count {
+                    match seq.next_element::<&RawValue>()? {
+                        Some(element) => out.push(element),
+                        None => return Ok(()),
+                    }
+                }
+                Err(S::Error::custom(ENOUGH))
+            }
+        }
+        let mut out = Vec::with_capacity(count);
+        let mut de = serde_json::Deserializer::from_str(self.json());
+        let read = Data {
+            count,
+            out: &mut out,
+        }
+        .deserialize(&mut de);
+        match read {
+            Err(_) if out.len() == count => Ok(out),
+            Err(e) => Err(e),
+            Ok(()) => Err(serde_json::Error::custom(format!(
+                "user_approvals has {} elements, not the {count} the answer was read with",
+                out.len()
+            ))),
+        }
+    }
+
     /// The `user_approvals` elements, each as sent; an error if `data` does not have that shape.
     pub fn user_approvals(&self) -> Result<Vec<&RawValue>, serde_json::Error> {
         #[derive(Deserialize)]
@@ -414,4 +487,36 @@ pub struct ContactUser {
     pub employee_no: Option<String>,
     pub name: Option<String>,
     pub department_ids: Option<Vec<String>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_elements_are_read_as_sent_and_nothing_after_them() {
+        // Everything after the second element is not JSON: reading stops before it.
+        let data = QueryData::recorded(
+            r#"{"other":{"a":[1,"]"]},"user_approvals":[ {"user_id":"u\"1"} ,{"b":2},this is not read"#,
+        );
+        let two = data.first_user_approvals(2).unwrap();
+        let texts: Vec<&str> = two.iter().map(|e| e.get()).collect();
+        assert_eq!(texts, [r#"{"user_id":"u\"1"}"#, r#"{"b":2}"#]);
+        assert!(
+            data.user_approvals().is_err(),
+            "a full read does see the garbage"
+        );
+    }
+
+    #[test]
+    fn too_few_elements_or_the_wrong_shape_is_an_error() {
+        let data = QueryData::recorded(r#"{"user_approvals":[{"a":1}]}"#);
+        assert_eq!(data.first_user_approvals(1).unwrap().len(), 1);
+        let err = data.first_user_approvals(2).unwrap_err().to_string();
+        assert!(err.contains("has 1 elements, not the 2"), "{err}");
+        for text in [r#"{"user_approvals":{"a":1}}"#, "[]", "{"] {
+            let data = QueryData::recorded(text);
+            assert!(data.first_user_approvals(1).is_err(), "{text}");
+        }
+    }
 }
