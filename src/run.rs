@@ -434,18 +434,6 @@ pub fn new_run_id(started: DateTime<Utc>) -> String {
     )
 }
 
-/// Hands the pages of freed memory back to the system once a window is committed. glibc keeps
-/// what its two arenas freed (answers, batches, encoders) for reuse, and with work moving
-/// between threads it does not always get reused: a 365-day backfill ended ~2 MB higher
-/// without this. Once a window it costs nothing measurable.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free pages; it is safe to call from any thread.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// Windows whose commit may be under way while the next ones are fetched.
 const MAX_PENDING_COMMITS: usize = 1;
 /// Refused users, with no query accepted yet, after which the run stops as misconfigured.
@@ -1271,7 +1259,6 @@ impl<'a> Pipeline<'a> {
         self.counters.windows_done.fetch_add(1, Ordering::Relaxed);
         tracing::info!(run_id = %s.run_id, window = %done.window, "window committed");
         self.progress.committed.insert(done.window);
-        release_freed_memory();
         // A resumed run must still report the users refused before it, and exit 3.
         self.progress
             .refused_users
