@@ -45,6 +45,9 @@ impl Default for SpillConfig {
     }
 }
 
+/// Spill files of one table kept open at once while its dates are handed out.
+const MAX_OPEN_SPILL_FILES: usize = 64;
+
 /// 8 MiB: about 20,000 rows, a few percent of the process's footprint.
 pub const DEFAULT_BUDGET: usize = 8 << 20;
 
@@ -119,10 +122,11 @@ impl FreshRows {
         self.excluded.extend(users);
     }
 
-    /// Called once the window is complete: if its rows went to disk already, the rows still
-    /// held follow them, so that a window waiting for its commit (while the next one is
-    /// fetched and fills its own budget) holds one date at a time, not up to a budget. A window
-    /// that never reached the budget stays in memory: spilling it would only cost time.
+    /// Called once the window is complete, before it waits for the commit under way: if its rows
+    /// went to disk already, the rows still held follow them, so that a window waiting for and
+    /// under commit (while the next one is fetched and fills its own budget) holds one date at a
+    /// time, not up to a budget. A window that never reached the budget stays in memory:
+    /// spilling it would only cost time.
     pub fn seal(&mut self) -> Result<(), SinkError> {
         if self.spilled.is_some() && !self.held.is_empty() {
             self.spill()?;
@@ -130,7 +134,7 @@ impl FreshRows {
         Ok(())
     }
 
-    /// Writes every held row to the spill directory, one file per `(table, date)`.
+    /// Writes every held row to the spill directory: one file per table, a batch per date.
     fn spill(&mut self) -> Result<(), SinkError> {
         if self.spilled.is_none() {
             let dir = tempfile::Builder::new()
@@ -248,7 +252,7 @@ impl TableRows {
         if rows.is_empty() {
             return Ok(None);
         }
-        table::sorted(&sources, rows)
+        table::sorted(&self.table.schema(), &sources, rows)
             .map(Some)
             .map_err(|e| encode_error(self.table, date, e))
     }
@@ -258,6 +262,13 @@ impl TableRows {
         let path = &self.spilled.files[file];
         if self.readers.len() < self.spilled.files.len() {
             self.readers.resize_with(self.spilled.files.len(), || None);
+        }
+        if self.readers[file].is_none()
+            && self.readers.iter().flatten().count() >= MAX_OPEN_SPILL_FILES
+        {
+            // A tiny `--spill-after-mib` makes many files, each holding most dates: do not
+            // run into the limit of open files, reopen instead.
+            self.readers.iter_mut().for_each(|r| *r = None);
         }
         let reader = match &mut self.readers[file] {
             Some(reader) => reader,
@@ -499,6 +510,9 @@ mod tests {
         for table in [Table::Outs, Table::Leaves] {
             let expected = handed_out(&mut all_held, table);
             assert_eq!(expected.len(), 5);
+            for (_, batch) in &expected {
+                assert_eq!(users(batch), ["u0", "u1", "u2", "u3", "u4"]);
+            }
             assert_eq!(handed_out(&mut part, table), expected, "{}", table.name());
             assert_eq!(handed_out(&mut sealed, table), expected, "{}", table.name());
         }
@@ -513,6 +527,29 @@ mod tests {
         assert_eq!(dates.len(), 5);
         for (_, batch) in dates {
             assert_eq!(users(&batch), ["u0", "u2", "u3"]);
+        }
+    }
+
+    #[test]
+    fn a_window_of_more_spill_files_than_may_stay_open_comes_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut fresh = FreshRows::new(SpillConfig {
+            dir: dir.path().to_path_buf(),
+            budget: 0,
+        });
+        let all: Vec<String> = (0..MAX_OPEN_SPILL_FILES + 6)
+            .map(|i| format!("u{i:03}"))
+            .collect();
+        // One user an answer, in reverse: a file each, and each file holds every date.
+        for user in all.iter().rev() {
+            for rows in answer(&[user.as_str()], 5) {
+                fresh.add(rows).unwrap();
+            }
+        }
+        let dates = handed_out(&mut fresh, Table::Outs);
+        assert_eq!(dates.len(), 5);
+        for (_, batch) in &dates {
+            assert_eq!(users(batch), all);
         }
     }
 

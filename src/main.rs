@@ -16,22 +16,22 @@ mod progress;
 /// in page faults. jemalloc with this decay: 365 days 56 MB against 1 day 42 MB, and the offline
 /// replay ~10% faster than on glibc (BENCHMARKS.md). `_RJEM_MALLOC_CONF` overrides it at run
 /// time. (mimalloc was tried too: 365 days peaked at 200 MB.)
-#[cfg(not(target_env = "msvc"))]
+#[cfg(not(windows))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc reads its options from this symbol before `main` (a C `const char *`).
-#[cfg(not(target_env = "msvc"))]
+#[cfg(not(windows))]
 #[unsafe(export_name = "_rjem_malloc_conf")]
 static JEMALLOC_OPTIONS: JemallocOptions =
     JemallocOptions(c"dirty_decay_ms:100,muzzy_decay_ms:0,narenas:2".as_ptr());
 
-#[cfg(not(target_env = "msvc"))]
+#[cfg(not(windows))]
 #[repr(transparent)]
 struct JemallocOptions(*const std::ffi::c_char);
 
 // SAFETY: the pointer is to a static, immutable C string; jemalloc only reads it.
-#[cfg(not(target_env = "msvc"))]
+#[cfg(not(windows))]
 unsafe impl Sync for JemallocOptions {}
 
 fn main() -> ExitCode {

@@ -1180,13 +1180,15 @@ impl<'a> Pipeline<'a> {
             .map(|(i, _)| *i)
             .collect();
         for index in done {
-            let state = self.open.remove(&index).expect("listed above");
+            let mut state = self.open.remove(&index).expect("listed above");
             if !state.failures.is_empty() {
                 self.counters.windows_done.fetch_add(1, Ordering::Relaxed);
                 self.summary.windows_failed.insert(state.window);
                 self.summary.failures.extend(state.failures);
                 continue;
             }
+            // Before it waits for the commit under way: see `FreshRows::seal`.
+            state.fetched.fresh.seal()?;
             while commits.len() >= MAX_PENDING_COMMITS {
                 if let Some(done) = commits.next().await {
                     self.on_committed(done).await?;

@@ -456,7 +456,6 @@ fn plan_commit(
         rejects_by_date.entry(date).or_default().push(r);
     }
     let mut fresh = fresh;
-    fresh.seal()?;
     for table in Table::ALL {
         let mut rows = fresh.take_table(table);
         for date in window.dates() {
@@ -537,7 +536,7 @@ fn merge_partition(
         1 => batches.pop().expect("one batch"),
         _ => {
             let refs: Vec<&RecordBatch> = batches.iter().collect();
-            table::sort_batches(&refs).map_err(|e| encode_err(e.to_string()))?
+            table::sort_batches(&expected, &refs).map_err(|e| encode_err(e.to_string()))?
         }
     };
 
