@@ -8,14 +8,15 @@ use clap::Parser;
 mod commands;
 mod progress;
 
-/// jemalloc, returning freed pages to the system after 100 ms unused, with two arenas.
+/// jemalloc, handing back pages unused for 100 ms (purged as it next allocates: no background
+/// thread), with two arenas.
 ///
 /// glibc's malloc kept what the runtime's threads freed in holes of its arenas: a 365-day
 /// backfill of 20,000 users peaked ~20 MB above a 1-day one, though its heap was only ~9 MB
 /// larger; trimming glibc's arenas per partition written closed that gap but cost 40% more CPU
-/// in page faults. jemalloc with this decay: 365 days 56 MB against 1 day 42 MB, and the offline
-/// replay ~10% faster than on glibc (BENCHMARKS.md). `_RJEM_MALLOC_CONF` overrides it at run
-/// time. (mimalloc was tried too: 365 days peaked at 200 MB.)
+/// in page faults. jemalloc with these options: 1 day 40 MB, 365 days 51 MB, and the offline
+/// replay ~7% less CPU than on glibc (BENCHMARKS.md, issue 6, session 4). `_RJEM_MALLOC_CONF`
+/// overrides them at run time. (mimalloc was tried too: 365 days peaked at 200 MB.)
 #[cfg(not(windows))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
