@@ -189,8 +189,8 @@ impl FreshRows {
         TableRows {
             table,
             held,
+            readers: spilled.files.iter().map(|_| None).collect(),
             spilled,
-            readers: Vec::new(),
             excluded: self.excluded.clone(),
         }
     }
@@ -201,9 +201,9 @@ pub struct TableRows {
     table: Table,
     held: Grouped,
     spilled: SpilledTable,
-    /// A reader per spill file, opened at its first read and kept: a file holds a batch for
-    /// each of the window's dates, and opening it (footer, schema) for each cost more than the
-    /// read.
+    /// A reader per spill file (same index), opened at its first read and kept: a file holds a
+    /// batch for each of the window's dates, and opening it (footer, schema) for each cost more
+    /// than the read. At most [`MAX_OPEN_SPILL_FILES`] are open.
     readers: Vec<Option<FileReader<BufReader<File>>>>,
     excluded: HashSet<String>,
 }
@@ -260,9 +260,6 @@ impl TableRows {
     /// Batch `index` of spill file `file`.
     fn read(&mut self, file: usize, index: usize) -> Result<RecordBatch, SinkError> {
         let path = &self.spilled.files[file];
-        if self.readers.len() < self.spilled.files.len() {
-            self.readers.resize_with(self.spilled.files.len(), || None);
-        }
         if self.readers[file].is_none()
             && self.readers.iter().flatten().count() >= MAX_OPEN_SPILL_FILES
         {
