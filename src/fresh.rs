@@ -252,7 +252,7 @@ impl TableRows {
         if rows.is_empty() {
             return Ok(None);
         }
-        table::sorted(&self.table.schema(), &sources, rows)
+        table::sorted(&sources, rows)
             .map(Some)
             .map_err(|e| encode_error(self.table, date, e))
     }

@@ -148,9 +148,12 @@ pub fn encode(
         ]))
         .set_created_by(concat!("attendance-sync ", env!("CARGO_PKG_VERSION")).to_string())
         .build();
+    // Always the table's own schema: rows decoded from an existing file carry that file's
+    // key-value metadata in theirs, which would otherwise be embedded again (`ARROW:schema`).
+    let batch = RecordBatch::try_new(table.schema(), batch.columns().to_vec())?;
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))?;
-    writer.write(batch)?;
+    writer.write(&batch)?;
     writer.close()?;
     Ok(buf)
 }
@@ -536,7 +539,7 @@ fn merge_partition(
         1 => batches.pop().expect("one batch"),
         _ => {
             let refs: Vec<&RecordBatch> = batches.iter().collect();
-            table::sort_batches(&expected, &refs).map_err(|e| encode_err(e.to_string()))?
+            table::sort_batches(&refs).map_err(|e| encode_err(e.to_string()))?
         }
     };
 
@@ -698,6 +701,30 @@ pub fn read_local_table(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_is_written_under_the_tables_schema_whatever_the_batch_carries() {
+        // Rows decoded from an existing file carry its key-value metadata in their schema.
+        let decoded =
+            Table::Outs
+                .schema()
+                .as_ref()
+                .clone()
+                .with_metadata(std::collections::HashMap::from([(
+                    "from".to_string(),
+                    "an old file".to_string(),
+                )]));
+        let batch = RecordBatch::new_empty(Arc::new(decoded));
+        let bytes = encode(&batch, Table::Outs, "employee_id").unwrap();
+        let read = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes)).unwrap();
+        let schema = read.schema();
+        assert_eq!(schema.fields(), Table::Outs.schema().fields());
+        assert!(!schema.metadata().contains_key("from"), "{schema:?}");
+        assert_eq!(
+            schema.metadata().get(TABLE_KEY).map(String::as_str),
+            Some("outs")
+        );
+    }
 
     #[test]
     fn part_paths_parse_and_others_do_not() {

@@ -200,31 +200,25 @@ pub struct TripRow<'r> {
     pub process: ProcessIds<'r>,
 }
 
-/// The rows `rows` (batch, row) of `batches`, all of `schema`'s table, as one batch in the
-/// canonical order of a file (nulls first, as `Option` orders). The rows are copied once, from
-/// wherever they are: no concatenation first. The batch has `schema` itself, not the schema of
-/// a source (one decoded from an existing file carries that file's metadata).
+/// The rows `rows` (batch, row) of `batches`, all of one table, as one batch in the canonical
+/// order of a file (nulls first, as `Option` orders). The rows are copied once, from wherever
+/// they are: no concatenation first.
 pub fn sorted(
-    schema: &SchemaRef,
     batches: &[&RecordBatch],
     mut rows: Vec<(usize, usize)>,
 ) -> Result<RecordBatch, ArrowError> {
     sort_rows(batches, &mut rows)?;
-    let copied = arrow_select::interleave::interleave_record_batch(batches, &rows)?;
-    RecordBatch::try_new(Arc::clone(schema), copied.columns().to_vec())
+    arrow_select::interleave::interleave_record_batch(batches, &rows)
 }
 
-/// Every row of `batches` (all of `schema`'s table) as one batch in the canonical order of a file.
-pub fn sort_batches(
-    schema: &SchemaRef,
-    batches: &[&RecordBatch],
-) -> Result<RecordBatch, ArrowError> {
+/// Every row of `batches` (all of one table) as one batch in the canonical order of a file.
+pub fn sort_batches(batches: &[&RecordBatch]) -> Result<RecordBatch, ArrowError> {
     let rows = batches
         .iter()
         .enumerate()
         .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r)))
         .collect();
-    sorted(schema, batches, rows)
+    sorted(batches, rows)
 }
 
 /// Sorts `rows` (batch, row) of `batches` into the canonical order of a file.
@@ -709,7 +703,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sorted_rows_take_the_tables_schema_not_a_sources() {
+    fn rows_of_several_batches_are_sorted_as_one() {
         let schema = Arc::new(Schema::new(vec![
             Field::new("user_id", DataType::Utf8, false),
             Field::new("approval_id", DataType::Utf8, true),
@@ -717,18 +711,11 @@ mod tests {
             Field::new("start_time_local", DataType::Utf8, true),
             Field::new("end_time_local", DataType::Utf8, true),
         ]));
-        let batch = |users: &[&str], status: i32, metadata: bool| {
+        let batch = |users: &[&str], status: i32| {
             let text = |v: Vec<Option<&str>>| Arc::new(StringArray::from(v)) as ArrayRef;
             let n = users.len();
-            let mut with = (*schema).clone();
-            if metadata {
-                with = with.with_metadata(std::collections::HashMap::from([(
-                    "from".to_string(),
-                    "an old file".to_string(),
-                )]));
-            }
             RecordBatch::try_new(
-                Arc::new(with),
+                Arc::clone(&schema),
                 vec![
                     text(users.iter().map(|u| Some(*u)).collect()),
                     text(vec![None; n]),
@@ -739,10 +726,9 @@ mod tests {
             )
             .unwrap()
         };
-        let old = batch(&["b", "a"], 2, true);
-        let fresh = batch(&["a", "c"], 1, false);
-        let merged = sort_batches(&schema, &[&old, &fresh]).unwrap();
-        assert_eq!(merged.schema(), schema);
+        let old = batch(&["b", "a"], 2);
+        let fresh = batch(&["a", "c"], 1);
+        let merged = sort_batches(&[&old, &fresh]).unwrap();
         let users = merged.column(0).as_any().downcast_ref::<StringArray>();
         let users: Vec<&str> = users.unwrap().iter().map(Option::unwrap).collect();
         assert_eq!(users, ["a", "a", "b", "c"]);
