@@ -226,12 +226,8 @@ impl TableRows {
         for (file, index) in self.spilled.batches.remove(&date).unwrap_or_default() {
             read.push(self.read(file, index)?);
         }
-        let mut rows: Vec<(usize, usize)> = read
-            .iter()
-            .enumerate()
-            .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r)))
-            .collect();
         let mut sources: Vec<&RecordBatch> = read.iter().collect();
+        let mut rows: Vec<(usize, usize)> = table::every_row(&sources).collect();
         // Only the held batches with rows of this date take part: the copy looks at every
         // source of every column.
         let mut source_of_held = BTreeMap::new();

@@ -26,9 +26,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use arrow_array::{Array, BooleanArray, Int32Array, RecordBatch, StringArray};
+use arrow_array::{Array, Int32Array, RecordBatch, StringArray};
 use arrow_schema::ArrowError;
-use arrow_select::filter::filter_record_batch;
 use bytes::Bytes;
 use chrono::NaiveDate;
 use futures::{StreamExt, TryStreamExt};
@@ -504,7 +503,10 @@ fn merge_partition(
         return Ok(());
     }
     let expected = table.schema();
+    // The old rows outside the scope, as (batch, row) of `batches`: copied once, with the fresh
+    // ones, into the sorted partition.
     let mut batches = Vec::new();
+    let mut kept = Vec::new();
     for (_, rel, bytes) in &old.parts {
         let (decoded, employee_type) = decode(bytes.clone()).map_err(|e| SinkError::Read {
             path: store.describe(rel),
@@ -526,20 +528,24 @@ fn merge_partition(
                     table: table.name(),
                 });
             }
-            let kept = outside_scope(&batch, scope).map_err(|e| encode_err(e.to_string()))?;
-            if kept.num_rows() > 0 {
-                batches.push(kept);
+            let rows = outside_scope(&batch, scope).map_err(|e| encode_err(e.to_string()))?;
+            if !rows.is_empty() {
+                kept.extend(rows.into_iter().map(|r| (batches.len(), r)));
+                batches.push(batch);
             }
         }
     }
-    batches.extend(fresh);
-    let merged = match batches.len() {
-        0 => RecordBatch::new_empty(expected),
+    let merged = match (kept.is_empty(), fresh) {
+        (true, None) => RecordBatch::new_empty(expected),
         // The fresh rows alone are sorted already (see `TableRows::date`).
-        1 => batches.pop().expect("one batch"),
-        _ => {
+        (true, Some(fresh)) => fresh,
+        (false, fresh) => {
+            if let Some(fresh) = fresh {
+                kept.extend((0..fresh.num_rows()).map(|r| (batches.len(), r)));
+                batches.push(fresh);
+            }
             let refs: Vec<&RecordBatch> = batches.iter().collect();
-            table::sort_batches(&refs).map_err(|e| encode_err(e.to_string()))?
+            table::sorted(&refs, kept).map_err(|e| encode_err(e.to_string()))?
         }
     };
 
@@ -572,7 +578,7 @@ fn merge_partition(
 }
 
 /// The rows of `batch` the run does not replace.
-fn outside_scope(batch: &RecordBatch, scope: &Scope) -> Result<RecordBatch, ArrowError> {
+fn outside_scope(batch: &RecordBatch, scope: &Scope) -> Result<Vec<usize>, ArrowError> {
     let users = batch
         .column(0)
         .as_any()
@@ -583,13 +589,12 @@ fn outside_scope(batch: &RecordBatch, scope: &Scope) -> Result<RecordBatch, Arro
         .as_any()
         .downcast_ref::<Int32Array>()
         .ok_or_else(|| ArrowError::SchemaError("status is not the third, int32 column".into()))?;
-    let keep: BooleanArray = (0..batch.num_rows())
-        .map(|i| {
+    Ok((0..batch.num_rows())
+        .filter(|&i| {
             let user = users.is_valid(i).then(|| users.value(i));
-            Some(!scope.covers(user, statuses.value(i)))
+            !scope.covers(user, statuses.value(i))
         })
-        .collect();
-    filter_record_batch(batch, &keep)
+        .collect())
 }
 
 /// The new rejects file of one date: old lines outside the scope plus the fresh rejects.

@@ -211,18 +211,16 @@ pub fn sorted(
     arrow_select::interleave::interleave_record_batch(batches, &rows)
 }
 
-/// Every row of `batches` (all of one table) as one batch in the canonical order of a file.
-pub fn sort_batches(batches: &[&RecordBatch]) -> Result<RecordBatch, ArrowError> {
-    let rows = batches
+/// Every (batch, row) of `batches`, in order.
+pub fn every_row<'b>(batches: &'b [&RecordBatch]) -> impl Iterator<Item = (usize, usize)> + 'b {
+    batches
         .iter()
         .enumerate()
         .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r)))
-        .collect();
-    sorted(batches, rows)
 }
 
 /// Sorts `rows` (batch, row) of `batches` into the canonical order of a file.
-pub fn sort_rows(batches: &[&RecordBatch], rows: &mut [(usize, usize)]) -> Result<(), ArrowError> {
+fn sort_rows(batches: &[&RecordBatch], rows: &mut [(usize, usize)]) -> Result<(), ArrowError> {
     use arrow_array::Array;
     struct Keys<'b> {
         user: &'b StringArray,
@@ -728,7 +726,7 @@ mod tests {
         };
         let old = batch(&["b", "a"], 2);
         let fresh = batch(&["a", "c"], 1);
-        let merged = sort_batches(&[&old, &fresh]).unwrap();
+        let merged = sorted(&[&old, &fresh], every_row(&[&old, &fresh]).collect()).unwrap();
         let users = merged.column(0).as_any().downcast_ref::<StringArray>();
         let users: Vec<&str> = users.unwrap().iter().map(Option::unwrap).collect();
         assert_eq!(users, ["a", "a", "b", "c"]);
