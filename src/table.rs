@@ -128,6 +128,45 @@ impl Table {
     }
 }
 
+/// What a column's values look like within one `(table, date)` partition, which decides how the
+/// sink stores it. Chosen from each column chunk's size with and without zstd, and each column's
+/// distinct values per row, on the 1,000,000-row bench corpus (BENCHMARKS.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Values {
+    /// A handful of distinct short values (codes, names, zones, the run's stamp): dictionary
+    /// encoded, not compressed. The dictionary is the compression; zstd made these chunks 1-46%
+    /// larger (a frame header per page).
+    Few,
+    /// Fewer distinct values than rows, but long or many (times, local times, region ids):
+    /// dictionary encoded, then zstd, which took 5-48% off these chunks.
+    Many,
+    /// About one value per row (a user has one approval of a kind on most dates; approval,
+    /// idempotent and process ids; approval times): a dictionary would store every value once
+    /// more, so plain values, then zstd.
+    Unique,
+}
+
+impl Table {
+    /// What the values of top-level column `name` look like; see [`Values`].
+    pub fn values_of(self, name: &str) -> Values {
+        match name {
+            "user_id" | "approval_id" | "approve_pass_time" | "approve_apply_time"
+            | "idempotent_id" | "process_id" | "correct_process_id" | "cancel_process_id" => {
+                Values::Unique
+            }
+            "start_time"
+            | "end_time"
+            | "start_time_local"
+            | "end_time_local"
+            | "uniq_id"
+            | "duration"
+            | "departure_region_id"
+            | "destinations" => Values::Many,
+            _ => Values::Few,
+        }
+    }
+}
+
 /// Columns every row starts with, borrowed from the answer.
 #[derive(Debug, Clone, Copy)]
 pub struct Head<'r> {

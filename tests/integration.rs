@@ -473,17 +473,45 @@ fn output_files_follow_the_layout_and_format_contract() {
         .unwrap();
     assert_eq!(version.value.as_deref(), Some("1"));
     let rg = meta.row_group(0);
-    for col in rg.columns() {
-        assert!(
+    use attendance_sync::table::{Table, Values};
+    use parquet::basic::Encoding;
+    // How each column is stored follows what its values look like (`Values`): zstd unless a
+    // dictionary of a few values, no dictionary for one value per row.
+    let layout = |path: &str| {
+        let col = rg
+            .columns()
+            .iter()
+            .find(|c| c.column_path().string() == path)
+            .unwrap_or_else(|| panic!("no column {path}"));
+        let dictionary = col.encodings().any(|e| e == Encoding::RLE_DICTIONARY);
+        (
             matches!(col.compression(), Compression::ZSTD(_)),
-            "{}",
-            col.column_path()
-        );
+            dictionary,
+        )
+    };
+    assert_eq!(layout("approval_id"), (true, false));
+    assert_eq!(layout("process_id.list.element"), (true, false));
+    assert_eq!(layout("start_time_local"), (true, true));
+    assert_eq!(layout("destinations.list.element.region_id"), (true, true));
+    assert_eq!(layout("status"), (false, true));
+    assert_eq!(layout("transportation.list.element"), (false, true));
+    assert_eq!(layout("_run_id"), (false, true));
+    for col in rg.columns() {
+        let path = col.column_path();
+        let expected = match Table::Trips.values_of(&path.parts()[0]) {
+            Values::Few => (false, true),
+            Values::Many => (true, true),
+            Values::Unique => (true, false),
+        };
+        assert_eq!(layout(&path.string()), expected, "{path}");
         assert!(
-            col.statistics().is_some(),
-            "statistics on {}",
-            col.column_path()
+            matches!(
+                col.compression(),
+                Compression::ZSTD(_) | Compression::UNCOMPRESSED
+            ),
+            "{path}"
         );
+        assert!(col.statistics().is_some(), "statistics on {path}");
     }
     let schema = meta.file_metadata().schema_descr();
     let paths: Vec<String> = schema.columns().iter().map(|c| c.path().string()).collect();
