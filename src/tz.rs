@@ -72,11 +72,7 @@ pub fn parse_wall_time(s: &str) -> Option<NaiveDateTime> {
     {
         return None;
     }
-    let num = |range: std::ops::Range<usize>| -> Option<u32> {
-        b[range].iter().try_fold(0u32, |acc, &c| {
-            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
-        })
-    };
+    let num = |range| digits(&b[range]);
     let date = NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
     let time = NaiveTime::from_hms_opt(num(11..13)?, num(14..16)?, num(17..19)?)?;
     Some(NaiveDateTime::new(date, time))
@@ -84,11 +80,24 @@ pub fn parse_wall_time(s: &str) -> Option<NaiveDateTime> {
 
 /// Parses `yyyyMMdd` (the platform's `date`) strictly.
 pub fn parse_yyyymmdd(s: &str) -> Option<NaiveDate> {
+    // By hand, not `parse_from_str`: every record has a date, and chrono reads its format
+    // string again on each call.
     let b = s.as_bytes();
-    if b.len() != 8 || !b.iter().all(u8::is_ascii_digit) {
+    if b.len() != 8 {
         return None;
     }
-    NaiveDate::parse_from_str(s, "%Y%m%d").ok()
+    NaiveDate::from_ymd_opt(
+        digits(&b[0..4])? as i32,
+        digits(&b[4..6])?,
+        digits(&b[6..8])?,
+    )
+}
+
+/// The number an all-digit ASCII field spells; `None` if any byte is not a digit.
+fn digits(field: &[u8]) -> Option<u32> {
+    field.iter().try_fold(0u32, |acc, &c| {
+        c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+    })
 }
 
 /// Reads a wall time in `zone` under the compatible rule.
@@ -217,7 +226,17 @@ mod tests {
             parse_yyyymmdd("20260915"),
             NaiveDate::from_ymd_opt(2026, 9, 15)
         );
-        assert!(parse_yyyymmdd("2026-09-15").is_none());
-        assert!(parse_yyyymmdd("20261315").is_none());
+        for bad in [
+            "2026-09-15",
+            "20261315",
+            "20260230",
+            "2026091",
+            "+2026091",
+            " 20260915",
+            "2026 915",
+            "",
+        ] {
+            assert!(parse_yyyymmdd(bad).is_none(), "{bad}");
+        }
     }
 }
