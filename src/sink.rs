@@ -14,8 +14,9 @@
 //!   Parts left over from a larger earlier day are removed after the new ones are in place, and a
 //!   date left without rows loses its files. So rerunning a window never duplicates rows, and
 //!   approvals gone at the source disappear.
-//! - Files: zstd on the columns where it pays ([`Values`]), page statistics, one row group per 128 Ki rows, at most [`MAX_ROWS_PER_FILE`]
-//!   rows, the schema version, table and employee type in the key-value metadata.
+//! - Files: zstd on the columns where it pays ([`Values`]), page statistics, one row group per
+//!   128 Ki rows, at most [`MAX_ROWS_PER_FILE`] rows, the schema version, table and employee type
+//!   in the key-value metadata.
 //! - Reading old files, merging and encoding is CPU work done on a blocking thread, which hands
 //!   each partition to the store as soon as it is encoded (a few in flight), so a commit holds a
 //!   date's rows and a few files, never its window's output. A partition's stale parts are

@@ -147,7 +147,8 @@ pub enum Values {
 }
 
 impl Table {
-    /// What the values of top-level column `name` look like; see [`Values`].
+    /// What the values of top-level column `name` look like; see [`Values`]. A column not
+    /// named here is `Few`: a new column is stored uncompressed until measured otherwise.
     pub fn values_of(self, name: &str) -> Values {
         match name {
             "user_id" | "approval_id" | "approve_pass_time" | "approve_apply_time"
