@@ -290,18 +290,17 @@ fn sort_rows(batches: &[&RecordBatch], rows: &mut [(usize, usize)]) -> Result<()
             })
         })
         .collect::<Result<Vec<_>, ArrowError>>()?;
-    rows.sort_by(|&a, &b| {
-        let key = |(b, i): (usize, usize)| {
-            let k = &keys[b];
-            (
-                opt(k.user, i),
-                k.status.value(i),
-                opt(k.approval, i),
-                opt(k.start, i),
-                opt(k.end, i),
-            )
-        };
-        key(a).cmp(&key(b))
+    // Each row's key is read out of its arrays once, not at every comparison (a sort makes
+    // ~log n of those a row): `sort_by_cached_key` is stable, like the `sort_by` it replaces.
+    rows.sort_by_cached_key(|&(b, i)| {
+        let k = &keys[b];
+        (
+            opt(k.user, i),
+            k.status.value(i),
+            opt(k.approval, i),
+            opt(k.start, i),
+            opt(k.end, i),
+        )
     });
     Ok(())
 }
