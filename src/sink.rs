@@ -153,8 +153,8 @@ pub fn encode(
     // per column chunk, and creating one was ~11% of a small-file replay's CPU.
     for (path, values) in leaf_columns(table) {
         props = match values {
-            Values::Few => props,
-            Values::Many => props.set_column_compression(path.clone(), zstd),
+            Values::Repeated => props,
+            Values::RepeatedText => props.set_column_compression(path.clone(), zstd),
             Values::Unique => props
                 .set_column_compression(path.clone(), zstd)
                 .set_column_dictionary_enabled(path.clone(), false),
@@ -785,7 +785,7 @@ mod tests {
         let region = trips
             .iter()
             .find(|(p, _)| p.string() == "destinations.list.element.region_id");
-        assert_eq!(region.map(|(_, v)| *v), Some(Values::Many));
+        assert_eq!(region.map(|(_, v)| *v), Some(Values::Repeated));
     }
 
     #[test]

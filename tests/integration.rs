@@ -492,15 +492,16 @@ fn output_files_follow_the_layout_and_format_contract() {
     assert_eq!(layout("approval_id"), (true, false));
     assert_eq!(layout("process_id.list.element"), (true, false));
     assert_eq!(layout("start_time_local"), (true, true));
-    assert_eq!(layout("destinations.list.element.region_id"), (true, true));
+    assert_eq!(layout("destinations.list.element.region_id"), (false, true));
+    assert_eq!(layout("start_time"), (false, true));
     assert_eq!(layout("status"), (false, true));
     assert_eq!(layout("transportation.list.element"), (false, true));
     assert_eq!(layout("_run_id"), (false, true));
     for col in rg.columns() {
         let path = col.column_path();
         let expected = match Table::Trips.values_of(&path.parts()[0]) {
-            Values::Few => (false, true),
-            Values::Many => (true, true),
+            Values::Repeated => (false, true),
+            Values::RepeatedText => (true, true),
             Values::Unique => (true, false),
         };
         assert_eq!(layout(&path.string()), expected, "{path}");
