@@ -475,8 +475,8 @@ fn output_files_follow_the_layout_and_format_contract() {
     let rg = meta.row_group(0);
     use attendance_sync::table::{Table, Values};
     use parquet::basic::Encoding;
-    // How each column is stored follows what its values look like (`Values`): zstd unless a
-    // dictionary of a few values, no dictionary for one value per row.
+    // How each column is stored follows what its values look like (`Values`): zstd only on long
+    // repeated text and on one-value-per-row columns, no dictionary for the latter.
     let layout = |path: &str| {
         let col = rg
             .columns()
