@@ -239,7 +239,11 @@ impl TableRows {
             rows.push((source, r));
         }
         if !self.excluded.is_empty() {
-            let users: Vec<&StringArray> = sources.iter().map(|b| user_ids(b)).collect();
+            let users = sources
+                .iter()
+                .map(|b| table::column::<StringArray>(b, "user_id"))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| encode_error(self.table, date, e))?;
             rows.retain(|&(b, r)| {
                 let users = users[b];
                 users.is_null(r) || !self.excluded.contains(users.value(r))
@@ -279,14 +283,6 @@ impl TableRows {
             None => Err(spill_error(path, format!("batch {index} is missing"))),
         }
     }
-}
-
-fn user_ids(batch: &RecordBatch) -> &StringArray {
-    batch
-        .column(0)
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .expect("user_id is the first, utf8 column")
 }
 
 /// Answers' batches of one table with where each date's rows are in them. A date's batch is

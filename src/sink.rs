@@ -616,16 +616,8 @@ fn merge_partition(
 
 /// The rows of `batch` the run does not replace.
 fn outside_scope(batch: &RecordBatch, scope: &Scope) -> Result<Vec<usize>, ArrowError> {
-    let users = batch
-        .column(0)
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .ok_or_else(|| ArrowError::SchemaError("user_id is not the first, utf8 column".into()))?;
-    let statuses = batch
-        .column(2)
-        .as_any()
-        .downcast_ref::<Int32Array>()
-        .ok_or_else(|| ArrowError::SchemaError("status is not the third, int32 column".into()))?;
+    let users = table::column::<StringArray>(batch, "user_id")?;
+    let statuses = table::column::<Int32Array>(batch, "status")?;
     Ok((0..batch.num_rows())
         .filter(|&i| {
             let user = users.is_valid(i).then(|| users.value(i));

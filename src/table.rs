@@ -248,6 +248,15 @@ pub fn sorted(
     arrow_select::interleave::interleave_record_batch(batches, &rows)
 }
 
+/// Column `name` of `batch` as the array type `T`; an error naming it if it is missing or of
+/// another type.
+pub fn column<'b, T: 'static>(batch: &'b RecordBatch, name: &str) -> Result<&'b T, ArrowError> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| ArrowError::SchemaError(format!("no column {name} of the expected type")))
+}
+
 /// Every (batch, row) of `batches`, in order.
 pub fn every_row<'b>(batches: &'b [&RecordBatch]) -> impl Iterator<Item = (usize, usize)> + 'b {
     batches
@@ -265,12 +274,6 @@ fn sort_rows(batches: &[&RecordBatch], rows: &mut [(usize, usize)]) -> Result<()
         approval: &'b StringArray,
         start: &'b StringArray,
         end: &'b StringArray,
-    }
-    fn column<'b, T: 'static>(batch: &'b RecordBatch, name: &str) -> Result<&'b T, ArrowError> {
-        batch
-            .column_by_name(name)
-            .and_then(|c| c.as_any().downcast_ref::<T>())
-            .ok_or_else(|| ArrowError::SchemaError(format!("no column {name} of the sort's type")))
     }
     fn opt(a: &StringArray, i: usize) -> Option<&str> {
         a.is_valid(i).then(|| a.value(i))
