@@ -7,8 +7,9 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 
-use crate::plan::{EmployeeType, Status};
-use crate::platform::{ClientConfig, Credentials, DEFAULT_BASE_URL};
+use attendance_core::plan::{EmployeeType, Status};
+use attendance_feishu::{ClientConfig, Credentials, DEFAULT_BASE_URL};
+use attendance_lake::spill::SpillConfig;
 
 /// Backfills Feishu / Lark attendance approvals (outs, leaves, overtime, trips) into
 /// date-partitioned Parquet tables.
@@ -22,7 +23,7 @@ use crate::platform::{ClientConfig, Credentials, DEFAULT_BASE_URL};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-    /// Log level or tracing filter (e.g. `debug`, `attendance_sync=trace`). Logs go to stderr.
+    /// Log level or tracing filter (e.g. `debug`, `attendance_pull=trace`). Logs go to stderr.
     #[arg(
         long,
         global = true,
@@ -72,11 +73,13 @@ pub enum Command {
     )]
     Replay(ReplayArgs),
     /// Start the bundled simulated tenant on loopback and back-fill the last 60 days from it.
+    #[cfg(feature = "sim")]
     #[command(
         after_help = "Example:\n  attendance-sync demo --users 300 --out ./demo-warehouse\n  attendance-sync demo --users 5000 --days 90 --fault-500 0.05 --refuse-users 2"
     )]
     Demo(DemoArgs),
     /// Serve the simulated tenant on 127.0.0.1 until interrupted, to try the job by hand.
+    #[cfg(feature = "sim")]
     #[command(
         after_help = "Example:\n  attendance-sync simulate --users 1000 --users-out users.txt\n  then, with the printed URL and credentials:\n  attendance-sync backfill --base-url http://127.0.0.1:PORT --users-file users.txt ..."
     )]
@@ -106,7 +109,7 @@ pub struct JobArgs {
     #[arg(long, value_enum, default_value_t = UsersFrom::Groups)]
     pub users_from: UsersFrom,
     /// Kind of id in the users file and in the output's user_id column.
-    #[arg(long, value_enum, default_value_t = EmployeeType::EmployeeId)]
+    #[arg(long, default_value_t = EmployeeType::EmployeeId, value_parser = employee_type_parser())]
     pub employee_type: EmployeeType,
     /// Approval statuses to fetch, comma-separated: 0 pending, 1 rejected, 2 approved, 3 withdrawn,
     /// 4 revoked. Leaves and overtime exist only for 2 and 3. Example: --statuses 2,3,4
@@ -223,8 +226,8 @@ pub struct SpillArgs {
 }
 
 impl SpillArgs {
-    pub fn config(&self) -> crate::fresh::SpillConfig {
-        crate::fresh::SpillConfig {
+    pub fn config(&self) -> SpillConfig {
+        SpillConfig {
             dir: self.spill_dir.clone().unwrap_or_else(std::env::temp_dir),
             budget: self.spill_after_mib << 20,
         }
@@ -240,6 +243,7 @@ pub enum UsersFrom {
     Contact,
 }
 
+#[cfg(feature = "sim")]
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Where the demo writes its tables: a directory or an object store URL.
@@ -262,6 +266,7 @@ pub struct DemoArgs {
     pub spill: SpillArgs,
 }
 
+#[cfg(feature = "sim")]
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
     #[command(flatten)]
@@ -272,6 +277,7 @@ pub struct SimulateArgs {
 }
 
 /// How the simulated tenant is populated and how badly it behaves.
+#[cfg(feature = "sim")]
 #[derive(Debug, Args, Clone)]
 pub struct TenantArgs {
     /// Generated users (seven fixture users with DST cases come on top).
@@ -312,15 +318,16 @@ pub struct TenantArgs {
     pub refuse_users: usize,
 }
 
+#[cfg(feature = "sim")]
 impl TenantArgs {
     /// The simulated tenant's configuration (refused users are chosen once it has started).
-    pub fn sim_config(&self) -> crate::sim::SimConfig {
-        crate::sim::SimConfig {
+    pub fn sim_config(&self) -> attendance_sim::SimConfig {
+        attendance_sim::SimConfig {
             seed: self.seed,
             users: self.users,
             rate_limit_per_sec: self.tenant_rate_limit,
             token_ttl_secs: self.token_ttl,
-            faults: crate::sim::Faults {
+            faults: attendance_sim::Faults {
                 http_500: self.fault_500,
                 code_1225000: self.fault_1225000,
                 burst_429: self.fault_429_burst,
@@ -329,9 +336,18 @@ impl TenantArgs {
                 drop_connection: self.fault_drop,
                 malformed_json: self.fault_malformed,
             },
-            ..crate::sim::SimConfig::default()
+            ..attendance_sim::SimConfig::default()
         }
     }
+}
+
+/// `--employee-type`: one of [`EmployeeType::ALL`], listed in the help.
+fn employee_type_parser() -> impl clap::builder::TypedValueParser<Value = EmployeeType> {
+    use clap::builder::{PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new(EmployeeType::ALL.map(EmployeeType::as_str)).map(|s| {
+        s.parse::<EmployeeType>()
+            .expect("a possible value is an employee type")
+    })
 }
 
 fn parse_date(s: &str) -> Result<NaiveDate, String> {

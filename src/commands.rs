@@ -1,27 +1,28 @@
 //! The binary's commands: everything that prints, and the mapping of errors to exit codes.
 
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use attendance_sync::cli::{
-    self, BackfillArgs, ConfigError, DemoArgs, JobArgs, LogFormat, PlanArgs, ReplayArgs,
-    SimulateArgs, SyncArgs, UsersFrom,
-};
-use attendance_sync::platform::{Client, Credentials};
-use attendance_sync::run::{self, BackfillRequest, RunError, RunProgress, Users};
-use attendance_sync::sim::SimTenant;
-use attendance_sync::users::{self, UsersFileError};
+use attendance_core::chain::Chain;
+use attendance_core::plan::{self, EmployeeType};
+use attendance_feishu::{Client, Credentials};
+use attendance_pull::summary::RunSummary;
+use attendance_pull::users::{self, UsersFileError};
+use attendance_pull::{BackfillRequest, Replay, RunError, RunProgress, Users};
 use chrono::{Days, NaiveDate};
 
+use crate::cli::{
+    self, BackfillArgs, JobArgs, LogFormat, PlanArgs, ReplayArgs, SyncArgs, UsersFrom,
+};
+#[cfg(feature = "sim")]
+use crate::cli::{DemoArgs, SimulateArgs};
+use crate::exit::ExitStatus;
 use crate::progress;
-
-/// Exit code of usage and configuration errors.
-pub const EXIT_USAGE: u8 = 2;
+use crate::summary::Summary;
 
 /// Prints a clap error as one line (help and version go to stdout with exit 0). An invalid value
 /// that came from the job file names the file and the key.
-pub fn usage_error(e: clap::Error, job_file: Option<&cli::JobFile>) -> ExitCode {
+pub fn usage_error(e: clap::Error, job_file: Option<&cli::JobFile>) -> ExitStatus {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     if matches!(
         e.kind(),
@@ -31,9 +32,9 @@ pub fn usage_error(e: clap::Error, job_file: Option<&cli::JobFile>) -> ExitCode 
     ) {
         let _ = e.print();
         return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-            ExitCode::from(EXIT_USAGE)
+            ExitStatus::Usage
         } else {
-            ExitCode::SUCCESS
+            ExitStatus::Success
         };
     }
     let text = e.render().to_string();
@@ -58,7 +59,7 @@ pub fn usage_error(e: clap::Error, job_file: Option<&cli::JobFile>) -> ExitCode 
         from_file.unwrap_or_default(),
         line.join(" ")
     );
-    ExitCode::from(EXIT_USAGE)
+    ExitStatus::Usage
 }
 
 pub fn init_logging(filter: &str, format: LogFormat) {
@@ -77,17 +78,6 @@ pub fn init_logging(filter: &str, format: LogFormat) {
             .with_span_list(false)
             .init(),
     }
-}
-
-/// Exit code of an error that ended a command.
-pub fn exit_code_of(e: &anyhow::Error) -> u8 {
-    if let Some(run) = e.downcast_ref::<RunError>() {
-        return run.exit_code();
-    }
-    if e.downcast_ref::<ConfigError>().is_some() || e.downcast_ref::<UsersFileError>().is_some() {
-        return EXIT_USAGE;
-    }
-    1
 }
 
 /// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
@@ -150,27 +140,38 @@ fn request_of(job: &JobArgs, from: NaiveDate, to: NaiveDate, users: Users) -> Ba
         progress: Arc::new(RunProgress::default()),
         stop: Arc::default(),
         record_to: job.record_responses.clone(),
-        replay: None,
         spill: job.spill.config(),
     }
 }
 
-pub fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
-    let replay = Arc::new(
-        attendance_sync::recording::Replay::open(&args.responses).map_err(RunError::from)?,
-    );
-    let corpus = replay.corpus.clone();
-    let statuses = corpus
-        .statuses
-        .iter()
-        .filter_map(|c| attendance_sync::plan::Status::new(*c))
-        .collect();
+/// Ends a run that started: its exit status, and its manifest, which records that status.
+async fn conclude(mut summary: RunSummary) -> (RunSummary, ExitStatus) {
+    let status = ExitStatus::of_run(&summary);
+    match attendance_pull::manifest::write(&summary, status.code()).await {
+        Ok(path) => summary.manifest = Some(path),
+        Err(e) => tracing::error!(error = %Chain(&e), "could not write the run manifest"),
+    }
+    (summary, status)
+}
+
+/// Concludes a run, prints its summary on stdout and what went wrong as the last line on
+/// stderr.
+async fn finish(summary: RunSummary) -> ExitStatus {
+    let (summary, status) = conclude(summary).await;
+    print!("{}", Summary(&summary));
+    report_problem(&summary);
+    status
+}
+
+pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitStatus> {
+    let replay = Replay::open(&args.responses).map_err(RunError::from)?;
+    let corpus = replay.corpus().clone();
     let request = BackfillRequest {
         from: corpus.from,
         to: corpus.to,
         users: Users::List(corpus.users.clone()),
         employee_type: corpus.employee_type,
-        statuses,
+        statuses: corpus.statuses.clone(),
         out: args.out,
         // The recording's own dates were accepted: nothing is clipped.
         today: corpus.to,
@@ -180,25 +181,18 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
         progress: Arc::new(RunProgress::default()),
         stop: Arc::default(),
         record_to: None,
-        replay: Some(replay),
         spill: args.spill.config(),
     };
-    // Never called: every answer comes from the recording.
-    let client = offline_client()?;
-    let summary = runtime()?.block_on(run::backfill(&client, &request))?;
-    print!("{summary}");
-    report_fatal(&summary);
-    Ok(summary.exit_code())
+    runtime()?.block_on(async {
+        let summary = attendance_pull::backfill(&replay, &request).await?;
+        Ok(finish(summary).await)
+    })
 }
 
 /// Runs a backfill request, with progress shown as the terminal allows.
-fn run_job(job: &JobArgs, request: BackfillRequest, quiet: bool) -> anyhow::Result<u8> {
+fn run_job(job: &JobArgs, request: BackfillRequest, quiet: bool) -> anyhow::Result<ExitStatus> {
     if job.dry_run {
-        let client = match &request.users {
-            Users::List(_) => offline_client()?,
-            _ => client_of(job)?,
-        };
-        return print_plan(&client, &request, job.client.rate_limit);
+        return print_plan(job, &request, job.client.rate_limit);
     }
     let client = client_of(job)?;
     let reporter = (!quiet).then(|| progress::Reporter::spawn(Arc::clone(&request.progress)));
@@ -209,17 +203,14 @@ fn run_job(job: &JobArgs, request: BackfillRequest, quiet: bool) -> anyhow::Resu
         tracing::warn!("stop requested: finishing the commits under way, then releasing the lease");
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
     });
-    let summary = rt.block_on(run::backfill(&client, &request));
+    let summary = rt.block_on(attendance_pull::backfill(&client, &request));
     if let Some(r) = reporter {
         r.finish();
     }
-    let summary = summary?;
-    print!("{summary}");
-    report_fatal(&summary);
-    Ok(summary.exit_code())
+    Ok(rt.block_on(finish(summary?)))
 }
 
-pub fn backfill(args: BackfillArgs, quiet: bool) -> anyhow::Result<u8> {
+pub fn backfill(args: BackfillArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
     let users = users_of(&args.job)?;
     let request = request_of(&args.job, args.from, args.to, users);
     run_job(&args.job, request, quiet)
@@ -231,55 +222,45 @@ fn trailing_window(job: &JobArgs, days: u32) -> (NaiveDate, NaiveDate) {
     (to - Days::new(u64::from(days.max(1)) - 1), to)
 }
 
-pub fn sync(args: SyncArgs, quiet: bool) -> anyhow::Result<u8> {
+pub fn sync(args: SyncArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
     let users = users_of(&args.job)?;
     let (from, to) = trailing_window(&args.job, args.days);
     let request = request_of(&args.job, from, to, users);
     run_job(&args.job, request, quiet)
 }
 
-pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
+pub fn plan(args: PlanArgs) -> anyhow::Result<ExitStatus> {
     let users = users_of(&args.job)?;
     let (from, to) = match (args.from, args.to) {
         (Some(from), Some(to)) => (from, to),
         _ => trailing_window(&args.job, args.days),
     };
     let request = request_of(&args.job, from, to, users);
+    print_plan(&args.job, &request, args.job.client.rate_limit)
+}
+
+/// Prints what a request would ask the platform. Lists users if it must (with the job's
+/// credentials); never queries.
+fn print_plan(
+    job: &JobArgs,
+    request: &BackfillRequest,
+    rate_limit: u32,
+) -> anyhow::Result<ExitStatus> {
     let client = match &request.users {
         // Nothing to list: no credentials needed to plan.
-        Users::List(_) => offline_client()?,
-        _ => client_of(&args.job)?,
+        Users::List(_) => None,
+        _ => Some(client_of(job)?),
     };
-    print_plan(&client, &request, args.job.client.rate_limit)
-}
-
-/// A client that is never asked anything (plans over a users file, replays).
-fn offline_client() -> anyhow::Result<Client> {
-    let offline = Credentials {
-        app_id: "offline".into(),
-        app_secret: "offline".into(),
-    };
-    let mut config = attendance_sync::platform::ClientConfig::new("http://127.0.0.1:9", offline);
-    config.rate_limit_per_sec = 1_000_000;
-    Ok(Client::new(config)?)
-}
-
-/// Prints what a request would ask the platform. Lists users if it must; never queries.
-fn print_plan(client: &Client, request: &BackfillRequest, rate_limit: u32) -> anyhow::Result<u8> {
-    let (users, source) = runtime()?.block_on(run::resolve_users(
-        client,
-        &request.users,
-        request.employee_type,
-        request.concurrency,
-    ))?;
-    let plan = attendance_sync::plan::plan(
-        request.from,
-        request.to,
-        &users,
-        &request.statuses,
-        request.today,
-    )
-    .map_err(RunError::from)?;
+    let users = runtime()?
+        .block_on(users::resolve(
+            client.as_ref(),
+            &request.users,
+            request.employee_type,
+            request.concurrency,
+        ))
+        .map_err(RunError::from)?;
+    let source = request.users.source_name();
+    let plan = request.plan(&users).map_err(RunError::from)?;
     let w = |k: &str, v: String| println!("  {k:<18} {v}");
     println!("plan (nothing was queried)");
     if let Some(c) = plan.clipped {
@@ -310,7 +291,7 @@ fn print_plan(client: &Client, request: &BackfillRequest, rate_limit: u32) -> an
             "{} from {source} in {} batches of at most {}",
             plan.users(),
             plan.batches.len(),
-            attendance_sync::plan::MAX_USERS_PER_QUERY
+            plan::MAX_USERS_PER_QUERY
         ),
     );
     let statuses: Vec<String> = plan.statuses.iter().map(|s| s.code().to_string()).collect();
@@ -322,18 +303,20 @@ fn print_plan(client: &Client, request: &BackfillRequest, rate_limit: u32) -> an
         format!("{requests} queries, about {seconds:.0} s at {rate_limit}/s (plus retries)"),
     );
     w("output", request.out.clone());
-    Ok(0)
+    Ok(ExitStatus::Success)
 }
 
 /// What went wrong in a run, as the last line on stderr (for cron mails and log scrapers).
-fn report_fatal(summary: &run::RunSummary) {
+fn report_problem(summary: &RunSummary) {
     if let Some(problem) = summary.problem() {
         eprintln!("error: {problem}");
     }
 }
 
 /// Starts the simulated tenant of `args` and refuses the users it asks for.
-async fn start_tenant(args: &cli::TenantArgs) -> anyhow::Result<SimTenant> {
+#[cfg(feature = "sim")]
+async fn start_tenant(args: &cli::TenantArgs) -> anyhow::Result<attendance_sim::SimTenant> {
+    use attendance_sim::SimTenant;
     let tenant = SimTenant::start(args.sim_config())
         .await
         .context("cannot start the simulated tenant on 127.0.0.1")?;
@@ -352,7 +335,8 @@ async fn start_tenant(args: &cli::TenantArgs) -> anyhow::Result<SimTenant> {
     Ok(tenant)
 }
 
-pub fn demo(args: DemoArgs) -> anyhow::Result<u8> {
+#[cfg(feature = "sim")]
+pub fn demo(args: DemoArgs) -> anyhow::Result<ExitStatus> {
     let rt = runtime()?;
     rt.block_on(async {
         let tenant = start_tenant(&args.tenant).await?;
@@ -369,7 +353,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<u8> {
             from: today - Days::new(u64::from(args.days.max(1)) - 1),
             to: today,
             users: Users::Groups,
-            employee_type: attendance_sync::plan::EmployeeType::EmployeeId,
+            employee_type: EmployeeType::EmployeeId,
             statuses: args.statuses.clone(),
             out: args.out.clone(),
             today,
@@ -379,12 +363,12 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<u8> {
             progress: Arc::new(RunProgress::default()),
             stop: Arc::default(),
             record_to: args.record_responses.clone(),
-            replay: None,
             spill: args.spill.config(),
         };
-        let summary = run::backfill(&client, &request).await?;
+        let summary = attendance_pull::backfill(&client, &request).await?;
+        let (summary, status) = conclude(summary).await;
         let stats = tenant.stats();
-        print!("{summary}");
+        print!("{}", Summary(&summary));
         println!(
             "  {:<18} {} query calls, {} list calls, {} token calls, {} answered 429, {} faults injected",
             "tenant saw",
@@ -398,13 +382,14 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<u8> {
             "\nQuery it, e.g.: duckdb -c \"SELECT date, count(*) FROM read_parquet('{}/leaves/*/*.parquet', hive_partitioning=true) GROUP BY date ORDER BY date\"",
             args.out
         );
-        report_fatal(&summary);
+        report_problem(&summary);
         tenant.shutdown().await;
-        Ok(summary.exit_code())
+        Ok(status)
     })
 }
 
-pub fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
+#[cfg(feature = "sim")]
+pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitStatus> {
     let rt = runtime()?;
     rt.block_on(async {
         let tenant = start_tenant(&args.tenant).await?;
@@ -422,6 +407,6 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
         );
         println!("press Ctrl-C to stop");
         std::future::pending::<()>().await;
-        Ok(0)
+        Ok(ExitStatus::Success)
     })
 }

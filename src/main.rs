@@ -1,12 +1,18 @@
-//! The `attendance-sync` binary: parses the command line, runs the library, maps results to exit codes.
+//! The `attendance-sync` binary: parses the command line, runs the library crates, prints, and
+//! turns outcomes into exit codes ([`exit::ExitStatus`]).
 
 use std::process::ExitCode;
 
-use attendance_sync::cli::{self, Cli, Command};
 use clap::Parser;
 
+use crate::cli::{Cli, Command};
+use crate::exit::ExitStatus;
+
+mod cli;
 mod commands;
+mod exit;
 mod progress;
+mod summary;
 
 /// jemalloc, handing back pages unused for 100 ms (purged as it next allocates: no background
 /// thread), with two arenas.
@@ -15,7 +21,7 @@ mod progress;
 /// backfill of 20,000 users peaked ~20 MB above a 1-day one, though its heap was only ~9 MB
 /// larger; trimming glibc's arenas per partition written closed that gap but cost 40% more CPU
 /// in page faults. jemalloc with these options: 1 day 40 MB, 365 days 51 MB, and the offline
-/// replay ~7% less CPU than on glibc (BENCHMARKS.md, issue 6, session 4). `_RJEM_MALLOC_CONF`
+/// replay ~7% less CPU than on glibc (BENCHMARKS.md). `_RJEM_MALLOC_CONF`
 /// overrides them at run time. (mimalloc was tried too: 365 days peaked at 200 MB.)
 #[cfg(not(windows))]
 #[global_allocator]
@@ -40,12 +46,12 @@ fn main() -> ExitCode {
         Ok(expanded) => expanded,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(commands::EXIT_USAGE);
+            return ExitStatus::Usage.into();
         }
     };
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
-        Err(e) => return commands::usage_error(e, job_file.as_ref()),
+        Err(e) => return commands::usage_error(e, job_file.as_ref()).into(),
     };
     commands::init_logging(&cli.log, cli.log_format);
     let quiet = cli.quiet;
@@ -54,14 +60,16 @@ fn main() -> ExitCode {
         Command::Sync(args) => commands::sync(args, quiet),
         Command::Plan(args) => commands::plan(args),
         Command::Replay(args) => commands::replay(args),
+        #[cfg(feature = "sim")]
         Command::Demo(args) => commands::demo(args),
+        #[cfg(feature = "sim")]
         Command::Simulate(args) => commands::simulate(args),
     };
     match result {
-        Ok(code) => ExitCode::from(code),
+        Ok(status) => status.into(),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(commands::exit_code_of(&e))
+            ExitStatus::of_error(&e).into()
         }
     }
 }

@@ -1,0 +1,108 @@
+//! Errors of the platform boundary, classified by what the caller can do about them.
+
+use crate::codes::{self, is_token_error};
+use crate::endpoints;
+
+/// A call to the platform that did not produce data. Never holds a token or the app secret.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PlatformError {
+    /// The platform answered with `code != 0` (on any HTTP status).
+    #[error("{endpoint} answered code {code} (HTTP {http_status}): {msg}{}", hint(*code))]
+    Api {
+        endpoint: &'static str,
+        http_status: u16,
+        code: i64,
+        msg: String,
+    },
+    /// No usable answer: connection refused or reset, timeout, TLS failure.
+    #[error("{endpoint}: no answer from {base_url}: {detail}")]
+    Transport {
+        endpoint: &'static str,
+        base_url: String,
+        detail: String,
+    },
+    /// An answer that is not the documented JSON envelope.
+    #[error("{endpoint} sent a malformed body (HTTP {http_status}): {detail}")]
+    MalformedBody {
+        endpoint: &'static str,
+        http_status: u16,
+        detail: String,
+    },
+    /// Still over the rate limit after waiting out the platform's reset this many times.
+    #[error("{endpoint} stayed rate limited (code 99991400) through {waits} waits")]
+    RateLimited { endpoint: &'static str, waits: u32 },
+}
+
+/// A what-to-do sentence for codes whose cause is on the operator's side.
+fn hint(code: i64) -> &'static str {
+    match code {
+        codes::UNKNOWN_APP | codes::BAD_SECRET => " — check FEISHU_APP_ID and FEISHU_APP_SECRET",
+        c if is_token_error(c) => " — the access token was refused even after renewing it",
+        codes::TENANT_MISSING => {
+            " — the token does not belong to a tenant: check the app's credentials"
+        }
+        codes::UNKNOWN_USER => {
+            " — a user id of this batch does not exist or is outside the app's data scope"
+        }
+        codes::NO_PERMISSION => {
+            " — grant the app attendance:task:readonly and widen its data scope in the attendance admin"
+        }
+        _ => "",
+    }
+}
+
+impl PlatformError {
+    /// Errors that will recur on every other request of the run, so continuing is pointless:
+    /// no token to be had, bad credentials, a refused token, a malformed request, a tenant problem.
+    pub fn is_fatal(&self) -> bool {
+        if self.endpoint() == endpoints::TOKEN {
+            // Without a token nothing else can succeed; its own retries are already spent.
+            return true;
+        }
+        match self {
+            PlatformError::Api { code, .. } => {
+                matches!(
+                    *code,
+                    codes::UNKNOWN_APP
+                        | codes::BAD_SECRET
+                        | codes::PARAM_INVALID
+                        | codes::TENANT_MISSING
+                        | codes::GENERAL_ERROR
+                ) || is_token_error(*code)
+                    || (*code >= 10000 && *code < 20000)
+            }
+            _ => false,
+        }
+    }
+
+    /// Errors caused by one or more user ids of the batch (unknown, departed, or outside the
+    /// app's data scope): the batch is split to find them, the other users go through.
+    pub fn is_per_user(&self) -> bool {
+        matches!(
+            self,
+            PlatformError::Api {
+                code: codes::UNKNOWN_USER | codes::NO_PERMISSION,
+                ..
+            }
+        )
+    }
+
+    /// The endpoint the error came from.
+    pub fn endpoint(&self) -> &'static str {
+        match self {
+            PlatformError::Api { endpoint, .. }
+            | PlatformError::Transport { endpoint, .. }
+            | PlatformError::MalformedBody { endpoint, .. }
+            | PlatformError::RateLimited { endpoint, .. } => endpoint,
+        }
+    }
+
+    /// The platform's code, when it gave one.
+    pub fn code(&self) -> Option<i64> {
+        match self {
+            PlatformError::Api { code, .. } => Some(*code),
+            PlatformError::RateLimited { .. } => Some(codes::RATE_LIMITED),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! The Feishu / Lark Open Platform client of attendance-sync: the tenant token, per-API rate
+//! limits, retries, the endpoints the job calls, their wire models and error codes.
+//!
+//! - [`Client`]: one tenant's client, cheap to share across tasks (see `client.rs` for its
+//!   token, pacing and retry invariants).
+//! - [`endpoints`] and [`codes`]: the paths and the platform's codes as named constants, shared
+//!   with the simulated tenant so that neither side retypes them.
+//! - [`model`]: the envelope, the token exchange, the query request and the list endpoints'
+//!   answers. A query answer's `data` is [`attendance_core::answer::QueryData`], handed on unread.
+//! - [`PlatformError`]: a call that did not produce data, classified by what the caller can do.
+//!
+//! Depends on `attendance-core` for the vocabulary (employee types, the answer's `data`) and on
+//! nothing above it: it never writes output and never decides a run's outcome.
+
+mod client;
+pub mod codes;
+pub mod endpoints;
+mod error;
+pub mod model;
+
+pub use attendance_core::answer::QueryData;
+pub use client::{Client, ClientConfig, ClientStats, Credentials};
+pub use error::PlatformError;
+
+/// Feishu (China) host; Lark (international) is `https://open.larksuite.com`.
+pub const DEFAULT_BASE_URL: &str = "https://open.feishu.cn";

@@ -1,0 +1,553 @@
+//! Commit: the replacement of a window's `(table, date)` partitions and rejects files in the
+//! output root, by [`Sink::commit_window`].
+//!
+//! Invariants:
+//! - Every file is put atomically ([`Store::put`]): a reader sees the old file or the new one,
+//!   never half of one, on a local disk and on S3, GCS and Azure alike.
+//! - Committing a window replaces, in every `(table, date)` of it and in its rejects, the rows of
+//!   the run's [`Scope`] (the users whose data it fetched, for the statuses it asked), and keeps
+//!   every other row (a run over fewer users or statuses, or a user the platform refused this
+//!   time, loses nothing). An output root holds one kind of user id; another kind is refused.
+//!   Parts left over from a larger earlier day are removed after the new ones are in place, and a
+//!   date left without rows loses its files. So rerunning a window never duplicates rows, and
+//!   approvals gone at the source disappear.
+//! - Reading old files, merging and encoding is CPU work done on a blocking thread, which hands
+//!   each partition to the store as soon as it is encoded (a few in flight), so a commit holds a
+//!   date's rows and a few files, never its window's output. A partition's stale parts are
+//!   deleted only after all its new files are in place, so a commit that fails halfway leaves
+//!   each partition replaced whole or untouched; nothing is put or deleted once the lease is in
+//!   doubt.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::{Array, Int32Array, RecordBatch, StringArray};
+use arrow_schema::ArrowError;
+use attendance_core::flatten::Reject;
+use attendance_core::plan::{EmployeeType, Window};
+use attendance_core::table::{self, RunStamp, SCHEMA_VERSION, Table};
+use chrono::NaiveDate;
+use futures::{StreamExt, TryStreamExt};
+use parquet::errors::ParquetError;
+
+use crate::partition::{self, parse_part, part_path};
+use crate::rejects::{self, REJECTS_DIR, REJECTS_FILE, RejectsChange, RejectsError};
+use crate::scope::Scope;
+use crate::spill::{FreshRows, SpillError};
+use crate::store::{Store, StoreError};
+use crate::writer::{self, MAX_ROWS_PER_FILE, TableWriter};
+
+/// Store requests in flight at once during a commit.
+const STORE_CONCURRENCY: usize = 8;
+
+/// Why the tables of the output root could not be read or replaced.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot read {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: ParquetError,
+    },
+    #[error(transparent)]
+    Rejects(#[from] RejectsError),
+    #[error(
+        "{path} does not have the columns of {table} schema v{}: move it away or write to a new output root",
+        SCHEMA_VERSION
+    )]
+    SchemaMismatch { path: String, table: &'static str },
+    #[error(
+        "{path} holds user ids of kind {found}, this run writes {expected}: one output root holds one --employee-type"
+    )]
+    EmployeeTypeMismatch {
+        path: String,
+        found: String,
+        expected: EmployeeType,
+    },
+    #[error(transparent)]
+    Spill(#[from] SpillError),
+    #[error("stopped before writing: the lease on the output root may no longer be ours")]
+    Fenced,
+    #[error("cannot merge the {table} rows of {date}")]
+    Merge {
+        table: &'static str,
+        date: NaiveDate,
+        #[source]
+        source: ArrowError,
+    },
+    #[error("cannot encode {table} for {date}")]
+    Encode {
+        table: &'static str,
+        date: NaiveDate,
+        #[source]
+        source: ParquetError,
+    },
+}
+
+/// A file put in place by a commit.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WrittenFile {
+    /// Relative to the output root.
+    pub path: String,
+    pub table: Table,
+    pub date: NaiveDate,
+    pub rows: usize,
+    pub bytes: u64,
+}
+
+/// What committing one window did.
+#[derive(Debug, Default)]
+pub struct CommitReport {
+    pub files: Vec<WrittenFile>,
+    /// Files deleted because their date has fewer parts, or no rows, now (relative paths).
+    pub removed: Vec<String>,
+    /// Rejects written.
+    pub rejects: u64,
+    /// Fresh rows written, by table (rows kept from earlier runs not counted).
+    pub fresh_rows: BTreeMap<Table, u64>,
+}
+
+/// The output root's tables, written with one employee type.
+pub struct Sink {
+    store: Arc<Store>,
+    employee_type: EmployeeType,
+    /// One writer a table, in [`Table::ALL`] order: their properties are built once.
+    writers: Arc<[TableWriter; 4]>,
+}
+
+/// What a partition holds now: its part files and their bytes.
+#[derive(Default)]
+struct Existing {
+    /// (part index, relative path, bytes)
+    parts: Vec<(usize, String, Vec<u8>)>,
+}
+
+/// What a commit decided and did. Partitions are handed to the store task one by one as they
+/// are encoded, so a commit holds a few files at a time, not its window's worth, and a commit
+/// that fails halfway leaves every partition either replaced whole or untouched.
+#[derive(Default)]
+struct Planned {
+    files: Vec<WrittenFile>,
+    /// Stale table parts deleted (rejects files are not counted).
+    deletes: Vec<String>,
+    rejects: u64,
+    fresh_rows: BTreeMap<Table, u64>,
+    /// The partition being planned.
+    pending: Replacement,
+    /// Where finished partitions go: the commit's store task. Taken when planning ends, which
+    /// ends the store task's stream.
+    outbox: Option<tokio::sync::mpsc::Sender<Replacement>>,
+}
+
+/// One partition's new content: its files to put, then the files they make stale.
+#[derive(Default)]
+struct Replacement {
+    puts: Vec<(String, Vec<u8>)>,
+    deletes: Vec<String>,
+}
+
+impl Planned {
+    fn put(&mut self, rel: String, bytes: Vec<u8>) {
+        self.pending.puts.push((rel, bytes));
+    }
+
+    fn delete(&mut self, rel: String) {
+        self.pending.deletes.push(rel);
+    }
+
+    /// Hands the partition planned so far to the store task.
+    fn send(&mut self) -> Result<(), SinkError> {
+        let done = std::mem::take(&mut self.pending);
+        if done.puts.is_empty() && done.deletes.is_empty() {
+            return Ok(());
+        }
+        // Closed only when a store call failed: that error is the one reported.
+        self.outbox
+            .as_ref()
+            .expect("the outbox is open while a commit is planned")
+            .blocking_send(done)
+            .map_err(|_| SinkError::Fenced)
+    }
+}
+
+/// Replaces one partition in the store: every new file first, then the stale ones, and
+/// nothing once the lease is in doubt.
+async fn replace(
+    store: &Store,
+    r: Replacement,
+    still_ours: &(dyn Fn() -> bool + Send + Sync),
+) -> Result<(), SinkError> {
+    futures::stream::iter(r.puts)
+        .map(|(rel, bytes)| async move {
+            if !still_ours() {
+                return Err(SinkError::Fenced);
+            }
+            store.put(&rel, bytes).await.map_err(SinkError::from)
+        })
+        .buffer_unordered(STORE_CONCURRENCY)
+        .try_for_each(|()| async { Ok(()) })
+        .await?;
+    for rel in &r.deletes {
+        if !still_ours() {
+            return Err(SinkError::Fenced);
+        }
+        store.delete(rel).await?;
+    }
+    Ok(())
+}
+
+impl Sink {
+    pub fn new(store: Arc<Store>, employee_type: EmployeeType) -> Sink {
+        Sink {
+            store,
+            employee_type,
+            writers: Arc::new(Table::ALL.map(|t| TableWriter::new(t, employee_type))),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Refuses a root whose tables hold another kind of user id, before anything is fetched.
+    /// One file tells: every file of a root is written with the root's one kind.
+    pub async fn check_employee_type(&self) -> Result<(), SinkError> {
+        for table in Table::ALL {
+            let Some(rel) = self
+                .store
+                .list_files(table.name())
+                .await?
+                .into_iter()
+                .find(|rel| parse_part(rel).is_some())
+            else {
+                continue;
+            };
+            let bytes = self.store.get(&rel).await?.unwrap_or_default();
+            let found = writer::employee_type_in(bytes).map_err(|source| SinkError::Read {
+                path: self.store.describe(&rel),
+                source,
+            })?;
+            if let Some(found) = found {
+                check_employee_type(&self.store, &rel, found, self.employee_type)?;
+            }
+            return Ok(());
+        }
+        Ok(())
+    }
+
+    /// Replaces, for every `(table, date)` of `window` and its rejects, the rows within `scope`
+    /// with the rows in `tables` and `rejects`; rows outside the scope are kept as they are.
+    pub async fn commit_window(
+        &self,
+        window: Window,
+        fresh: FreshRows,
+        rejects: Vec<Reject>,
+        scope: Scope,
+        stamp: Arc<RunStamp>,
+        still_ours: &(dyn Fn() -> bool + Send + Sync),
+    ) -> Result<CommitReport, SinkError> {
+        // 1. What is there now, for the window's dates.
+        let mut existing: BTreeMap<(Table, NaiveDate), Existing> = BTreeMap::new();
+        let mut to_fetch = Vec::new();
+        for table in Table::ALL {
+            for rel in self.store.list_files(table.name()).await? {
+                if let Some((date, index)) = parse_part(&rel)
+                    && window.contains(date)
+                {
+                    to_fetch.push((table, date, index, rel));
+                }
+            }
+        }
+        let fetched: Vec<_> = futures::stream::iter(to_fetch)
+            .map(|(table, date, index, rel)| {
+                let store = Arc::clone(&self.store);
+                async move {
+                    let bytes = store.get(&rel).await?.unwrap_or_default();
+                    Ok::<_, SinkError>((table, date, index, rel, bytes))
+                }
+            })
+            .buffer_unordered(STORE_CONCURRENCY)
+            .try_collect()
+            .await?;
+        for (table, date, index, rel, bytes) in fetched {
+            existing
+                .entry((table, date))
+                .or_default()
+                .parts
+                .push((index, rel, bytes));
+        }
+        let mut old_rejects = BTreeMap::new();
+        for rel in self.store.list_files(REJECTS_DIR).await? {
+            if let Some(date) = partition::date_of(&rel)
+                && window.contains(date)
+                && rel.ends_with(REJECTS_FILE)
+            {
+                let text = self.store.get(&rel).await?.unwrap_or_default();
+                old_rejects.insert(date, String::from_utf8_lossy(&text).into_owned());
+            }
+        }
+
+        // 2. Merge and encode off the async workers, replacing each partition as it is done, only
+        //    while the root is ours.
+        let merger = Merger {
+            store: Arc::clone(&self.store),
+            writers: Arc::clone(&self.writers),
+            employee_type: self.employee_type,
+            window,
+            scope,
+            stamp,
+        };
+        let (outbox, inbox) = tokio::sync::mpsc::channel(STORE_CONCURRENCY);
+        let planner = tokio::task::spawn_blocking(move || {
+            merger.plan(fresh, rejects, existing, old_rejects, outbox)
+        });
+        let store = &self.store;
+        let replaced = futures::stream::unfold(inbox, |mut inbox| async move {
+            inbox.recv().await.map(|r| (r, inbox))
+        })
+        .map(|r| replace(store, r, still_ours))
+        .buffer_unordered(STORE_CONCURRENCY)
+        .try_for_each(|()| async { Ok(()) });
+        let (planned, replaced) = tokio::join!(planner, replaced);
+        replaced?;
+        let Planned {
+            files,
+            deletes,
+            rejects,
+            fresh_rows,
+            ..
+        } = planned.expect("merging never panics")?;
+        Ok(CommitReport {
+            files,
+            removed: deletes,
+            rejects,
+            fresh_rows,
+        })
+    }
+}
+
+/// What merging a window's partitions needs, moved to the blocking thread that does it.
+struct Merger {
+    store: Arc<Store>,
+    writers: Arc<[TableWriter; 4]>,
+    employee_type: EmployeeType,
+    window: Window,
+    scope: Scope,
+    stamp: Arc<RunStamp>,
+}
+
+impl Merger {
+    /// Decides every write of a commit: pure but for decoding the bytes it is given.
+    fn plan(
+        &self,
+        mut fresh: FreshRows,
+        rejects: Vec<Reject>,
+        mut existing: BTreeMap<(Table, NaiveDate), Existing>,
+        mut old_rejects: BTreeMap<NaiveDate, String>,
+        outbox: tokio::sync::mpsc::Sender<Replacement>,
+    ) -> Result<Planned, SinkError> {
+        let mut planned = Planned {
+            outbox: Some(outbox),
+            ..Planned::default()
+        };
+        let mut rejects_by_date: BTreeMap<NaiveDate, Vec<Reject>> = BTreeMap::new();
+        for r in rejects {
+            rejects_by_date
+                .entry(rejects::date_for(&r, self.window))
+                .or_default()
+                .push(r);
+        }
+        for writer in self.writers.iter() {
+            let table = writer.table();
+            let mut rows = fresh.take_table(table);
+            for date in self.window.dates() {
+                let new = rows.date(date)?;
+                if let Some(new) = &new {
+                    *planned.fresh_rows.entry(table).or_default() += new.num_rows() as u64;
+                }
+                let old = existing.remove(&(table, date)).unwrap_or_default();
+                self.merge_partition(writer, date, new, old, &mut planned)?;
+            }
+        }
+        for date in self.window.dates() {
+            let fresh = rejects_by_date.remove(&date).unwrap_or_default();
+            let old = old_rejects.remove(&date);
+            let change = rejects::merge(
+                date,
+                &fresh,
+                old.as_deref(),
+                &self.scope,
+                &self.stamp.run_id,
+            )?;
+            planned.rejects += fresh.len() as u64;
+            match change {
+                RejectsChange::Nothing => {}
+                RejectsChange::Put { path, bytes } => planned.put(path, bytes),
+                RejectsChange::Delete { path } => planned.delete(path),
+            }
+            planned.send()?;
+        }
+        // Closing the outbox ends the store task's stream of puts.
+        planned.outbox = None;
+        Ok(planned)
+    }
+
+    /// The new content of one partition: old rows outside the scope plus the fresh rows.
+    fn merge_partition(
+        &self,
+        writer: &TableWriter,
+        date: NaiveDate,
+        fresh: Option<RecordBatch>,
+        old: Existing,
+        planned: &mut Planned,
+    ) -> Result<(), SinkError> {
+        let table = writer.table();
+        let merge_err = |source| SinkError::Merge {
+            table: table.name(),
+            date,
+            source,
+        };
+        if fresh.is_none() && old.parts.is_empty() {
+            return Ok(());
+        }
+        let expected = table.schema();
+        // The old rows outside the scope, as (batch, row) of `batches`: copied once, with the
+        // fresh ones, into the sorted partition.
+        let mut batches = Vec::new();
+        let mut kept = Vec::new();
+        for (_, rel, bytes) in &old.parts {
+            let (decoded, employee_type) =
+                writer::decode(bytes.clone()).map_err(|source| SinkError::Read {
+                    path: self.store.describe(rel),
+                    source,
+                })?;
+            if let Some(found) = employee_type {
+                check_employee_type(&self.store, rel, found, self.employee_type)?;
+            }
+            for batch in decoded {
+                if batch.schema().fields() != expected.fields() {
+                    return Err(SinkError::SchemaMismatch {
+                        path: self.store.describe(rel),
+                        table: table.name(),
+                    });
+                }
+                let rows = outside_scope(&batch, &self.scope).map_err(merge_err)?;
+                if !rows.is_empty() {
+                    kept.extend(rows.into_iter().map(|r| (batches.len(), r)));
+                    batches.push(batch);
+                }
+            }
+        }
+        let merged = match (kept.is_empty(), fresh) {
+            (true, None) => RecordBatch::new_empty(expected),
+            // The fresh rows alone are sorted already (see `TableRows::date`).
+            (true, Some(fresh)) => fresh,
+            (false, fresh) => {
+                if let Some(fresh) = fresh {
+                    kept.extend((0..fresh.num_rows()).map(|r| (batches.len(), r)));
+                    batches.push(fresh);
+                }
+                let refs: Vec<&RecordBatch> = batches.iter().collect();
+                table::sorted(&refs, kept).map_err(merge_err)?
+            }
+        };
+
+        let mut written = 0;
+        let mut offset = 0;
+        while offset < merged.num_rows() {
+            let len = MAX_ROWS_PER_FILE.min(merged.num_rows() - offset);
+            let bytes = writer
+                .encode(&merged.slice(offset, len))
+                .map_err(|source| SinkError::Encode {
+                    table: table.name(),
+                    date,
+                    source,
+                })?;
+            let file = WrittenFile {
+                path: part_path(table.name(), date, written),
+                table,
+                date,
+                rows: len,
+                bytes: bytes.len() as u64,
+            };
+            planned.put(file.path.clone(), bytes);
+            planned.files.push(file);
+            written += 1;
+            offset += len;
+        }
+        for (index, rel, _) in old.parts {
+            if index >= written {
+                planned.delete(rel.clone());
+                planned.deletes.push(rel);
+            }
+        }
+        planned.send()
+    }
+}
+
+/// Refuses a file written with another employee type than the root's.
+fn check_employee_type(
+    store: &Store,
+    rel: &str,
+    found: String,
+    expected: EmployeeType,
+) -> Result<(), SinkError> {
+    if found == expected.as_str() {
+        return Ok(());
+    }
+    Err(SinkError::EmployeeTypeMismatch {
+        path: store.describe(rel),
+        found,
+        expected,
+    })
+}
+
+/// The rows of `batch` the run does not replace.
+fn outside_scope(batch: &RecordBatch, scope: &Scope) -> Result<Vec<usize>, ArrowError> {
+    let users = table::column::<StringArray>(batch, "user_id")?;
+    let statuses = table::column::<Int32Array>(batch, "status")?;
+    Ok((0..batch.num_rows())
+        .filter(|&i| {
+            let user = users.is_valid(i).then(|| users.value(i));
+            !scope.covers(user, statuses.value(i))
+        })
+        .collect())
+}
+
+/// Every row of a table in the output root (all dates, in date order), for tests and tools.
+pub async fn read_table(
+    store: &Store,
+    table: Table,
+) -> Result<Vec<(NaiveDate, RecordBatch)>, SinkError> {
+    let mut parts: Vec<(NaiveDate, usize, String)> = store
+        .list_files(table.name())
+        .await?
+        .into_iter()
+        .filter_map(|rel| parse_part(&rel).map(|(d, i)| (d, i, rel)))
+        .collect();
+    parts.sort();
+    let mut out = Vec::new();
+    for (date, _, rel) in parts {
+        let bytes = store.get(&rel).await?.unwrap_or_default();
+        let (batches, _) = writer::decode(bytes).map_err(|source| SinkError::Read {
+            path: store.describe(&rel),
+            source,
+        })?;
+        out.extend(batches.into_iter().map(|b| (date, b)));
+    }
+    Ok(out)
+}
+
+/// [`read_table`] of a local root, without an async runtime.
+pub fn read_local_table(
+    root: &std::path::Path,
+    table: Table,
+) -> Result<Vec<(NaiveDate, RecordBatch)>, SinkError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime starts");
+    rt.block_on(read_table(&Store::Local(root.to_path_buf()), table))
+}

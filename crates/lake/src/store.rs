@@ -1,0 +1,414 @@
+//! Store: the output root — a local directory or an object store bucket prefix (S3, GCS, Azure) —
+//! and the few operations the sink, the lease and the run records need.
+//!
+//! Invariants:
+//! - Every `put` is atomic: a reader sees the old object or the new one, never part of one. On
+//!   S3, GCS and Azure a single PUT is; on a local disk the bytes go to a hidden temporary file
+//!   (`.name.tmp-…`), are flushed, and are renamed over the name.
+//! - `create` succeeds only if nothing is there, and `update` only if the object is still the
+//!   version that was read: the lease is built on these two.
+//! - Paths are relative to the root, `/`-separated, and never start with `/`.
+//! - Credentials come from each cloud's standard environment variables (`AWS_*`, `GOOGLE_*`,
+//!   `AZURE_*`); `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT`) points S3 at an S3-compatible store, and
+//!   `AWS_ALLOW_HTTP=true` allows a plain-HTTP one.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "--out '{url}' is not usable: {detail} (give a directory, file://, s3://bucket/prefix, gs://bucket/prefix or az://container/prefix)"
+    )]
+    BadUrl { url: String, detail: String },
+    #[error("cannot {action} {location}")]
+    Io {
+        action: &'static str,
+        location: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// The version of an object as read, for a conditional update.
+#[derive(Debug, Clone)]
+pub enum Version {
+    /// Local files: the bytes themselves (there is no etag on a plain file).
+    Local(Vec<u8>),
+    Remote(UpdateVersion),
+}
+
+/// The output root.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Local(PathBuf),
+    Remote {
+        inner: Arc<dyn ObjectStore>,
+        prefix: ObjectPath,
+        url: String,
+    },
+}
+
+impl Store {
+    /// Opens `--out`: a path or `file://` URL is a local directory, `s3://`, `gs://` and `az://`
+    /// (also `abfs://`, `azure://`) are object stores configured from the environment.
+    pub fn open(out: &str) -> Result<Store, StoreError> {
+        Store::open_with(out, &[])
+    }
+
+    /// [`Store::open`], with configuration keys of the cloud's builder (e.g. `aws_endpoint`,
+    /// `aws_access_key_id`) applied over the environment's.
+    pub fn open_with(out: &str, options: &[(&str, &str)]) -> Result<Store, StoreError> {
+        let bad = |detail: String| StoreError::BadUrl {
+            url: out.to_string(),
+            detail,
+        };
+        let Some((scheme, rest)) = out.split_once("://") else {
+            return Ok(Store::Local(PathBuf::from(out)));
+        };
+        if scheme == "file" {
+            return Ok(Store::Local(PathBuf::from(rest)));
+        }
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(bad("no bucket".into()));
+        }
+        let base = format!("{scheme}://{bucket}");
+        let inner: Arc<dyn ObjectStore> = match scheme {
+            "s3" | "s3a" => {
+                let mut b = object_store::aws::AmazonS3Builder::from_env().with_url(&base);
+                for (k, v) in options {
+                    b = b.with_config(k.parse().map_err(|e| bad(format!("{e}")))?, *v);
+                }
+                Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
+            }
+            "gs" => {
+                let mut b =
+                    object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(&base);
+                for (k, v) in options {
+                    b = b.with_config(k.parse().map_err(|e| bad(format!("{e}")))?, *v);
+                }
+                Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
+            }
+            "az" | "abfs" | "abfss" | "azure" => {
+                let mut b = object_store::azure::MicrosoftAzureBuilder::from_env().with_url(&base);
+                for (k, v) in options {
+                    b = b.with_config(k.parse().map_err(|e| bad(format!("{e}")))?, *v);
+                }
+                Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
+            }
+            other => return Err(bad(format!("unknown scheme '{other}'"))),
+        };
+        Ok(Store::Remote {
+            inner,
+            prefix: ObjectPath::from(prefix.trim_matches('/')),
+            url: out.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// Where `rel` is, for messages.
+    pub fn describe(&self, rel: &str) -> String {
+        match self {
+            Store::Local(root) => root.join(rel).display().to_string(),
+            Store::Remote { url, .. } if rel.is_empty() => url.clone(),
+            Store::Remote { url, .. } => format!("{url}/{rel}"),
+        }
+    }
+
+    /// Makes sure the root exists and can be written (local) or reached (remote).
+    pub async fn check(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Local(root) => {
+                std::fs::create_dir_all(root).map_err(|e| self.io("create", "", e))
+            }
+            Store::Remote { .. } => self.list_files("").await.map(|_| ()),
+        }
+    }
+
+    fn io(
+        &self,
+        action: &'static str,
+        rel: &str,
+        e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> StoreError {
+        StoreError::Io {
+            action,
+            location: self.describe(rel),
+            source: e.into(),
+        }
+    }
+
+    fn object_path(prefix: &ObjectPath, rel: &str) -> ObjectPath {
+        let mut parts: Vec<String> = prefix.parts().map(|p| p.as_ref().to_string()).collect();
+        parts.extend(rel.split('/').filter(|p| !p.is_empty()).map(str::to_string));
+        ObjectPath::from_iter(parts)
+    }
+
+    /// Every file under `dir` (recursively), as paths relative to the root, sorted.
+    /// Names starting with `.` (temporary files) are left out.
+    pub async fn list_files(&self, dir: &str) -> Result<Vec<String>, StoreError> {
+        let mut files = match self {
+            Store::Local(root) => {
+                let base = root.join(dir);
+                let root = root.clone();
+                let dir_owned = dir.to_string();
+                tokio::task::spawn_blocking(move || walk(&root, &base))
+                    .await
+                    .expect("a directory walk never panics")
+                    .map_err(|e| self.io("list", &dir_owned, e))?
+            }
+            Store::Remote { inner, prefix, .. } => {
+                let at = Self::object_path(prefix, dir);
+                let listed: Vec<_> = inner
+                    .list(Some(&at))
+                    .try_collect()
+                    .await
+                    .map_err(|e| self.io("list", dir, e))?;
+                let skip = prefix.parts().count();
+                listed
+                    .into_iter()
+                    .map(|m| {
+                        m.location
+                            .parts()
+                            .skip(skip)
+                            .map(|p| p.as_ref().to_string())
+                            .collect::<Vec<_>>()
+                            .join("/")
+                    })
+                    .collect()
+            }
+        };
+        files.retain(|f| !f.rsplit('/').next().unwrap_or("").starts_with('.'));
+        files.sort();
+        Ok(files)
+    }
+
+    /// The bytes of `rel`, or `None` if there is no such object.
+    pub async fn get(&self, rel: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            // Not through get_versioned: a local version is a copy of the bytes, needless here.
+            Store::Local(root) => match std::fs::read(root.join(rel)) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(self.io("read", rel, e)),
+            },
+            Store::Remote { .. } => Ok(self.get_versioned(rel).await?.map(|(bytes, _)| bytes)),
+        }
+    }
+
+    /// The bytes of `rel` and their version, or `None` if there is no such object.
+    pub async fn get_versioned(&self, rel: &str) -> Result<Option<(Vec<u8>, Version)>, StoreError> {
+        match self {
+            Store::Local(root) => match std::fs::read(root.join(rel)) {
+                Ok(bytes) => Ok(Some((bytes.clone(), Version::Local(bytes)))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(self.io("read", rel, e)),
+            },
+            Store::Remote { inner, prefix, .. } => {
+                match inner.get(&Self::object_path(prefix, rel)).await {
+                    Ok(got) => {
+                        let version = UpdateVersion {
+                            e_tag: got.meta.e_tag.clone(),
+                            version: got.meta.version.clone(),
+                        };
+                        let bytes = got.bytes().await.map_err(|e| self.io("read", rel, e))?;
+                        Ok(Some((bytes.to_vec(), Version::Remote(version))))
+                    }
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(self.io("read", rel, e)),
+                }
+            }
+        }
+    }
+
+    /// Writes `rel` atomically, replacing what was there.
+    pub async fn put(&self, rel: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        match self {
+            Store::Local(root) => {
+                let path = root.join(rel);
+                tokio::task::spawn_blocking(move || write_atomically(&path, &bytes, false))
+                    .await
+                    .expect("a write never panics")
+                    .map(|_| ())
+                    .map_err(|e| self.io("write", rel, e))
+            }
+            Store::Remote { inner, prefix, .. } => inner
+                .put(&Self::object_path(prefix, rel), PutPayload::from(bytes))
+                .await
+                .map(|_| ())
+                .map_err(|e| self.io("write", rel, e)),
+        }
+    }
+
+    /// Writes `rel` only if nothing is there; `false` if something is.
+    pub async fn create(&self, rel: &str, bytes: Vec<u8>) -> Result<bool, StoreError> {
+        match self {
+            Store::Local(root) => {
+                let path = root.join(rel);
+                tokio::task::spawn_blocking(move || write_atomically(&path, &bytes, true))
+                    .await
+                    .expect("a write never panics")
+                    .map_err(|e| self.io("create", rel, e))
+            }
+            Store::Remote { inner, prefix, .. } => {
+                let path = Self::object_path(prefix, rel);
+                self.put_if(inner, &path, rel, bytes, PutMode::Create, "create")
+                    .await
+            }
+        }
+    }
+
+    /// Replaces `rel` only if it is still at `version`; `false` if it changed meanwhile.
+    pub async fn update(
+        &self,
+        rel: &str,
+        bytes: Vec<u8>,
+        version: &Version,
+    ) -> Result<bool, StoreError> {
+        match (self, version) {
+            (Store::Local(_), Version::Local(seen)) => {
+                // No compare-and-swap on plain files: compare, then rename. The window between
+                // the two is microseconds, and local roots are one machine's.
+                if self.get(rel).await?.as_deref() != Some(seen.as_slice()) {
+                    return Ok(false);
+                }
+                self.put(rel, bytes).await.map(|()| true)
+            }
+            (Store::Remote { inner, prefix, .. }, Version::Remote(v)) => {
+                let path = Self::object_path(prefix, rel);
+                let mode = PutMode::Update(v.clone());
+                self.put_if(inner, &path, rel, bytes, mode, "update").await
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// A conditional put on an object store: `false` when its condition does not hold.
+    async fn put_if(
+        &self,
+        inner: &Arc<dyn ObjectStore>,
+        path: &ObjectPath,
+        rel: &str,
+        bytes: Vec<u8>,
+        mode: PutMode,
+        verb: &'static str,
+    ) -> Result<bool, StoreError> {
+        match inner
+            .put_opts(path, PutPayload::from(bytes), PutOptions::from(mode))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Ok(false),
+            Err(e) => Err(self.io(verb, rel, e)),
+        }
+    }
+
+    /// Deletes `rel`; nothing there is fine. Local directories left empty are removed.
+    pub async fn delete(&self, rel: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Local(root) => {
+                let path = root.join(rel);
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {
+                        if let Some(parent) = path.parent()
+                            && parent != root
+                        {
+                            // Only succeeds when empty; another tool's file stays.
+                            let _ = std::fs::remove_dir(parent);
+                        }
+                        Ok(())
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(self.io("delete", rel, e)),
+                }
+            }
+            Store::Remote { inner, prefix, .. } => {
+                match inner.delete(&Self::object_path(prefix, rel)).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(self.io("delete", rel, e)),
+                }
+            }
+        }
+    }
+}
+
+/// Files under `base`, relative to `root`; temporary files older than a day (left by a run that
+/// died before its rename) are removed on the way.
+fn walk(root: &Path, base: &Path) -> std::io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut stack = vec![base.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.contains(".tmp-") && is_stale(&entry) {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            if let Ok(rel) = path.strip_prefix(root) {
+                let rel: Vec<String> = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect();
+                out.push(rel.join("/"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Temporary files older than a day belong to no live run.
+fn is_stale(entry: &std::fs::DirEntry) -> bool {
+    entry
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > std::time::Duration::from_secs(24 * 3600))
+}
+
+/// Writes `path` through a hidden temporary file in the same directory. With `exclusive`, the
+/// file is linked into place only if nothing is there (`Ok(false)` otherwise).
+fn write_atomically(path: &Path, bytes: &[u8], exclusive: bool) -> std::io::Result<bool> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp-{:016x}", rand::random::<u64>()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    let placed = if exclusive {
+        // A hard link fails if the name exists: an atomic create with the whole content.
+        let linked = std::fs::hard_link(&tmp, path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(e),
+        }
+    } else {
+        std::fs::rename(&tmp, path)?;
+        true
+    };
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(placed)
+}
