@@ -551,3 +551,177 @@ pub fn read_local_table(
         .expect("a current-thread runtime starts");
     rt.block_on(read_table(&Store::Local(root.to_path_buf()), table))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use arrow_array::cast::AsArray;
+    use attendance_core::answer::QueryData;
+    use attendance_core::flatten;
+    use attendance_core::plan::Status;
+
+    use super::*;
+    use crate::spill::SpillConfig;
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    const WINDOW: Window = Window {
+        from: NaiveDate::from_ymd_opt(2026, 9, 1).unwrap(),
+        to: NaiveDate::from_ymd_opt(2026, 9, 2).unwrap(),
+    };
+
+    /// A window's fresh rows and rejects: an out a user and date of the window, with `status`,
+    /// and one record of `u9` outside the batch (kept aside).
+    fn fresh(
+        users: &[&str],
+        status: Status,
+        tag: &str,
+        dir: &std::path::Path,
+    ) -> (FreshRows, Vec<Reject>) {
+        let mut elements = Vec::new();
+        for user in users.iter().chain(["u9"].iter()) {
+            // u9's records are the same in every answer: the platform sends them again.
+            let tag = if *user == "u9" { "x" } else { tag };
+            for day in ["01", "02"] {
+                elements.push(format!(
+                    r#"{{"user_id":"{user}","date":"202609{day}","time_zone":"UTC","outs":[{{"approval_id":"{tag}-{user}-{day}"}}]}}"#
+                ));
+            }
+        }
+        let data =
+            QueryData::recorded(&format!(r#"{{"user_approvals":[{}]}}"#, elements.join(",")));
+        let batch: Vec<String> = users.iter().map(|u| u.to_string()).collect();
+        let stamp = RunStamp {
+            run_id: tag.into(),
+            ingested_at_micros: 0,
+        };
+        let flat = flatten::flatten(&data, status, WINDOW, &batch, &stamp).unwrap();
+        let mut rows = FreshRows::new(SpillConfig {
+            dir: dir.to_path_buf(),
+            budget: usize::MAX,
+        });
+        for part in flat.rows {
+            rows.add(part).unwrap();
+        }
+        (rows, flat.rejects)
+    }
+
+    async fn commit_unless_fenced(
+        sink: &Sink,
+        users: &[&str],
+        status: Status,
+        tag: &str,
+        dir: &std::path::Path,
+        still_ours: bool,
+    ) -> Result<CommitReport, SinkError> {
+        let (rows, rejects) = fresh(users, status, tag, dir);
+        let scope = Scope {
+            users: users.iter().map(|u| u.to_string()).collect(),
+            statuses: [status].into(),
+        };
+        let stamp = Arc::new(RunStamp {
+            run_id: tag.into(),
+            ingested_at_micros: 0,
+        });
+        sink.commit_window(WINDOW, rows, rejects, scope, stamp, &move || still_ours)
+            .await
+    }
+
+    async fn commit(
+        sink: &Sink,
+        users: &[&str],
+        status: Status,
+        tag: &str,
+        dir: &std::path::Path,
+    ) -> CommitReport {
+        commit_unless_fenced(sink, users, status, tag, dir, true)
+            .await
+            .unwrap()
+    }
+
+    async fn approvals(store: &Store) -> BTreeSet<String> {
+        let mut ids = BTreeSet::new();
+        for (_, batch) in read_table(store, Table::Outs).await.unwrap() {
+            let col = batch
+                .column_by_name("approval_id")
+                .unwrap()
+                .as_string::<i32>();
+            ids.extend(col.iter().flatten().map(str::to_string));
+        }
+        ids
+    }
+
+    #[tokio::test]
+    async fn a_commit_replaces_the_rows_of_its_scope_and_keeps_every_other_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::Local(dir.path().join("root")));
+        let sink = Sink::new(Arc::clone(&store), EmployeeType::EmployeeId);
+        let first = commit(&sink, &["u1", "u2"], Status::APPROVED, "a", dir.path()).await;
+        assert_eq!(first.fresh_rows.get(&Table::Outs), Some(&4));
+        assert_eq!(first.rejects, 2, "u9 is outside the batch on both dates");
+        assert_eq!(first.files.len(), 2);
+
+        // u2 again with other approvals; u1's rows, and rows of another status, stay.
+        commit(&sink, &["u2"], Status::APPROVED, "b", dir.path()).await;
+        commit(&sink, &["u2"], Status::WITHDRAWN, "c", dir.path()).await;
+        let ids = approvals(&store).await;
+        let expected: BTreeSet<String> = [
+            "a-u1-01", "a-u1-02", "b-u2-01", "b-u2-02", "c-u2-01", "c-u2-02",
+        ]
+        .map(String::from)
+        .into();
+        assert_eq!(ids, expected);
+        // The same reject seen again is one line a date and status.
+        let rejects = store
+            .get(&rejects::rejects_path(d("2026-09-01")))
+            .await
+            .unwrap()
+            .unwrap();
+        let lines: Vec<String> = String::from_utf8(rejects)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].contains(r#""run_id":"a""#) && lines[0].contains(r#""status":2"#));
+        assert!(lines[1].contains(r#""run_id":"c""#) && lines[1].contains(r#""status":3"#));
+    }
+
+    #[tokio::test]
+    async fn a_root_of_another_employee_type_is_refused_before_and_during_a_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::Local(dir.path().join("root")));
+        let sink = Sink::new(Arc::clone(&store), EmployeeType::EmployeeId);
+        commit(&sink, &["u1"], Status::APPROVED, "a", dir.path()).await;
+        let other = Sink::new(Arc::clone(&store), EmployeeType::OpenId);
+        let err = other.check_employee_type().await.unwrap_err();
+        assert!(
+            matches!(err, SinkError::EmployeeTypeMismatch { .. }),
+            "{err}"
+        );
+        let err = commit_unless_fenced(&other, &["u1"], Status::APPROVED, "b", dir.path(), true)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("one output root holds one --employee-type"),
+            "{err}"
+        );
+        assert_eq!(approvals(&store).await.len(), 2, "nothing was replaced");
+    }
+
+    #[tokio::test]
+    async fn nothing_is_written_once_the_lease_is_in_doubt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::Local(dir.path().join("root")));
+        let sink = Sink::new(Arc::clone(&store), EmployeeType::EmployeeId);
+        let err = commit_unless_fenced(&sink, &["u1"], Status::APPROVED, "a", dir.path(), false)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SinkError::Fenced), "{err}");
+        assert!(store.list_files("").await.unwrap().is_empty());
+    }
+}

@@ -221,3 +221,100 @@ impl Lease {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &std::path::Path) -> Arc<Store> {
+        Arc::new(Store::Local(dir.to_path_buf()))
+    }
+
+    async fn record(store: &Store) -> LeaseRecord {
+        serde_json::from_slice(&store.get(LEASE_PATH).await.unwrap().unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_live_lease_is_refused_naming_its_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let ttl = Duration::from_secs(60);
+        let first = Lease::acquire(store(dir.path()), "run-a", ttl)
+            .await
+            .unwrap();
+        let err = Lease::acquire(store(dir.path()), "run-b", ttl)
+            .await
+            .err()
+            .unwrap();
+        match &err {
+            LeaseError::Held { holder, .. } => {
+                assert_eq!(holder.run_id, "run-a");
+                assert_eq!(holder.pid, std::process::id());
+            }
+            other => panic!("{other}"),
+        }
+        assert!(err.to_string().contains("run-a"), "{err}");
+        assert!(!first.is_lost());
+    }
+
+    #[tokio::test]
+    async fn a_released_or_expired_lease_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = store(dir.path());
+        let first = Lease::acquire(Arc::clone(&root), "run-a", Duration::from_secs(60))
+            .await
+            .unwrap();
+        first.release().await.unwrap();
+        let released = record(&root).await;
+        assert!(released.released && released.expires_at < Utc::now());
+        let second = Lease::acquire(Arc::clone(&root), "run-b", Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(record(&root).await.run_id, "run-b");
+        // run-b dies without releasing: once its lease expires, run-c takes it.
+        drop(second);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        Lease::acquire(Arc::clone(&root), "run-c", Duration::from_secs(60))
+            .await
+            .unwrap();
+        let taken = record(&root).await;
+        assert_eq!(taken.run_id, "run-c");
+        assert!(!taken.released);
+    }
+
+    #[tokio::test]
+    async fn a_run_whose_lease_was_taken_learns_it_at_its_next_renewal() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = store(dir.path());
+        let first = Lease::acquire(Arc::clone(&root), "run-a", Duration::from_secs(1))
+            .await
+            .unwrap();
+        first.renew().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let _second = Lease::acquire(Arc::clone(&root), "run-b", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(matches!(first.renew().await, Err(LeaseError::Lost { .. })));
+        assert!(first.is_lost());
+        // Releasing a lease that is no longer ours leaves the new holder's alone.
+        first.release().await.unwrap();
+        let now = record(&root).await;
+        assert_eq!(now.run_id, "run-b");
+        assert!(!now.released);
+    }
+
+    #[tokio::test]
+    async fn a_lease_file_this_job_did_not_write_is_named_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(LEASE_PATH), b"not a lease").unwrap();
+        let err = Lease::acquire(store(dir.path()), "run-a", Duration::from_secs(60))
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err, LeaseError::Unreadable { .. }), "{err}");
+        assert!(err.to_string().contains("_lease.json"), "{err}");
+        assert_eq!(
+            std::fs::read(dir.path().join(LEASE_PATH)).unwrap(),
+            b"not a lease"
+        );
+    }
+}

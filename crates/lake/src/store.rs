@@ -412,3 +412,150 @@ fn write_atomically(path: &Path, bytes: &[u8], exclusive: bool) -> std::io::Resu
     }
     Ok(placed)
 }
+
+#[cfg(test)]
+mod tests {
+    use object_store::memory::InMemory;
+
+    use super::*;
+
+    /// A local root and an object store root (in memory, through the same `ObjectStore` calls
+    /// as S3, GCS and Azure), each under a prefix.
+    fn roots(dir: &Path) -> [Store; 2] {
+        [
+            Store::Local(dir.join("root")),
+            Store::Remote {
+                inner: Arc::new(InMemory::new()),
+                prefix: ObjectPath::from("lake/attendance"),
+                url: "memory://lake/attendance".into(),
+            },
+        ]
+    }
+
+    #[tokio::test]
+    async fn put_get_list_and_delete_behave_alike_on_every_root() {
+        let dir = tempfile::tempdir().unwrap();
+        for store in roots(dir.path()) {
+            store.check().await.unwrap();
+            assert_eq!(
+                store
+                    .get("outs/date=2026-09-01/part-00000.parquet")
+                    .await
+                    .unwrap(),
+                None
+            );
+            store
+                .put("outs/date=2026-09-01/part-00000.parquet", b"one".to_vec())
+                .await
+                .unwrap();
+            store
+                .put("outs/date=2026-09-01/part-00000.parquet", b"two".to_vec())
+                .await
+                .unwrap();
+            store.put("_runs/r.json", b"{}".to_vec()).await.unwrap();
+            let got = store
+                .get("outs/date=2026-09-01/part-00000.parquet")
+                .await
+                .unwrap();
+            assert_eq!(got.as_deref(), Some(&b"two"[..]), "{store:?}");
+            assert_eq!(
+                store.list_files("").await.unwrap(),
+                ["_runs/r.json", "outs/date=2026-09-01/part-00000.parquet"]
+            );
+            assert_eq!(store.list_files("outs").await.unwrap().len(), 1);
+            assert!(store.list_files("leaves").await.unwrap().is_empty());
+            store
+                .delete("outs/date=2026-09-01/part-00000.parquet")
+                .await
+                .unwrap();
+            store
+                .delete("outs/date=2026-09-01/part-00000.parquet")
+                .await
+                .unwrap();
+            assert_eq!(store.list_files("").await.unwrap(), ["_runs/r.json"]);
+        }
+        // A local partition directory left empty goes with its last file.
+        assert!(!dir.path().join("root/outs/date=2026-09-01").exists());
+        assert!(dir.path().join("root").exists());
+    }
+
+    #[tokio::test]
+    async fn create_and_update_hold_only_while_their_condition_does() {
+        let dir = tempfile::tempdir().unwrap();
+        for store in roots(dir.path()) {
+            assert!(store.create("_lease.json", b"a".to_vec()).await.unwrap());
+            assert!(
+                !store.create("_lease.json", b"b".to_vec()).await.unwrap(),
+                "{store:?}"
+            );
+            let (bytes, seen) = store.get_versioned("_lease.json").await.unwrap().unwrap();
+            assert_eq!(bytes, b"a");
+            assert!(
+                store
+                    .update("_lease.json", b"c".to_vec(), &seen)
+                    .await
+                    .unwrap()
+            );
+            // The version read before the update is stale now.
+            assert!(
+                !store
+                    .update("_lease.json", b"d".to_vec(), &seen)
+                    .await
+                    .unwrap(),
+                "{store:?}"
+            );
+            assert_eq!(
+                store.get("_lease.json").await.unwrap().as_deref(),
+                Some(&b"c"[..])
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn local_files_are_written_whole_and_hidden_temporaries_are_not_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::Local(dir.path().to_path_buf());
+        store.put("outs/a.parquet", vec![7; 1 << 20]).await.unwrap();
+        std::fs::write(
+            dir.path().join("outs/.a.parquet.tmp-0123456789abcdef"),
+            b"half",
+        )
+        .unwrap();
+        assert_eq!(store.list_files("").await.unwrap(), ["outs/a.parquet"]);
+        assert_eq!(
+            std::fs::read(dir.path().join("outs/a.parquet"))
+                .unwrap()
+                .len(),
+            1 << 20
+        );
+    }
+
+    #[test]
+    fn an_output_url_is_read_by_its_scheme_and_a_bad_one_is_named() {
+        assert!(
+            matches!(Store::open("./warehouse").unwrap(), Store::Local(p) if p == Path::new("./warehouse"))
+        );
+        assert!(
+            matches!(Store::open("file:///data/w").unwrap(), Store::Local(p) if p == Path::new("/data/w"))
+        );
+        for bad in ["ftp://host/x", "s3:///prefix"] {
+            let err = Store::open(bad).unwrap_err();
+            assert!(matches!(err, StoreError::BadUrl { .. }), "{bad}");
+            let message = err.to_string();
+            assert!(
+                message.contains(bad) && message.contains("s3://bucket/prefix"),
+                "{message}"
+            );
+        }
+        let store = Store::open_with(
+            "s3://lake/attendance/",
+            &[
+                ("aws_region", "us-east-1"),
+                ("aws_access_key_id", "k"),
+                ("aws_secret_access_key", "s"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(store.describe("outs"), "s3://lake/attendance/outs");
+    }
+}
