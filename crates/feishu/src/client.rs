@@ -30,6 +30,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use attendance_core::answer::QueryData;
+use attendance_core::chain::Chain;
 use attendance_core::plan::EmployeeType;
 
 use crate::codes::{self, is_retryable, is_token_error};
@@ -209,10 +210,8 @@ impl Client {
             .timeout(config.request_timeout)
             .user_agent(concat!("attendance-sync/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| PlatformError::Transport {
-                endpoint: "client",
-                base_url: config.base_url.clone(),
-                detail: e.to_string(),
+            .map_err(|e| {
+                PlatformError::transport("client", config.base_url.clone(), "cannot start", e)
             })?;
         let rate = config.rate_limit_per_sec;
         Ok(Client {
@@ -375,21 +374,20 @@ impl Client {
             match (page.has_more, page.page_token) {
                 (Some(true), Some(next)) if !next.is_empty() => {
                     if !seen.insert(next.clone()) {
-                        return Err(PlatformError::MalformedBody {
-                            endpoint: pacer.endpoint,
-                            http_status: 200,
-                            detail: "pagination repeated a page_token: stopping instead of looping"
-                                .into(),
-                        });
+                        return Err(PlatformError::malformed(
+                            pacer.endpoint,
+                            200,
+                            "pagination repeated a page_token: stopping instead of looping",
+                        ));
                     }
                     token = Some(next);
                 }
                 (Some(true), _) => {
-                    return Err(PlatformError::MalformedBody {
-                        endpoint: pacer.endpoint,
-                        http_status: 200,
-                        detail: "has_more is true but no page_token was given".into(),
-                    });
+                    return Err(PlatformError::malformed(
+                        pacer.endpoint,
+                        200,
+                        "has_more is true but no page_token was given",
+                    ));
                 }
                 _ => break,
             }
@@ -451,7 +449,7 @@ impl Client {
                     Some(delay) => {
                         self.counters.retries.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(
-                            error = %err,
+                            error = %Chain(&err),
                             delay_ms = delay.as_millis() as u64,
                             "transient failure; retrying"
                         );
@@ -472,7 +470,7 @@ impl Client {
     ) -> Attempt<T> {
         let response = match sent {
             Ok(r) => r,
-            Err(e) => return Attempt::Transient(self.transport(endpoint, &e)),
+            Err(e) => return Attempt::Transient(self.transport(endpoint, e)),
         };
         let http_status = response.status();
         let reset = response
@@ -482,7 +480,7 @@ impl Client {
             .and_then(|v| v.trim().parse::<f64>().ok());
         let body = match response.bytes().await {
             Ok(b) => b,
-            Err(e) => return Attempt::Transient(self.transport(endpoint, &e)),
+            Err(e) => return Attempt::Transient(self.transport(endpoint, e)),
         };
         let envelope = serde_json::from_slice::<Envelope<T>>(&body);
         let rate_limited = http_status == StatusCode::TOO_MANY_REQUESTS
@@ -498,7 +496,8 @@ impl Client {
                 let err = PlatformError::MalformedBody {
                     endpoint,
                     http_status: http_status.as_u16(),
-                    detail: format!("{e} (first bytes: {:?})", preview(&body)),
+                    first_bytes: Some(preview(&body)),
+                    cause: Arc::new(e),
                 };
                 // A proxy's HTML error page or a cut-off body: the next attempt may be fine.
                 return Attempt::Transient(err);
@@ -508,17 +507,20 @@ impl Client {
             return Attempt::Transient(PlatformError::MalformedBody {
                 endpoint,
                 http_status: http_status.as_u16(),
-                detail: format!("no `code` field (first bytes: {:?})", preview(&body)),
+                first_bytes: Some(preview(&body)),
+                cause: Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(
+                    "no `code` field",
+                )),
             });
         };
         if code == codes::OK && http_status.is_success() {
             return match envelope.data {
                 Some(data) => Attempt::Done(data),
-                None => Attempt::Transient(PlatformError::MalformedBody {
+                None => Attempt::Transient(PlatformError::malformed(
                     endpoint,
-                    http_status: http_status.as_u16(),
-                    detail: "code 0 without `data`".into(),
-                }),
+                    http_status.as_u16(),
+                    "code 0 without `data`",
+                )),
             };
         }
         let err = PlatformError::Api {
@@ -536,7 +538,7 @@ impl Client {
         }
     }
 
-    fn transport(&self, endpoint: &'static str, e: &reqwest::Error) -> PlatformError {
+    fn transport(&self, endpoint: &'static str, e: reqwest::Error) -> PlatformError {
         let kind = if e.is_timeout() {
             "timed out"
         } else if e.is_connect() {
@@ -544,18 +546,7 @@ impl Client {
         } else {
             "request failed"
         };
-        let mut detail = kind.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            detail.push_str(": ");
-            detail.push_str(&s.to_string());
-            source = s.source();
-        }
-        PlatformError::Transport {
-            endpoint,
-            base_url: self.config.base_url.clone(),
-            detail,
-        }
+        PlatformError::transport(endpoint, self.config.base_url.clone(), kind, e)
     }
 
     /// The cached token, or a new one. Holding the lock while fetching makes renewal single-flight.
@@ -603,17 +594,13 @@ impl Client {
                 .send()
                 .await;
             let err = match sent {
-                Err(e) => self.transport(TOKEN, &e),
+                Err(e) => self.transport(TOKEN, e),
                 Ok(response) => {
                     let http_status = response.status();
                     match response.bytes().await {
-                        Err(e) => self.transport(TOKEN, &e),
+                        Err(e) => self.transport(TOKEN, e),
                         Ok(bytes) => match serde_json::from_slice::<TokenResponse>(&bytes) {
-                            Err(e) => PlatformError::MalformedBody {
-                                endpoint: TOKEN,
-                                http_status: http_status.as_u16(),
-                                detail: e.to_string(),
-                            },
+                            Err(e) => PlatformError::malformed(TOKEN, http_status.as_u16(), e),
                             Ok(t) => match (t.code, t.tenant_access_token, t.expire) {
                                 (codes::OK, Some(token), Some(expire)) if expire > 0 => {
                                     let lifetime = Duration::from_secs(expire as u64);
@@ -623,13 +610,11 @@ impl Client {
                                         renew_at: started + lifetime - margin,
                                     });
                                 }
-                                (codes::OK, _, _) => PlatformError::MalformedBody {
-                                    endpoint: TOKEN,
-                                    http_status: http_status.as_u16(),
-                                    detail:
-                                        "code 0 without tenant_access_token and a positive expire"
-                                            .into(),
-                                },
+                                (codes::OK, _, _) => PlatformError::malformed(
+                                    TOKEN,
+                                    http_status.as_u16(),
+                                    "code 0 without tenant_access_token and a positive expire",
+                                ),
                                 (codes::RATE_LIMITED, _, _)
                                     if rate_waits < self.config.max_rate_limit_waits =>
                                 {
@@ -659,7 +644,7 @@ impl Client {
             match backoff.next() {
                 Some(delay) => {
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %err, delay_ms = delay.as_millis() as u64, "token request failed; retrying");
+                    tracing::warn!(error = %Chain(&err), delay_ms = delay.as_millis() as u64, "token request failed; retrying");
                     tokio::time::sleep(delay).await;
                 }
                 None => return Err(err),

@@ -1,7 +1,14 @@
 //! Errors of the platform boundary, classified by what the caller can do about them.
 
+use std::error::Error;
+use std::sync::Arc;
+
 use crate::codes::{self, is_token_error};
 use crate::endpoints;
+
+/// What caused a transport failure or a malformed body: shared, so that the error stays `Clone`
+/// (a failed query is reported in the summary, the manifest and the log).
+pub type Cause = Arc<dyn Error + Send + Sync>;
 
 /// A call to the platform that did not produce data. Never holds a token or the app secret.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -15,18 +22,27 @@ pub enum PlatformError {
         msg: String,
     },
     /// No usable answer: connection refused or reset, timeout, TLS failure.
-    #[error("{endpoint}: no answer from {base_url}: {detail}")]
+    #[error("{endpoint}: no answer from {base_url}: {kind}")]
     Transport {
         endpoint: &'static str,
         base_url: String,
-        detail: String,
+        /// `timed out`, `connection failed` or `request failed`.
+        kind: &'static str,
+        #[source]
+        cause: Cause,
     },
     /// An answer that is not the documented JSON envelope.
-    #[error("{endpoint} sent a malformed body (HTTP {http_status}): {detail}")]
+    #[error(
+        "{endpoint} sent a malformed body (HTTP {http_status}){}",
+        first_bytes.as_ref().map(|b| format!(", first bytes {b:?}")).unwrap_or_default()
+    )]
     MalformedBody {
         endpoint: &'static str,
         http_status: u16,
-        detail: String,
+        /// The start of the body, when it is worth showing (never of the token endpoint).
+        first_bytes: Option<String>,
+        #[source]
+        cause: Cause,
     },
     /// Still over the rate limit after waiting out the platform's reset this many times.
     #[error("{endpoint} stayed rate limited (code 99991400) through {waits} waits")]
@@ -52,6 +68,35 @@ fn hint(code: i64) -> &'static str {
 }
 
 impl PlatformError {
+    /// A call that got no answer, for `cause`.
+    pub fn transport(
+        endpoint: &'static str,
+        base_url: impl Into<String>,
+        kind: &'static str,
+        cause: impl Into<Box<dyn Error + Send + Sync>>,
+    ) -> PlatformError {
+        PlatformError::Transport {
+            endpoint,
+            base_url: base_url.into(),
+            kind,
+            cause: Arc::from(cause.into()),
+        }
+    }
+
+    /// An answer whose body is not what `endpoint` documents, for `cause`.
+    pub fn malformed(
+        endpoint: &'static str,
+        http_status: u16,
+        cause: impl Into<Box<dyn Error + Send + Sync>>,
+    ) -> PlatformError {
+        PlatformError::MalformedBody {
+            endpoint,
+            http_status,
+            first_bytes: None,
+            cause: Arc::from(cause.into()),
+        }
+    }
+
     /// Errors that will recur on every other request of the run, so continuing is pointless:
     /// no token to be had, bad credentials, a refused token, a malformed request, a tenant problem.
     pub fn is_fatal(&self) -> bool {

@@ -20,7 +20,7 @@ pub mod model;
 
 pub use attendance_core::answer::QueryData;
 pub use client::{Client, ClientConfig, ClientStats, Credentials};
-pub use error::PlatformError;
+pub use error::{Cause, PlatformError};
 
 /// Feishu (China) host; Lark (international) is `https://open.larksuite.com`.
 pub const DEFAULT_BASE_URL: &str = "https://open.feishu.cn";

@@ -207,10 +207,6 @@ impl Sink {
         }
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// Refuses a root whose tables hold another kind of user id, before anything is fetched.
     /// One file tells: every file of a root is written with the root's one kind.
     pub async fn check_employee_type(&self) -> Result<(), SinkError> {

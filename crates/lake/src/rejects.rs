@@ -140,7 +140,7 @@ mod tests {
             user_id: Some(user.into()),
             date: Some("20260915".into()),
             approval_id: Some("a".into()),
-            status: 2,
+            status: Status::APPROVED,
             field: "user_id".into(),
             value: Some(user.into()),
             reason: "outside the batch".into(),

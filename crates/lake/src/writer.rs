@@ -57,7 +57,7 @@ impl TableWriter {
             .set_created_by(concat!("attendance-sync ", env!("CARGO_PKG_VERSION")).to_string());
         // Fewer compressed columns also means fewer zstd contexts: the `parquet` crate creates a
         // compressor and a decompressor per compressed column chunk, and creating them was 6.3%
-        // of a small-file replay's CPU samples at the end of session 5 (BENCHMARKS.md).
+        // of a small-file replay's CPU samples before this layout (BENCHMARKS.md).
         for (path, values) in leaf_columns(table) {
             props = match values {
                 Values::Repeated => props,

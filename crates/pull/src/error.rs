@@ -34,9 +34,10 @@ pub enum RunError {
     Stopped,
     #[error(transparent)]
     Recording(#[from] RecordingError),
-    #[error("{batch}: {error}")]
+    #[error("{batch}")]
     Fatal {
         batch: Box<BatchRef>,
+        #[source]
         error: PlatformError,
     },
     #[error(

@@ -41,6 +41,11 @@ pub struct Corpus {
     pub users: Vec<String>,
 }
 
+/// A recorded answer that is not the JSON the recorder wrote.
+#[derive(Debug, thiserror::Error)]
+#[error("recorded answer")]
+struct UnreadableAnswer(#[source] serde_json::Error);
+
 /// A recording that cannot be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordingError {
@@ -328,29 +333,28 @@ impl Recording {
     fn read(&self, offset: u64, len: usize) -> Result<LineIn, PlatformError> {
         let endpoint = QUERY;
         let mut buf = vec![0; len];
-        let mut file = std::fs::File::open(&self.data).map_err(|e| self.missing(e.to_string()))?;
+        let mut file = std::fs::File::open(&self.data).map_err(|e| self.missing(e))?;
         file.seek(SeekFrom::Start(offset))
             .and_then(|_| file.read_exact(&mut buf))
-            .map_err(|e| self.missing(e.to_string()))?;
+            .map_err(|e| self.missing(e))?;
         if let Some(data) = recorded_response(&buf) {
             return Ok(LineIn {
                 response: Some(QueryData::recorded(data)),
                 error: None,
             });
         }
-        serde_json::from_slice(&buf).map_err(|e| PlatformError::MalformedBody {
-            endpoint,
-            http_status: 200,
-            detail: format!("recorded answer: {e}"),
-        })
+        serde_json::from_slice(&buf)
+            .map_err(|e| PlatformError::malformed(endpoint, 200, UnreadableAnswer(e)))
     }
 
-    fn missing(&self, detail: String) -> PlatformError {
-        PlatformError::Transport {
-            endpoint: QUERY,
-            base_url: self.data.display().to_string(),
-            detail,
-        }
+    /// No answer for a query: the recording cannot be read, or holds none for it.
+    fn missing(&self, cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> PlatformError {
+        PlatformError::transport(
+            QUERY,
+            self.data.display().to_string(),
+            "not recorded",
+            cause,
+        )
     }
 
     fn to_result(line: LineIn) -> Result<QueryData, PlatformError> {
@@ -362,11 +366,11 @@ impl Recording {
                 code: e.code,
                 msg: e.msg,
             }),
-            (None, None) => Err(PlatformError::MalformedBody {
-                endpoint: QUERY,
-                http_status: 200,
-                detail: "recorded line holds neither an answer nor an error".into(),
-            }),
+            (None, None) => Err(PlatformError::malformed(
+                QUERY,
+                200,
+                "recorded line holds neither an answer nor an error",
+            )),
         }
     }
 
@@ -421,7 +425,7 @@ impl Recording {
             }
         }
         if covered.len() < wanted.len() {
-            return Err(self.missing("no recorded answer covers this query".into()));
+            return Err(self.missing("no recorded answer covers this query"));
         }
         #[derive(Deserialize)]
         struct UserOf {
@@ -431,11 +435,7 @@ impl Recording {
         for data in &answers {
             let elements = data
                 .user_approvals()
-                .map_err(|e| PlatformError::MalformedBody {
-                    endpoint: QUERY,
-                    http_status: 200,
-                    detail: format!("recorded answer: {e}"),
-                })?;
+                .map_err(|e| PlatformError::malformed(QUERY, 200, UnreadableAnswer(e)))?;
             for raw in elements {
                 let user = serde_json::from_str::<UserOf>(raw.get())
                     .ok()

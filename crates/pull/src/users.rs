@@ -13,9 +13,10 @@ use crate::request::Users;
 /// Users that could not be listed from the tenant.
 #[derive(Debug, thiserror::Error)]
 pub enum ListUsersError {
-    #[error("listing users ({source_name}): {error}")]
+    #[error("listing users ({source_name})")]
     Platform {
         source_name: &'static str,
+        #[source]
         error: PlatformError,
     },
     #[error("listing users ({0}) found nobody: check the app's data scope, or pass --users-file")]

@@ -75,11 +75,12 @@ impl AnswerSource for Answers {
             return Err(Answers::api_error(code));
         }
         if self.failing_windows.contains(&from) {
-            return Err(PlatformError::Transport {
-                endpoint: endpoints::QUERY,
-                base_url: "memory".into(),
-                detail: "the platform stays down".into(),
-            });
+            return Err(PlatformError::transport(
+                endpoints::QUERY,
+                "memory",
+                "connection failed",
+                "the platform stays down",
+            ));
         }
         if query.user_ids.iter().any(|u| self.refused.contains(u)) {
             return Err(Answers::api_error(codes::UNKNOWN_USER));
