@@ -4,8 +4,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use attendance_core::chain::Chain;
-use attendance_core::plan::{self, EmployeeType};
-use attendance_feishu::{Client, Credentials};
+use attendance_core::plan;
+use attendance_feishu::Client;
+#[cfg(feature = "sim")]
+use attendance_feishu::Credentials;
 use attendance_pull::summary::RunSummary;
 use attendance_pull::users::{self, UsersFileError};
 use attendance_pull::{BackfillRequest, Replay, RunError, RunProgress, Users};
@@ -353,7 +355,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitStatus> {
             from: today - Days::new(u64::from(args.days.max(1)) - 1),
             to: today,
             users: Users::Groups,
-            employee_type: EmployeeType::EmployeeId,
+            employee_type: attendance_core::plan::EmployeeType::EmployeeId,
             statuses: args.statuses.clone(),
             out: args.out.clone(),
             today,
