@@ -23,6 +23,11 @@
 //! - The server lives as long as the [`SimTenant`]: dropping it (or [`SimTenant::shutdown`])
 //!   stops it.
 //!
+//! Depends on `attendance-core` (the query's limits) and `attendance-feishu` (endpoints and codes,
+//! named once for both sides). It must never depend on the output root or the orchestration:
+//! the tenant knows the platform, not the job. It is a dev-dependency of the other crates and an
+//! optional dependency of the binary (the default feature `sim`, for `demo` and `simulate`).
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use attendance_sim::{SimConfig, SimTenant};
