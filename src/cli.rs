@@ -23,7 +23,8 @@ use attendance_lake::spill::SpillConfig;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-    /// Log level or tracing filter (e.g. `debug`, `attendance_pull=trace`). Logs go to stderr.
+    /// Log level or tracing filter (e.g. `debug`, or `attendance=debug,info` for the job's own crates,
+    /// whose names all start with `attendance`). Logs go to stderr.
     #[arg(
         long,
         global = true,

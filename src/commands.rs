@@ -12,6 +12,7 @@ use attendance_pull::summary::RunSummary;
 use attendance_pull::users::{self, UsersFileError};
 use attendance_pull::{BackfillRequest, Replay, RunError, RunProgress, Users};
 use chrono::{Days, NaiveDate};
+use tracing::Instrument;
 
 use crate::cli::{
     self, BackfillArgs, JobArgs, LogFormat, PlanArgs, ReplayArgs, SyncArgs, UsersFrom,
@@ -149,9 +150,16 @@ fn request_of(job: &JobArgs, from: NaiveDate, to: NaiveDate, users: Users) -> Ba
 /// Ends a run that started: its exit status, and its manifest, which records that status.
 async fn conclude(mut summary: RunSummary) -> (RunSummary, ExitStatus) {
     let status = ExitStatus::of_run(&summary);
-    match attendance_pull::manifest::write(&summary, status.code()).await {
+    // A line logged here still belongs to the run: it carries the run's id like the others.
+    let span = tracing::info_span!("run", run_id = %summary.run_id);
+    let written = attendance_pull::manifest::write(&summary, status.code())
+        .instrument(span.clone())
+        .await;
+    match written {
         Ok(path) => summary.manifest = Some(path),
-        Err(e) => tracing::error!(error = %Chain(&e), "could not write the run manifest"),
+        Err(e) => span.in_scope(|| {
+            tracing::error!(error = %Chain(&e), "could not write the run manifest");
+        }),
     }
     (summary, status)
 }

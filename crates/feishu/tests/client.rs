@@ -134,7 +134,7 @@ async fn transient_failures_are_retried_until_the_answer_comes() {
     });
     let client = client_of(&tenant, None);
     let users = first_users(&tenant, 10);
-    for _ in 0..20 {
+    for _ in 0..8 {
         let data = client
             .query_user_approvals(EmployeeType::EmployeeId, &query(&users))
             .await
@@ -143,7 +143,7 @@ async fn transient_failures_are_retried_until_the_answer_comes() {
     }
     let stats = client.stats();
     assert!(stats.retries > 0, "{stats:?}");
-    assert_eq!(stats.query_requests, 20 + stats.retries);
+    assert_eq!(stats.query_requests, 8 + stats.retries);
     assert_eq!(tenant.stats().query_calls, stats.query_requests);
 }
 
