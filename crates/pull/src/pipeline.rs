@@ -95,8 +95,6 @@ pub(crate) struct Pipeline<'a, S> {
     plan: &'a Plan,
     output: Output,
     progress: Progress,
-    /// Windows committed by an interrupted run, not fetched again.
-    skip: BTreeSet<Window>,
     counters: Arc<RunProgress>,
     stop: Arc<AtomicBool>,
     spill: SpillConfig,
@@ -150,10 +148,9 @@ impl<'a, S: AnswerSource> Pipeline<'a, S> {
             output,
             progress,
             loaded: Loaded {
-                skipped: skip.clone(),
+                skipped: skip,
                 ..Loaded::default()
             },
-            skip,
             counters,
             stop: Arc::clone(&request.stop),
             spill: request.spill.clone(),
@@ -187,7 +184,7 @@ impl<'a, S: AnswerSource> Pipeline<'a, S> {
 
     /// The windows of the plan this run skips: committed by an interrupted run.
     pub(crate) fn skipped(&self) -> &BTreeSet<Window> {
-        &self.skip
+        &self.loaded.skipped
     }
 
     async fn run_until_done(&mut self, concurrency: usize) -> Result<(), RunError> {
@@ -260,7 +257,7 @@ impl<'a, S: AnswerSource> Pipeline<'a, S> {
             .plan
             .windows
             .get(index)
-            .is_some_and(|w| self.skip.contains(w))
+            .is_some_and(|w| self.loaded.skipped.contains(w))
         {
             index += 1;
         }

@@ -27,7 +27,7 @@ use crate::pipeline::{Output, Pipeline};
 use crate::recording::{Corpus, Recorded, Recorder};
 use crate::request::BackfillRequest;
 use crate::source::AnswerSource;
-use crate::summary::RunSummary;
+use crate::summary::{Outcome, RunSummary};
 use crate::users;
 
 /// A fresh run id: UTC start time plus random bits, sortable and unique across hosts.
@@ -223,10 +223,7 @@ async fn backfill_leased<S: AnswerSource>(
         fatal,
         manifest: None,
     };
-    if summary.fatal.is_none()
-        && summary.extracted.failures.is_empty()
-        && summary.extracted.refused_users.is_empty()
-    {
+    if summary.outcome() == Outcome::Complete {
         // Finished: a rerun of the same backfill fetches everything again.
         if let Err(e) = progress::clear_progress(store, &key).await {
             tracing::warn!(error = %Chain(&e), "could not remove the progress record; the next run of this backfill may skip windows (--restart redoes them)");
