@@ -73,6 +73,10 @@ pub enum Command {
         after_help = "Example:\n  attendance-sync backfill ... --record-responses /tmp/corpus\n  attendance-sync replay /tmp/corpus --out /tmp/replayed"
     )]
     Replay(ReplayArgs),
+    /// Receive the approval events the platform pushes and land each once under OUT/_events/:
+    /// `serve` is the webhook receiver, `connect` the long connection.
+    #[command(subcommand)]
+    Events(EventsCommand),
     /// Start the bundled simulated tenant on loopback and back-fill the last 60 days from it.
     #[cfg(feature = "sim")]
     #[command(
@@ -85,6 +89,92 @@ pub enum Command {
         after_help = "Example:\n  attendance-sync simulate --users 1000 --users-out users.txt\n  then, with the printed URL and credentials:\n  attendance-sync backfill --base-url http://127.0.0.1:PORT --users-file users.txt ..."
     )]
     Simulate(SimulateArgs),
+}
+
+/// The two event receivers.
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// The webhook receiver: POST <path> lands each event before answering 200; GET /healthz,
+    /// GET /metrics (Prometheus). Run several replicas on one root: each event lands once.
+    #[command(
+        after_help = "Example:\n  FEISHU_VERIFICATION_TOKEN=... FEISHU_ENCRYPT_KEY=... attendance-sync events serve \\\n    --listen 0.0.0.0:8080 --out s3://lake/attendance"
+    )]
+    Serve(ServeArgs),
+    /// The long connection (the platform's recommended mode, no public address needed): lands
+    /// each event before acknowledging it. Needs FEISHU_APP_ID and FEISHU_APP_SECRET.
+    #[command(
+        after_help = "Example:\n  FEISHU_APP_ID=cli_xxx FEISHU_APP_SECRET=... attendance-sync events connect --out s3://lake/attendance"
+    )]
+    Connect(ConnectArgs),
+}
+
+/// What both receivers take.
+#[derive(Debug, Args, Clone)]
+pub struct ReceiverArgs {
+    /// Output root, a directory or an object store URL, as for backfill: events land under
+    /// OUT/_events/inbox/. Receivers never take the root's lease.
+    #[arg(long, value_name = "DIR|URL")]
+    pub out: String,
+    /// Names this receiver in what it lands (default: host name and process id).
+    #[arg(long, value_name = "NAME")]
+    pub receiver_id: Option<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub receiver: ReceiverArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// Path of the event endpoint (the request URL set in the developer console).
+    #[arg(long, default_value = "/webhook/event", value_name = "PATH")]
+    pub path: String,
+    /// A file holding the Verification Token, instead of FEISHU_VERIFICATION_TOKEN.
+    #[arg(long, env = "FEISHU_VERIFICATION_TOKEN_FILE", value_name = "FILE")]
+    pub verification_token_file: Option<PathBuf>,
+    /// A file holding the Encrypt Key, instead of FEISHU_ENCRYPT_KEY. Without either, bodies
+    /// are taken unencrypted and unsigned (the token is still checked).
+    #[arg(long, env = "FEISHU_ENCRYPT_KEY_FILE", value_name = "FILE")]
+    pub encrypt_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ConnectArgs {
+    #[command(flatten)]
+    pub receiver: ReceiverArgs,
+    /// Open Platform host; Lark tenants use https://open.larksuite.com.
+    #[arg(long, env = "FEISHU_BASE_URL", default_value = DEFAULT_BASE_URL, value_name = "URL")]
+    pub base_url: String,
+    /// A file holding the app secret, instead of FEISHU_APP_SECRET.
+    #[arg(long, env = "FEISHU_APP_SECRET_FILE", value_name = "FILE")]
+    pub app_secret_file: Option<PathBuf>,
+    /// Address for GET /healthz and GET /metrics.
+    #[arg(long, default_value = "0.0.0.0:9090", value_name = "ADDR")]
+    pub metrics_listen: std::net::SocketAddr,
+}
+
+/// Reads an optional secret: the file if given, else the environment variable. Empty is unset.
+pub fn secret(
+    env: &'static str,
+    flag: &'static str,
+    file: Option<&Path>,
+) -> Result<Option<String>, ConfigError> {
+    match file {
+        Some(path) => std::fs::read_to_string(path)
+            .map(|s| s.trim().to_string())
+            .ok()
+            .filter(|s| !s.is_empty())
+            .map(Some)
+            .ok_or_else(|| ConfigError::SecretFile {
+                flag,
+                path: path.to_path_buf(),
+            }),
+        None => Ok(std::env::var(env)
+            .ok()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())),
+    }
 }
 
 /// What every command that writes tables takes.
@@ -367,8 +457,14 @@ pub enum ConfigError {
     BadBaseUrl(String),
     #[error("--concurrency and --rate-limit must be at least 1")]
     ZeroLimit,
-    #[error("--app-secret-file {}: cannot read a non-empty secret from it", .0.display())]
-    SecretFile(PathBuf),
+    #[error("{flag} {}: cannot read a non-empty secret from it", path.display())]
+    SecretFile { flag: &'static str, path: PathBuf },
+    #[error(
+        "{0} is not set: export the app's {1} from the developer console's event settings, or give its --…-file"
+    )]
+    MissingSecret(&'static str, &'static str),
+    #[error("--path '{0}' must start with '/', e.g. /webhook/event")]
+    BadPath(String),
     #[error("job file {}: {detail}", path.display())]
     JobFile { path: PathBuf, detail: String },
 }
@@ -386,7 +482,10 @@ pub fn credentials(secret_file: Option<&Path>) -> Result<Credentials, ConfigErro
             .map(|s| s.trim().to_string())
             .ok()
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| ConfigError::SecretFile(path.to_path_buf()))?,
+            .ok_or_else(|| ConfigError::SecretFile {
+                flag: "--app-secret-file",
+                path: path.to_path_buf(),
+            })?,
         None => get("FEISHU_APP_SECRET")?,
     };
     Ok(Credentials {

@@ -84,7 +84,7 @@ pub fn init_logging(filter: &str, format: LogFormat) {
 }
 
 /// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -106,7 +106,7 @@ async fn stop_signal() {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use attendance_events::LongConnectionError;
 use attendance_feishu::{PlatformError, codes};
 use attendance_lake::commit::SinkError;
 use attendance_lake::lease::LeaseError;
@@ -79,6 +80,16 @@ impl ExitStatus {
             return ExitStatus::of_run_error(run);
         }
         if e.downcast_ref::<ConfigError>().is_some() || e.downcast_ref::<UsersFileError>().is_some()
+        {
+            return ExitStatus::Usage;
+        }
+        if let Some(StoreError::BadUrl { .. }) = e.downcast_ref::<StoreError>() {
+            return ExitStatus::Usage;
+        }
+        // A refusal of the app by the platform does not go away by retrying: the operator must
+        // act (credentials, the app's event settings, the connection limit).
+        if let Some(LongConnectionError::Refused { .. } | LongConnectionError::Discovery(_)) =
+            e.downcast_ref::<LongConnectionError>()
         {
             return ExitStatus::Usage;
         }

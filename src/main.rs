@@ -5,11 +5,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, EventsCommand};
 use crate::exit::ExitStatus;
 
 mod cli;
 mod commands;
+mod events;
 mod exit;
 mod progress;
 mod summary;
@@ -60,6 +61,8 @@ fn main() -> ExitCode {
         Command::Sync(args) => commands::sync(args, quiet),
         Command::Plan(args) => commands::plan(args),
         Command::Replay(args) => commands::replay(args),
+        Command::Events(EventsCommand::Serve(args)) => events::serve(args),
+        Command::Events(EventsCommand::Connect(args)) => events::connect(args),
         #[cfg(feature = "sim")]
         Command::Demo(args) => commands::demo(args),
         #[cfg(feature = "sim")]

@@ -4,6 +4,7 @@
 mod backfill;
 mod cli;
 mod deploy;
+mod events;
 mod lease_resume;
 mod replay;
 mod resilience;

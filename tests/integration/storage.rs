@@ -10,15 +10,16 @@ use chrono::NaiveDate;
 
 use crate::util::*;
 
-/// A real S3-protocol server (s3s-fs) on loopback, storing under a temporary directory.
-struct S3Server {
-    rt: tokio::runtime::Runtime,
+/// A real S3-protocol server (s3s-fs, its conditional writes atomic as on S3) on loopback,
+/// storing under a temporary directory.
+pub(crate) struct S3Server {
+    pub(crate) rt: tokio::runtime::Runtime,
     endpoint: String,
     _dir: tempfile::TempDir,
 }
 
 impl S3Server {
-    fn start(buckets: &[&str]) -> S3Server {
+    pub(crate) fn start(buckets: &[&str]) -> S3Server {
         let dir = tempfile::tempdir().unwrap();
         for b in buckets {
             std::fs::create_dir_all(dir.path().join(b)).unwrap();
@@ -30,27 +31,10 @@ impl S3Server {
             .unwrap();
         let root = dir.path().to_path_buf();
         let endpoint = rt.block_on(async move {
-            let fs = s3s_fs::FileSystem::new(root).unwrap();
-            let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-            builder.set_auth(s3s::auth::SimpleAuth::from_single(S3_KEY, S3_SECRET));
-            let service = builder.build();
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
             tokio::spawn(async move {
-                let http = hyper_util::server::conn::auto::Builder::new(
-                    hyper_util::rt::TokioExecutor::new(),
-                );
-                loop {
-                    let Ok((socket, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let conn = http
-                        .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone())
-                        .into_owned();
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                    });
-                }
+                attendance_bench_events::s3::serve(&root, listener, S3_KEY, S3_SECRET).await
             });
             format!("http://{addr}")
         });
@@ -61,7 +45,7 @@ impl S3Server {
         }
     }
 
-    fn env(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("AWS_ENDPOINT_URL", self.endpoint.clone()),
             ("AWS_ACCESS_KEY_ID", S3_KEY.to_string()),
@@ -72,7 +56,7 @@ impl S3Server {
     }
 
     /// The store of `url`, configured as the binary is by `env()`.
-    fn store(&self, url: &str) -> attendance_lake::store::Store {
+    pub(crate) fn store(&self, url: &str) -> attendance_lake::store::Store {
         let options = [
             ("aws_endpoint", self.endpoint.as_str()),
             ("aws_access_key_id", S3_KEY),
@@ -90,7 +74,7 @@ impl S3Server {
             .unwrap()
     }
 
-    fn list(&self, url: &str) -> Vec<String> {
+    pub(crate) fn list(&self, url: &str) -> Vec<String> {
         let store = self.store(url);
         self.rt.block_on(store.list_files("")).unwrap()
     }
@@ -98,7 +82,7 @@ impl S3Server {
 
 const S3_KEY: &str = "test-access-key";
 
-const S3_SECRET: &str = "test-secret-key-never-logged";
+pub(crate) const S3_SECRET: &str = "test-secret-key-never-logged";
 
 fn backfill_to(
     tenant: &Tenant,

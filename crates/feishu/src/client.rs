@@ -36,6 +36,7 @@ use attendance_core::plan::EmployeeType;
 use crate::codes::{self, is_retryable, is_token_error};
 use crate::endpoints::{self, DEPARTMENT_USERS, DEPARTMENTS, GROUP_USERS, GROUPS, QUERY, TOKEN};
 use crate::error::PlatformError;
+use crate::frame;
 use crate::model::{
     ContactUser, Department, Envelope, GroupListData, GroupSummary, GroupUsersData, ItemsData,
     PageInfo, QueryRequest, TokenRequest, TokenResponse,
@@ -317,6 +318,78 @@ impl Client {
             (d.items.unwrap_or_default(), d.page)
         })
         .await
+    }
+
+    /// A fresh long-connection URL and its settings (`POST /callback/ws/endpoint`, on the host,
+    /// not under `/open-apis/`). One attempt: the caller's reconnect schedule is the retry.
+    /// A busy platform (code 1 or 1000040343, or a non-200 HTTP status) is a
+    /// [`PlatformError::Transport`] (worth another try); any other non-zero code is an
+    /// [`PlatformError::Api`] (it will not go away by itself).
+    pub async fn long_connection_endpoint(&self) -> Result<frame::EndpointData, PlatformError> {
+        const NAME: &str = "callback/ws/endpoint";
+        let base = self.config.base_url.trim_end_matches('/');
+        let creds = &self.config.credentials;
+        let request = frame::EndpointRequest {
+            app_id: creds.app_id.clone(),
+            app_secret: creds.app_secret.clone(),
+        };
+        let transport = |kind, e: reqwest::Error| {
+            PlatformError::transport(NAME, self.config.base_url.clone(), kind, e.without_url())
+        };
+        let response = self
+            .http
+            .post(format!("{base}{}", frame::ENDPOINT_PATH))
+            .header("locale", "zh")
+            .json(&request)
+            .send()
+            .await
+            .map_err(|e| {
+                transport(
+                    if e.is_timeout() {
+                        "timed out"
+                    } else {
+                        "connection failed"
+                    },
+                    e,
+                )
+            })?;
+        let http_status = response.status().as_u16();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| transport("request failed", e))?;
+        if http_status != 200 {
+            return Err(PlatformError::transport(
+                NAME,
+                self.config.base_url.clone(),
+                "busy",
+                format!("HTTP {http_status}"),
+            ));
+        }
+        let answer: frame::EndpointResponse =
+            serde_json::from_slice(&body).map_err(|e| PlatformError::MalformedBody {
+                endpoint: NAME,
+                http_status,
+                first_bytes: None,
+                cause: Arc::new(e),
+            })?;
+        match (answer.code, answer.data) {
+            (frame::ENDPOINT_OK, Some(data)) => Ok(data),
+            (frame::ENDPOINT_SYSTEM_BUSY | frame::ENDPOINT_INTERNAL_ERROR, _) => {
+                Err(PlatformError::transport(
+                    NAME,
+                    self.config.base_url.clone(),
+                    "busy",
+                    format!("code {}: {}", answer.code, answer.msg),
+                ))
+            }
+            (code, _) => Err(PlatformError::Api {
+                endpoint: NAME,
+                http_status,
+                code,
+                msg: answer.msg,
+            }),
+        }
     }
 
     /// Direct members of a department (`GET contact/v3/users/find_by_department`, all pages), as

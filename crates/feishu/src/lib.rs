@@ -8,6 +8,9 @@
 //! - [`model`]: the envelope, the token exchange, the query request and the list endpoints'
 //!   answers. A query answer's `data` is [`attendance_core::answer::QueryData`], handed on unread.
 //! - [`PlatformError`]: a call that did not produce data, classified by what the caller can do.
+//! - Pushed events: [`envelope`] (the webhook's encryption, signature and secret comparison),
+//!   [`event`] (what an event body says about itself) and [`frame`] (the long connection's
+//!   discovery, protobuf frames and acks), shared with the simulated tenant, which sends them.
 //!
 //! Depends on `attendance-core` for the vocabulary (employee types, the answer's `data`) and on
 //! nothing above it: it never writes output and never decides a run's outcome.
@@ -15,7 +18,10 @@
 mod client;
 pub mod codes;
 pub mod endpoints;
+pub mod envelope;
 mod error;
+pub mod event;
+pub mod frame;
 pub mod model;
 
 pub use attendance_core::answer::QueryData;

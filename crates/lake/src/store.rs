@@ -125,7 +125,13 @@ impl Store {
             Store::Local(root) => {
                 std::fs::create_dir_all(root).map_err(|e| self.io("create", "", e))
             }
-            Store::Remote { .. } => self.list_files("").await.map(|_| ()),
+            // One level, not the whole tree: a root holding years of events answers as fast
+            // as an empty one.
+            Store::Remote { inner, prefix, .. } => inner
+                .list_with_delimiter(Some(prefix))
+                .await
+                .map(|_| ())
+                .map_err(|e| self.io("list", "", e)),
         }
     }
 

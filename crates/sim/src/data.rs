@@ -320,7 +320,7 @@ pub(crate) fn hash_of(parts: &[u64]) -> u64 {
 }
 
 // Stream tags: each independent draw gets its own, so adding one never shifts another
-// (directory.rs uses 0x40..0x47, lists.rs 0x48, faults.rs 0x50).
+// (directory.rs uses 0x40..0x47, lists.rs 0x48, faults.rs 0x50, events.rs 0x60..0x6f).
 const TAG_EMPLOYEE_ID: u64 = 0x01;
 const TAG_EMPLOYEE_NO: u64 = 0x02;
 const TAG_OPEN_ID: u64 = 0x03;
@@ -936,6 +936,23 @@ impl Population {
             (_, Slot::Dst) => false,
             (kind, Slot::Regular) => self.head(key.user, key.day, kind).is_some(),
         }
+    }
+
+    /// The kind of a known approval (generated or fixture; inserts are tracked by the
+    /// overlay), None for an unknown id.
+    pub(crate) fn approval_kind(&self, approval_id: &str) -> Option<Kind> {
+        if self.fixture_approval_ids.contains(approval_id) {
+            return self
+                .fixture_days
+                .values()
+                .flatten()
+                .find(|listing| listing.approval_id == approval_id)
+                .map(|listing| listing.kind);
+        }
+        if !self.approval_exists(approval_id) {
+            return None;
+        }
+        decode_approval_id(self.seed, approval_id).map(|key| key.kind)
     }
 
     /// The JSON text of a listing's record.

@@ -21,7 +21,11 @@
 //! - List endpoints paginate with opaque page tokens (16 lowercase hex digits) that are stable
 //!   for a given seed and listing; the last page answers `"page_token":""`, `"has_more":false`.
 //! - The server lives as long as the [`SimTenant`]: dropping it (or [`SimTenant::shutdown`])
-//!   stops it.
+//!   stops it, and the long connection's listener, dispatcher and sockets with it.
+//! - Approval events (see `events.rs`) are built from the records the query API serves, so a
+//!   pushed event and the query answer always agree; they are pushed by webhook
+//!   (`webhook.rs`) or over the long connection (`long_connection.rs`, its discovery endpoint
+//!   routed here), as [`SimConfig::events`] says.
 //!
 //! Depends on `attendance-core` (the query's limits) and `attendance-feishu` (endpoints and codes,
 //! named once for both sides). It must never depend on the output root or the orchestration:
@@ -44,13 +48,18 @@ mod directory;
 #[cfg(test)]
 mod directory_tests;
 #[cfg(test)]
+mod event_tests;
+mod events;
+#[cfg(test)]
 mod fault_tests;
 mod faults;
 mod fixtures;
 mod lists;
+mod long_connection;
 mod server;
 #[cfg(test)]
 mod tests;
+mod webhook;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -63,11 +72,18 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use attendance_feishu::endpoints::{self, route};
+use attendance_feishu::frame::ENDPOINT_PATH;
 use axum::Router;
 use axum::routing::{get, post};
 use data::{IdType, Kind, Population};
 use directory::Directory;
+use long_connection::LongConnection;
 use server::TenantState;
+
+pub use events::{
+    EventSettings, HandshakeRefusal, LongConnectionSettings, LongConnectionStats, SimEvent,
+    WebhookReport,
+};
 
 /// Fault switches: the share of answers of the query and list endpoints that fail the way the
 /// platform sometimes does. All zero (the default) = a healthy platform. Shares are in `0..=1`;
@@ -117,6 +133,8 @@ pub struct SimConfig {
     pub groups: usize,
     /// Number of contact departments (under the root "0", nested up to 3 levels).
     pub departments: usize,
+    /// How approval events are pushed (webhook and long connection).
+    pub events: EventSettings,
 }
 
 impl Default for SimConfig {
@@ -133,6 +151,7 @@ impl Default for SimConfig {
             refused_user_ids: Vec::new(),
             groups: 5,
             departments: 8,
+            events: EventSettings::default(),
         }
     }
 }
@@ -200,6 +219,9 @@ pub struct SimTenant {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    long_connection: Arc<LongConnection>,
+    /// The long connection's listener and dispatcher, aborted when the tenant stops.
+    background: Vec<JoinHandle<()>>,
 }
 
 impl SimTenant {
@@ -235,8 +257,9 @@ impl SimTenant {
         );
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
+        let (long_connection, background) = LongConnection::start(&config).await?;
         let state = Arc::new(TenantState::new(config, population, directory, refused));
-        let app = router(Arc::clone(&state));
+        let app = router(Arc::clone(&state), Arc::clone(&long_connection));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let serving = axum::serve(listener, app).with_graceful_shutdown(async {
@@ -253,6 +276,8 @@ impl SimTenant {
             addr,
             stop: Some(stop),
             task: Some(task),
+            long_connection,
+            background,
         })
     }
 
@@ -414,6 +439,9 @@ impl SimTenant {
 
     /// Stops the server, waiting (up to 5 s) for in-flight requests to finish.
     pub async fn shutdown(mut self) {
+        for task in self.background.drain(..) {
+            task.abort();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -429,6 +457,9 @@ impl SimTenant {
 
 impl Drop for SimTenant {
     fn drop(&mut self) {
+        for task in self.background.drain(..) {
+            task.abort();
+        }
         // Graceful stop: the server task notices the signal and closes its connections.
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -436,9 +467,14 @@ impl Drop for SimTenant {
     }
 }
 
-/// The tenant's routes: every endpoint the job calls, at the path the client calls it by.
-fn router(state: Arc<TenantState>) -> Router {
+/// The tenant's routes: every endpoint the job calls, at the path the client calls it by, and
+/// the long connection's discovery endpoint.
+fn router(state: Arc<TenantState>, long_connection: Arc<LongConnection>) -> Router {
     Router::new()
+        .route(
+            ENDPOINT_PATH,
+            post(long_connection::endpoint_handler).with_state(long_connection),
+        )
         .route(&route(endpoints::TOKEN), post(server::token_handler))
         .route(&route(endpoints::QUERY), post(server::query_handler))
         .route(&route(endpoints::GROUPS), get(lists::group_list_handler))

@@ -184,6 +184,40 @@ impl TenantState {
             });
     }
 
+    /// Every approval (user, date) lists, generated or fixture then inserted, each with its
+    /// effective status (a `set_status` override, else its own), whatever that status is.
+    pub(crate) fn listings_with_status(&self, user: usize, date: NaiveDate) -> Vec<(Listing, i32)> {
+        let overlay = self.overlay.read().unwrap_or_else(PoisonError::into_inner);
+        let day = self.population.user_day(user, date);
+        let inserted = overlay.inserted.get(&(user, date));
+        day.listings
+            .into_iter()
+            .chain(inserted.into_iter().flatten().cloned())
+            .map(|listing| {
+                let status = overlay
+                    .status_by_approval
+                    .get(&listing.approval_id)
+                    .copied()
+                    .unwrap_or(listing.status);
+                (listing, status)
+            })
+            .collect()
+    }
+
+    /// The kind of a known approval (generated, fixture or inserted), None for an unknown id.
+    pub(crate) fn approval_kind(&self, approval_id: &str) -> Option<Kind> {
+        if let Some(kind) = self.population.approval_kind(approval_id) {
+            return Some(kind);
+        }
+        let overlay = self.overlay.read().unwrap_or_else(PoisonError::into_inner);
+        overlay
+            .inserted
+            .values()
+            .flatten()
+            .find(|listing| listing.approval_id == approval_id)
+            .map(|listing| listing.kind)
+    }
+
     /// The platform's "today": the configured date, else today in Asia/Shanghai.
     fn today(&self) -> NaiveDate {
         self.config.today.unwrap_or_else(|| {

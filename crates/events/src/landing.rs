@@ -1,0 +1,302 @@
+//! The landing of pushed events on the output root, one object per event under
+//! `ROOT/_events/inbox/<shard>/<id>.json`, shared by the webhook receiver and the long connection.
+//!
+//! Invariants:
+//! - An event's object name is a function of its id alone (v1 `uuid`, v2 `header.event_id`, or
+//!   the SHA-256 of the body for a body without either), and it is written with the store's
+//!   conditional create: of any number of deliveries of one event, to any number of receivers
+//!   of either transport on one root, exactly one object results, whole. This is the only
+//!   coordination between receivers: no lease, so a receiver never waits for a backfill, a sync
+//!   or a compaction, nor they for it.
+//! - [`Landing::land`] returns only once the object is durable (a local file is fsynced with
+//!   its directory; an object store acknowledged the PUT), or once it found the object already
+//!   there (then the directory is fsynced too, so that the first delivery's object is durable
+//!   before a second delivery is acknowledged). Callers acknowledge after it returns `Ok`, never
+//!   before.
+//! - The stored body is the decrypted JSON, whole, except its verification token (v1 `token`,
+//!   v2 `header.token`), which is a secret and is removed. Unknown event types land like known
+//!   ones.
+//! - The shard is the first two hex digits of SHA-256(id): 256 directories, evenly filled.
+
+use std::sync::Arc;
+
+use attendance_feishu::event::{EventHead, Schema};
+use attendance_lake::store::{Store, StoreError};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// Where landed events live, relative to the root.
+pub const INBOX_DIR: &str = "_events/inbox";
+
+/// How an event reached the receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    Webhook,
+    LongConnection,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Webhook => "webhook",
+            Transport::LongConnection => "long_connection",
+        }
+    }
+}
+
+/// Where an event's id came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdSource {
+    /// v1 `uuid`.
+    Uuid,
+    /// v2 `header.event_id`.
+    EventId,
+    /// Neither: `sha256-` and the hex SHA-256 of the stored body.
+    BodySha256,
+}
+
+/// One landed event, as stored (one JSON object per file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LandedEvent {
+    pub id: String,
+    pub id_source: IdSource,
+    /// "1" or "2.0".
+    pub schema: String,
+    /// v1 `event.type` or v2 `header.event_type`; None when the body has none.
+    pub event_type: Option<String>,
+    pub transport: Transport,
+    /// When the delivery that landed it was received, UTC, RFC 3339 with milliseconds.
+    pub received_at: String,
+    /// Which receiver landed it (`--receiver-id`, by default host and process).
+    pub receiver: String,
+    /// The decrypted event JSON, without its verification token.
+    pub body: Value,
+}
+
+/// What landing one delivery came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Landed {
+    /// The first delivery of this event: stored now, at this path.
+    New { id: String, path: String },
+    /// Stored before (by this or another receiver): nothing written.
+    Duplicate { id: String, path: String },
+}
+
+impl Landed {
+    pub fn id(&self) -> &str {
+        match self {
+            Landed::New { id, .. } | Landed::Duplicate { id, .. } => id,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LandingError {
+    #[error("cannot land event {id}: the output root did not take it (the platform will retry)")]
+    Store {
+        id: String,
+        #[source]
+        source: StoreError,
+    },
+}
+
+/// The landing of one root, cheap to clone and share across tasks.
+#[derive(Debug, Clone)]
+pub struct Landing {
+    store: Store,
+    receiver: Arc<str>,
+}
+
+impl Landing {
+    pub fn new(store: Store, receiver: impl Into<String>) -> Landing {
+        Landing {
+            store,
+            receiver: Arc::from(receiver.into()),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn receiver(&self) -> &str {
+        &self.receiver
+    }
+
+    /// Stores `body` (the plaintext event JSON) unless an event of its id already is; see the
+    /// module's invariants for when this returns.
+    pub async fn land(&self, body: Value, transport: Transport) -> Result<Landed, LandingError> {
+        let record = self.record(body, transport, Utc::now());
+        let path = path_of(&record.id);
+        let bytes = serde_json::to_vec(&record).expect("a JSON value always serialises");
+        match self.store.create(&path, bytes).await {
+            Ok(true) => Ok(Landed::New {
+                id: record.id,
+                path,
+            }),
+            Ok(false) => Ok(Landed::Duplicate {
+                id: record.id,
+                path,
+            }),
+            Err(source) => Err(LandingError::Store {
+                id: record.id,
+                source,
+            }),
+        }
+    }
+
+    /// The record `land` stores for `body`.
+    pub fn record(&self, mut body: Value, transport: Transport, at: DateTime<Utc>) -> LandedEvent {
+        redact_token(&mut body);
+        let head = EventHead::of(&body);
+        let (id, id_source) = match (head.schema, head.id) {
+            (Schema::V1, Some(id)) => (id.to_owned(), IdSource::Uuid),
+            (Schema::V2, Some(id)) => (id.to_owned(), IdSource::EventId),
+            (_, None) => {
+                let bytes = serde_json::to_vec(&body).expect("a JSON value always serialises");
+                (
+                    format!("sha256-{}", hex(&Sha256::digest(&bytes))),
+                    IdSource::BodySha256,
+                )
+            }
+        };
+        LandedEvent {
+            id,
+            id_source,
+            schema: head.schema.as_str().to_owned(),
+            event_type: head.event_type.map(str::to_owned),
+            transport,
+            received_at: at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            receiver: self.receiver.to_string(),
+            body,
+        }
+    }
+
+    /// Whether an event of this id is landed.
+    pub async fn contains(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.store.get(&path_of(id)).await?.is_some())
+    }
+
+    /// Every landed event, in path order. For tests, the demo and small roots: it reads them all.
+    pub async fn read_all(&self) -> Result<Vec<LandedEvent>, StoreError> {
+        let mut events = Vec::new();
+        for rel in self.store.list_files(INBOX_DIR).await? {
+            let Some(bytes) = self.store.get(&rel).await? else {
+                continue;
+            };
+            let event = serde_json::from_slice(&bytes).map_err(|e| StoreError::Io {
+                action: "parse",
+                location: self.store.describe(&rel),
+                source: Box::new(e),
+            })?;
+            events.push(event);
+        }
+        Ok(events)
+    }
+}
+
+/// The path of the event with this id.
+pub fn path_of(id: &str) -> String {
+    let digest = Sha256::digest(id.as_bytes());
+    let shard = hex(&digest[..1]);
+    let safe = !id.is_empty()
+        && id.len() <= 128
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    let name = if safe {
+        id.to_owned()
+    } else {
+        // Ids are the platform's opaque strings; anything unfit for a file name is named by
+        // its hash (still a function of the id alone).
+        format!("h-{}", hex(&digest))
+    };
+    format!("{INBOX_DIR}/{shard}/{name}.json")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Removes the verification token (v1 and challenge `token`, v2 `header.token`).
+fn redact_token(body: &mut Value) {
+    if let Some(map) = body.as_object_mut() {
+        map.remove("token");
+        if let Some(header) = map.get_mut("header").and_then(Value::as_object_mut) {
+            header.remove("token");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn one_object_per_event_whatever_the_deliveries() {
+        let dir = tempfile::tempdir().unwrap();
+        let landing = Landing::new(Store::Local(dir.path().to_path_buf()), "r1");
+        let other = Landing::new(Store::Local(dir.path().to_path_buf()), "r2");
+        let body = json!({"uuid":"u-1","token":"secret-token","type":"event_callback",
+            "event":{"type":"out_approval","instance_code":"I1"}});
+        let (a, b) = tokio::join!(
+            landing.land(body.clone(), Transport::Webhook),
+            other.land(body.clone(), Transport::LongConnection)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(
+            [&a, &b]
+                .iter()
+                .filter(|l| matches!(l, Landed::New { .. }))
+                .count(),
+            1
+        );
+        assert_eq!(a.id(), "u-1");
+        let again = landing.land(body, Transport::Webhook).await.unwrap();
+        assert!(matches!(again, Landed::Duplicate { .. }));
+        let all = landing.read_all().await.unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].event_type.as_deref(), Some("out_approval"));
+        assert_eq!(all[0].body["event"]["instance_code"], "I1");
+        assert!(all[0].body.get("token").is_none(), "the token is a secret");
+        let text = std::fs::read_to_string(dir.path().join(path_of("u-1"))).unwrap();
+        assert!(!text.contains("secret-token"));
+    }
+
+    #[test]
+    fn ids_name_files_safely() {
+        let p = path_of("bc447199585340d1f3728d26b1c0297a");
+        assert!(p.starts_with("_events/inbox/"));
+        assert!(p.ends_with("/bc447199585340d1f3728d26b1c0297a.json"));
+        let odd = path_of("../../etc/passwd");
+        assert!(!odd.contains(".."), "{odd}");
+        assert_eq!(odd, path_of("../../etc/passwd"));
+        assert_ne!(path_of("a"), path_of("b"));
+    }
+
+    #[test]
+    fn a_body_without_an_id_is_named_by_its_content() {
+        let landing = Landing::new(Store::Local("/nonexistent".into()), "r");
+        let at = Utc::now();
+        let a = landing.record(json!({"event":{"type":"x"}}), Transport::Webhook, at);
+        let b = landing.record(json!({"event":{"type":"x"}}), Transport::Webhook, at);
+        let c = landing.record(json!({"event":{"type":"y"}}), Transport::Webhook, at);
+        assert_eq!(a.id_source, IdSource::BodySha256);
+        assert_eq!(a.id, b.id);
+        assert_ne!(a.id, c.id);
+        let v2 = landing.record(
+            json!({"schema":"2.0","header":{"event_id":"e9","event_type":"t","token":"s"}}),
+            Transport::LongConnection,
+            at,
+        );
+        assert_eq!((v2.id.as_str(), v2.id_source), ("e9", IdSource::EventId));
+        assert!(v2.body["header"].get("token").is_none());
+    }
+}

@@ -1,0 +1,96 @@
+//! The long connection in process against the simulated tenant's endpoint: landing and acks,
+//! fragments, pings, re-pushes, and a server-side close.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use attendance_events::{Landing, LongConnection, Metrics};
+use attendance_feishu::frame::ConnectionConfig;
+use attendance_feishu::{Client, ClientConfig, Credentials};
+use attendance_lake::store::Store;
+use attendance_sim::{EventSettings, LongConnectionSettings, SimConfig, SimTenant};
+use chrono::NaiveDate;
+use tokio::sync::watch;
+
+async fn tenant(settings: LongConnectionSettings) -> SimTenant {
+    SimTenant::start(SimConfig {
+        users: 20,
+        rate_limit_per_sec: 0,
+        events: EventSettings {
+            long_connection: settings,
+            ..EventSettings::default()
+        },
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+fn client_of(tenant: &SimTenant) -> Arc<Client> {
+    let config = tenant.config();
+    Arc::new(
+        Client::new(ClientConfig::new(
+            tenant.base_url(),
+            Credentials {
+                app_id: config.app_id.clone(),
+                app_secret: config.app_secret.clone(),
+            },
+        ))
+        .unwrap(),
+    )
+}
+
+const QUICK: ConnectionConfig = ConnectionConfig {
+    reconnect_count: -1,
+    reconnect_interval: 1,
+    reconnect_nonce: 0,
+    ping_interval: 1,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_landed_then_acknowledged_fragmented_or_not() {
+    let tenant = tenant(LongConnectionSettings {
+        config: QUICK,
+        fragment_size: Some(200),
+        close_after_frames: Some(40),
+        repush_after: Duration::from_millis(500),
+        ..LongConnectionSettings::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let landing = Landing::new(Store::Local(dir.path().to_path_buf()), "lc");
+    let receiver = Arc::new(LongConnection::new(
+        client_of(&tenant),
+        landing.clone(),
+        Metrics::new(),
+    ));
+    let (stop, stopped) = watch::channel(false);
+    let running = tokio::spawn({
+        let receiver = Arc::clone(&receiver);
+        async move { receiver.run(stopped).await }
+    });
+    let day = NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
+    let events = tenant.approval_events(day, day + chrono::Days::new(4));
+    assert!(events.len() > 5, "{}", events.len());
+    tenant.push_long_connection(events.clone());
+    let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+    let acked = tenant
+        .wait_long_connection_acked(&ids, Duration::from_secs(20))
+        .await;
+    let stats = tenant.long_connection_stats();
+    assert!(acked, "{stats:?} {:?}", receiver.summary());
+    for id in &ids {
+        assert!(
+            landing.contains(id).await.unwrap(),
+            "{id} acked but not landed"
+        );
+    }
+    stop.send(true).unwrap();
+    let summary = running.await.unwrap().unwrap();
+    assert_eq!(summary.landed as usize, events.len());
+    assert!(
+        stats.frames_sent > events.len() as u64,
+        "fragmented: {stats:?}"
+    );
+    tenant.shutdown().await;
+}
