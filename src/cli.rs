@@ -427,6 +427,14 @@ impl TenantArgs {
                 drop_connection: self.fault_drop,
                 malformed_json: self.fault_malformed,
             },
+            // The demo's events arrive encrypted and signed, and a failed delivery is retried
+            // in milliseconds instead of the platform's 15 s, 5 min, 1 h, 6 h.
+            events: attendance_sim::EventSettings {
+                encrypt_key: Some("sim-encrypt-key".to_owned()),
+                duplicate_share: 0.1,
+                time_scale: 1000.0,
+                ..attendance_sim::EventSettings::default()
+            },
             ..attendance_sim::SimConfig::default()
         }
     }

@@ -393,7 +393,36 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitStatus> {
             args.out
         );
         report_problem(&summary);
+
+        let events = crate::events::demo_events(&tenant, &args.out, today).await?;
+        println!(
+            "\nevents of {today}: the tenant pushed {} ({} approvals, {} reverts) by webhook ({} deliveries, encrypted, some twice) and over the long connection ({} frames)",
+            events.sent,
+            events.sent - events.reverts,
+            events.reverts,
+            events.webhook_deliveries,
+            events.long_connection_frames,
+        );
+        println!(
+            "  {:<22} {} events, each once ({} duplicate deliveries acknowledged, nothing written), under {}/_events/inbox/",
+            "landed",
+            events.totals.landed,
+            events.totals.duplicates,
+            args.out.trim_end_matches('/')
+        );
+        for (event_type, count) in &events.by_type {
+            println!("  {event_type:<22} {count}");
+        }
+        let transports: Vec<String> = events
+            .by_transport
+            .iter()
+            .map(|(transport, count)| format!("{count} by {transport}"))
+            .collect();
+        println!("  {:<22} {}", "first arrived", transports.join(", "));
         tenant.shutdown().await;
+        if events.missing > 0 {
+            anyhow::bail!("{} events sent were not landed", events.missing);
+        }
         Ok(status)
     })
 }

@@ -128,3 +128,128 @@ pub fn connect(args: ConnectArgs) -> anyhow::Result<ExitStatus> {
         Ok(ExitStatus::Success)
     })
 }
+
+/// What the demo's day of events came to.
+#[cfg(feature = "sim")]
+pub struct EventsDemo {
+    /// Events the tenant sent (each over both transports).
+    pub sent: usize,
+    /// Of them, revert events (approvals revoked earlier, and one revoked during the demo).
+    pub reverts: usize,
+    /// Webhook deliveries made (duplicates and retries included) and long-connection frames.
+    pub webhook_deliveries: u64,
+    pub long_connection_frames: u64,
+    /// What the receivers did: landed (first deliveries) and duplicates, over both transports.
+    pub totals: attendance_events::ReceiverTotals,
+    /// Landed events of this demo, by event type, and by the transport that landed each.
+    pub by_type: std::collections::BTreeMap<String, usize>,
+    pub by_transport: std::collections::BTreeMap<String, usize>,
+    /// Events sent but not found landed (never expected: the demo fails on any).
+    pub missing: usize,
+}
+
+/// The demo's events: a webhook receiver and a long connection, both landing on `out`, and the
+/// simulated tenant pushing a day of its approval events (and one revoke) over each.
+#[cfg(feature = "sim")]
+pub async fn demo_events(
+    tenant: &attendance_sim::SimTenant,
+    out: &str,
+    day: chrono::NaiveDate,
+) -> anyhow::Result<EventsDemo> {
+    use attendance_events::webhook::DEFAULT_PATH;
+    use attendance_feishu::{ClientConfig, Credentials};
+    use std::collections::{BTreeMap, BTreeSet};
+
+    let config = tenant.config().clone();
+    let landing = Landing::new(Store::open(out)?, "demo");
+    landing.store().check().await?;
+    let metrics = Metrics::new();
+    let secrets = Secrets::new(
+        config.events.verification_token.clone(),
+        config.events.encrypt_key.as_deref(),
+    );
+    let receiver = WebhookReceiver::new(landing.clone(), secrets, metrics.clone());
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot listen on 127.0.0.1 for the demo's webhook receiver")?;
+    let url = format!("http://{}{DEFAULT_PATH}", listener.local_addr()?);
+    let (stop, stopped) = watch::channel(false);
+    let webhook = tokio::spawn({
+        let stopped = stopped.clone();
+        async move { webhook::serve(listener, receiver, DEFAULT_PATH, stopped).await }
+    });
+    let client = Arc::new(Client::new(ClientConfig::new(
+        tenant.base_url(),
+        Credentials {
+            app_id: config.app_id.clone(),
+            app_secret: config.app_secret.clone(),
+        },
+    ))?);
+    let long_connection = Arc::new(LongConnection::new(
+        client,
+        landing.clone(),
+        metrics.clone(),
+    ));
+    let connected = tokio::spawn({
+        let long_connection = Arc::clone(&long_connection);
+        async move { long_connection.run(stopped).await }
+    });
+
+    let mut events = tenant.approval_events(day, day);
+    // One approval of the day is revoked: its revert follows it.
+    let revoked = events
+        .iter()
+        .find(|e| e.event_type == attendance_feishu::event::OUT_APPROVAL)
+        .map(|e| e.instance_code.clone());
+    if let Some(revert) = revoked.and_then(|code| tenant.revoke(&code)) {
+        events.push(revert);
+    }
+    let reverts = events
+        .iter()
+        .filter(|e| e.event_type.ends_with("_revert"))
+        .count();
+    // Both transports at once: whichever delivery of an event comes first lands it.
+    tenant.push_long_connection(events.clone());
+    let report = tenant.push_webhook(&url, events.clone()).await;
+    let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+    let all_acked = tenant
+        .wait_long_connection_acked(&ids, std::time::Duration::from_secs(30))
+        .await;
+    let _ = stop.send(true);
+    webhook
+        .await?
+        .context("the demo's webhook receiver failed")?;
+    connected.await??;
+    if !report.gave_up.is_empty() || !all_acked {
+        anyhow::bail!(
+            "the demo's receivers did not acknowledge every event ({} given up on the webhook; long connection complete: {all_acked})",
+            report.gave_up.len()
+        );
+    }
+
+    let wanted: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+    let mut by_type = BTreeMap::new();
+    let mut by_transport = BTreeMap::new();
+    let mut found = 0;
+    for event in landing.read_all().await? {
+        if wanted.contains(event.id.as_str()) {
+            found += 1;
+            *by_type
+                .entry(event.event_type.unwrap_or_default())
+                .or_insert(0) += 1;
+            *by_transport
+                .entry(event.transport.as_str().to_owned())
+                .or_insert(0) += 1;
+        }
+    }
+    Ok(EventsDemo {
+        sent: events.len(),
+        reverts,
+        webhook_deliveries: report.attempts,
+        long_connection_frames: tenant.long_connection_stats().frames_sent,
+        totals: metrics.totals(),
+        by_type,
+        by_transport,
+        missing: wanted.len() - found,
+    })
+}

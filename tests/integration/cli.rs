@@ -173,6 +173,23 @@ fn demo_runs_end_to_end() {
         assert!(stdout.contains(needle), "{needle} missing from:\n{stdout}");
     }
     assert!(TableData::read(&out, Table::Outs).rows() > 0);
+    // The day of events, pushed over both transports, each landed once.
+    let sent: usize = stdout
+        .split("the tenant pushed ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no events line in:\n{stdout}"));
+    assert!(sent > 0, "{stdout}");
+    assert!(
+        stdout.contains(&format!("landed                 {sent} events, each once")),
+        "{stdout}"
+    );
+    let files: usize = std::fs::read_dir(out.join("_events/inbox"))
+        .unwrap()
+        .map(|shard| std::fs::read_dir(shard.unwrap().path()).unwrap().count())
+        .sum();
+    assert_eq!(files, sent);
 }
 
 #[test]

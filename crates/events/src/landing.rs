@@ -27,6 +27,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+/// How long a landing may take before the delivery is answered as failed (503 on the webhook,
+/// code 500 on the long connection): the platform counts a delivery not acknowledged within
+/// 3 s as failed, and a retry of an event that did land meanwhile is only a duplicate.
+pub const LAND_DEADLINE: std::time::Duration = std::time::Duration::from_millis(2500);
+
 /// Where landed events live, relative to the root.
 pub const INBOX_DIR: &str = "_events/inbox";
 
@@ -102,6 +107,8 @@ pub enum LandingError {
         #[source]
         source: StoreError,
     },
+    #[error("landing an event took over {0:?}: not acknowledged (the platform will retry)")]
+    Late(std::time::Duration),
 }
 
 /// The landing of one root, cheap to clone and share across tasks.

@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use attendance_feishu::envelope::{
     EncryptKey, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, secrets_match,
@@ -30,16 +30,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::landing::{Landed, Landing, Transport};
+use crate::landing::{LAND_DEADLINE, Landed, Landing, Transport};
 use crate::metrics::{Metrics, Refusal};
 
 /// The default path of the event endpoint.
 pub const DEFAULT_PATH: &str = "/webhook/event";
 /// The largest body taken (the platform's events are a few KiB).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-/// How long a landing may take before the delivery is answered 503: the platform gives up on
-/// an answer after 3 s, and a retry of an event that did land meanwhile is a duplicate.
-pub const LAND_DEADLINE: Duration = Duration::from_millis(2500);
 
 /// The app's event secrets. `Debug` shows neither.
 #[derive(Clone)]

@@ -40,6 +40,28 @@ fn client_of(tenant: &SimTenant) -> Arc<Client> {
     )
 }
 
+type Running = tokio::task::JoinHandle<
+    Result<attendance_events::LongConnectionSummary, attendance_events::LongConnectionError>,
+>;
+
+/// A long connection to the tenant landing on `landing`, running until `stop` says true.
+fn start(
+    tenant: &SimTenant,
+    landing: &Landing,
+) -> (Arc<LongConnection>, watch::Sender<bool>, Running) {
+    let receiver = Arc::new(LongConnection::new(
+        client_of(tenant),
+        landing.clone(),
+        Metrics::new(),
+    ));
+    let (stop, stopped) = watch::channel(false);
+    let running = tokio::spawn({
+        let receiver = Arc::clone(&receiver);
+        async move { receiver.run(stopped).await }
+    });
+    (receiver, stop, running)
+}
+
 const QUICK: ConnectionConfig = ConnectionConfig {
     reconnect_count: -1,
     reconnect_interval: 1,
@@ -59,16 +81,7 @@ async fn events_are_landed_then_acknowledged_fragmented_or_not() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let landing = Landing::new(Store::Local(dir.path().to_path_buf()), "lc");
-    let receiver = Arc::new(LongConnection::new(
-        client_of(&tenant),
-        landing.clone(),
-        Metrics::new(),
-    ));
-    let (stop, stopped) = watch::channel(false);
-    let running = tokio::spawn({
-        let receiver = Arc::clone(&receiver);
-        async move { receiver.run(stopped).await }
-    });
+    let (receiver, stop, running) = start(&tenant, &landing);
     let day = NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
     let events = tenant.approval_events(day, day + chrono::Days::new(4));
     assert!(events.len() > 5, "{}", events.len());
@@ -92,5 +105,49 @@ async fn events_are_landed_then_acknowledged_fragmented_or_not() {
         stats.frames_sent > events.len() as u64,
         "fragmented: {stats:?}"
     );
+    tenant.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_cannot_be_landed_is_answered_500_and_pushed_again() {
+    let tenant = tenant(LongConnectionSettings {
+        config: QUICK,
+        repush_after: Duration::from_millis(300),
+        ..LongConnectionSettings::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    // `_events` is a file: nothing can be landed until it is gone.
+    std::fs::write(dir.path().join("_events"), b"in the way").unwrap();
+    let landing = Landing::new(Store::Local(dir.path().to_path_buf()), "lc");
+    let (_receiver, stop, running) = start(&tenant, &landing);
+    let day = NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
+    let events = tenant.approval_events(day, day);
+    assert!(!events.is_empty());
+    tenant.push_long_connection(events.clone());
+    let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while tenant.long_connection_stats().acks_failed < events.len() as u64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            tenant.long_connection_stats()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(tenant.long_connection_stats().acked.is_empty());
+    std::fs::remove_file(dir.path().join("_events")).unwrap();
+    assert!(
+        tenant
+            .wait_long_connection_acked(&ids, Duration::from_secs(10))
+            .await
+    );
+    for id in &ids {
+        assert!(landing.contains(id).await.unwrap());
+    }
+    stop.send(true).unwrap();
+    let summary = running.await.unwrap().unwrap();
+    assert!(summary.failed >= events.len() as u64, "{summary:?}");
+    assert_eq!(summary.landed as usize, events.len());
     tenant.shutdown().await;
 }

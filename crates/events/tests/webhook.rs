@@ -344,3 +344,51 @@ async fn healthz_and_metrics_answer_and_a_stopping_receiver_turns_unready() {
         "no longer listening"
     );
 }
+
+#[tokio::test]
+async fn a_root_that_cannot_take_the_event_gets_503_and_the_retry_lands_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    // `_events` is a file: nothing can be created under it.
+    std::fs::write(root.join("_events"), b"in the way").unwrap();
+    let receiver = Receiver::start(&root, "r", Some(KEY)).await;
+    let body = event("ee000000000000000000000000000001", "out_approval");
+    let (status, answer) = deliver(&receiver.url(), &body, Some(KEY)).await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(
+        receiver
+            .metrics
+            .render()
+            .contains(r#"attendance_events_refused_total{reason="store_unavailable"} 1"#)
+    );
+    // The platform retries once the root is back.
+    std::fs::remove_file(root.join("_events")).unwrap();
+    assert_eq!(deliver(&receiver.url(), &body, Some(KEY)).await.0, 200);
+    assert_eq!(landed(&root).len(), 1);
+    receiver.stop().await;
+}
+
+#[tokio::test]
+async fn a_receiver_lands_while_a_backfill_holds_the_roots_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let store = Arc::new(Store::Local(root.clone()));
+    store.check().await.unwrap();
+    let lease = attendance_lake::lease::Lease::acquire(
+        Arc::clone(&store),
+        "a-backfill",
+        std::time::Duration::from_secs(120),
+    )
+    .await
+    .unwrap();
+    let receiver = Receiver::start(&root, "r", None).await;
+    let started = std::time::Instant::now();
+    let body = event("ff000000000000000000000000000001", "work_approval_revert");
+    assert_eq!(deliver(&receiver.url(), &body, None).await.0, 200);
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    assert_eq!(landed(&root).len(), 1);
+    assert!(!lease.is_lost(), "the receiver left the lease alone");
+    lease.release().await.unwrap();
+    receiver.stop().await;
+}

@@ -10,6 +10,8 @@
 //!   with the same approval id and the same body.
 //! - Generated approval ids are 19-digit decimals encoding (user, start date, kind, slot)
 //!   under a seed-keyed permutation, so `approval_exists` needs no record of what was served.
+//!   Admin-made approvals ([`Population::admin_record`]) take 19-digit ids from a range above
+//!   every generated id, so the two can never be confused.
 //! - Ids are unique within each id type. Fixture users come after the generated ones, use
 //!   their name as all three ids (the `fx_` prefix cannot collide with generated ids) and
 //!   list only their fixed records.
@@ -330,6 +332,7 @@ const TAG_HEAD: u64 = 0x10; // + kind code
 const TAG_BODY: u64 = 0x20; // + kind code * 2 + slot
 const TAG_ID_CHECK: u64 = 0x30;
 const TAG_ID_ROUND: u64 = 0x31;
+const TAG_ADMIN: u64 = 0x32;
 
 // ---------------------------------------------------------------------------------------------
 // Dates as small integers (for hashing and for the approval id codec).
@@ -362,6 +365,12 @@ const CHECK_BITS: u32 = 15;
 const HALF_BITS: u32 = 30;
 const HALF_MASK: u64 = (1 << HALF_BITS) - 1;
 const FEISTEL_ROUNDS: u64 = 4;
+/// Admin-made approval ids: 19 digits from here on, above `ID_BASE + 2^60` (the largest
+/// generated id), so `decode_approval_id` rejects every one of them.
+const ADMIN_ID_BASE: u64 = 8_200_000_000_000_000_000;
+const ADMIN_ID_SPAN: u64 = 1_000_000_000_000_000_000;
+const _: () =
+    assert!(ADMIN_ID_BASE > ID_BASE + (1 << 60) && ADMIN_ID_BASE + ADMIN_ID_SPAN < 10u64.pow(19));
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct ApprovalKey {
@@ -388,6 +397,11 @@ fn encode_approval_id(seed: u64, key: ApprovalKey) -> u64 {
         (left, right) = (right, left ^ feistel_round(seed, round, right));
     }
     ID_BASE + (left << HALF_BITS | right)
+}
+
+/// An admin-made approval id from a random or hashed 64-bit draw.
+fn admin_approval_id(draw: u64) -> String {
+    (ADMIN_ID_BASE + draw % ADMIN_ID_SPAN).to_string()
 }
 
 fn decode_approval_id(seed: u64, approval_id: &str) -> Option<ApprovalKey> {
@@ -972,13 +986,42 @@ impl Population {
             key.user as u64,
             u64::from(day),
         ]));
-        let approval_id = approval_id.to_owned();
+        self.generate_with(key, approval_id.to_owned(), &mut rng)
+    }
+
+    fn generate_with(&self, key: &GeneratedKey, approval_id: String, rng: &mut SmallRng) -> Record {
         match key.kind {
-            Kind::Outs => Record::Out(self.generate_out(key, approval_id, &mut rng)),
-            Kind::Leaves => Record::Leave(generate_leave(key, approval_id, &mut rng)),
-            Kind::OvertimeWorks => Record::Overtime(generate_overtime(key, approval_id, &mut rng)),
-            Kind::Trips => Record::Trip(generate_trip(key, approval_id, &mut rng)),
+            Kind::Outs => Record::Out(self.generate_out(key, approval_id, rng)),
+            Kind::Leaves => Record::Leave(generate_leave(key, approval_id, rng)),
+            Kind::OvertimeWorks => Record::Overtime(generate_overtime(key, approval_id, rng)),
+            Kind::Trips => Record::Trip(generate_trip(key, approval_id, rng)),
         }
+    }
+
+    /// A new approved (status 2) approval of `kind` for `user`, listed under `date` only: its
+    /// approval id and a record drawn the way generated records of that kind are (a one-day
+    /// leave; overtime may run past midnight), both a pure function of (seed, `draw`). The id
+    /// is 19 digits and never a generated one; the caller checks it against the overlay and
+    /// draws again on the (unlikely) clash.
+    pub(crate) fn admin_record(
+        &self,
+        user: usize,
+        date: NaiveDate,
+        kind: Kind,
+        draw: u64,
+    ) -> (String, Record) {
+        let approval_id = admin_approval_id(hash_of(&[self.seed, TAG_ADMIN, draw]));
+        let key = GeneratedKey {
+            user,
+            start: date,
+            kind,
+            slot: Slot::Regular,
+            status: 2,
+            span: 1,
+        };
+        let mut rng = SmallRng::seed_from_u64(hash_of(&[self.seed, TAG_ADMIN, draw, 1]));
+        let record = self.generate_with(&key, approval_id.clone(), &mut rng);
+        (approval_id, record)
     }
 
     fn generate_out(
@@ -1268,6 +1311,29 @@ mod tests {
         );
         assert_eq!(decode_approval_id(42, "7000000000000000001"), None);
         assert_eq!(decode_approval_id(42, "fx-sh-multiday"), None);
+    }
+
+    #[test]
+    fn admin_ids_are_19_digits_and_never_generated_ones() {
+        for draw in [0, 1, u64::MAX, ADMIN_ID_SPAN - 1, 0x1234_5678_9abc_def0] {
+            let id = admin_approval_id(draw);
+            assert_eq!(id.len(), 19, "{id}");
+            for seed in [0, 42, 7] {
+                assert_eq!(decode_approval_id(seed, &id), None, "{id}");
+            }
+        }
+        let population = Population::build(42, 10, fixtures::users(), fixtures::records()).unwrap();
+        let day = date(2026, 9, 15);
+        for kind in [Kind::Outs, Kind::Leaves, Kind::OvertimeWorks] {
+            let (id, record) = population.admin_record(3, day, kind, 99);
+            assert!(!population.approval_exists(&id));
+            let again = population.admin_record(3, day, kind, 99);
+            assert_eq!((id.clone(), record.to_json()), (again.0, again.1.to_json()));
+            let value: serde_json::Value = serde_json::from_str(&record.to_json()).unwrap();
+            assert_eq!(value["approval_id"], id.as_str());
+            let start = value["start_time"].as_str().unwrap();
+            assert!(start.starts_with("2026-09-15 "), "{start}");
+        }
     }
 
     #[test]

@@ -774,7 +774,7 @@ async fn the_challenge_is_sent_plain_or_encrypted() {
 // Long connection.
 // ---------------------------------------------------------------------------------------------
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(super) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 async fn discover(tenant: &SimTenant, secret: &str) -> Value {
     let reply = reqwest::Client::new()
@@ -802,7 +802,7 @@ fn service_of(url: &str) -> i32 {
         .unwrap()
 }
 
-async fn connect(tenant: &SimTenant) -> (Socket, i32) {
+pub(super) async fn connect(tenant: &SimTenant) -> (Socket, i32) {
     let url = ws_url(tenant).await;
     let (socket, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
@@ -811,7 +811,7 @@ async fn connect(tenant: &SimTenant) -> (Socket, i32) {
 }
 
 /// The next frame, or None when the server closed the socket (or nothing came in 3 s).
-async fn next_frame(socket: &mut Socket) -> Option<Frame> {
+pub(super) async fn next_frame(socket: &mut Socket) -> Option<Frame> {
     loop {
         match tokio::time::timeout(Duration::from_secs(3), socket.next()).await {
             Ok(Some(Ok(Message::Binary(bytes)))) => return Some(Frame::decode(&bytes).unwrap()),
@@ -821,7 +821,7 @@ async fn next_frame(socket: &mut Socket) -> Option<Frame> {
     }
 }
 
-async fn send_frame(socket: &mut Socket, frame: &Frame) {
+pub(super) async fn send_frame(socket: &mut Socket, frame: &Frame) {
     socket
         .send(Message::Binary(frame.encode_to_vec().into()))
         .await
@@ -829,7 +829,7 @@ async fn send_frame(socket: &mut Socket, frame: &Frame) {
 }
 
 /// The client's ack of a frame: the same frame with `biz_rt` and the code as payload.
-fn ack(frame: &Frame, code: u16) -> Frame {
+pub(super) fn ack(frame: &Frame, code: u16) -> Frame {
     let mut ack = frame.clone();
     ack.set_header(HEADER_BIZ_RT, "2");
     ack.payload = Some(AckPayload::new(code).to_bytes());

@@ -30,6 +30,7 @@ use attendance_feishu::event::{
 use attendance_feishu::frame::ConnectionConfig;
 
 use crate::data::{Kind, SimUser, format_time, hash_of};
+use crate::server::TenantState;
 use crate::{SimConfig, SimTenant};
 
 /// How the tenant pushes events (part of [`SimConfig`]).
@@ -769,11 +770,16 @@ impl SimTenant {
     /// (`out_approval_revert` / `leave_approval_revert` / `work_approval_revert`) with a fresh
     /// uuid. None for an unknown approval id or a trip (left unchanged).
     pub fn revoke(&self, approval_id: &str) -> Option<SimEvent> {
-        let kind = self.state.approval_kind(approval_id)?;
-        if kind == Kind::Trips {
-            return None;
-        }
-        self.state.set_status(approval_id, 4);
-        Issuer::new(&self.state.config).revert_now(kind, approval_id)
+        revoke(&self.state, approval_id)
     }
+}
+
+/// [`SimTenant::revoke`] on the shared state (the admin endpoint calls it too).
+pub(crate) fn revoke(state: &TenantState, approval_id: &str) -> Option<SimEvent> {
+    let kind = state.approval_kind(approval_id)?;
+    if kind == Kind::Trips {
+        return None;
+    }
+    state.set_status(approval_id, 4);
+    Issuer::new(&state.config).revert_now(kind, approval_id)
 }

@@ -26,6 +26,10 @@
 //!   pushed event and the query answer always agree; they are pushed by webhook
 //!   (`webhook.rs`) or over the long connection (`long_connection.rs`, its discovery endpoint
 //!   routed here), as [`SimConfig::events`] says.
+//! - Admin calls (`admin.rs`: `POST /sim/admin/approve`, `POST /sim/admin/revoke`) let an
+//!   operator or a demo approve or revoke on demand and push the event(s); they are routed
+//!   outside `/open-apis/`, so no platform client reaches them, and they change the data only
+//!   through the overlay, like [`SimTenant::insert`] and [`SimTenant::revoke`].
 //!
 //! Depends on `attendance-core` (the query's limits) and `attendance-feishu` (endpoints and codes,
 //! named once for both sides). It must never depend on the output root or the orchestration:
@@ -43,6 +47,9 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
+#[cfg(test)]
+mod admin_tests;
 mod data;
 mod directory;
 #[cfg(test)]
@@ -71,6 +78,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use admin::Admin;
 use attendance_feishu::endpoints::{self, route};
 use attendance_feishu::frame::ENDPOINT_PATH;
 use axum::Router;
@@ -222,6 +230,8 @@ pub struct SimTenant {
     long_connection: Arc<LongConnection>,
     /// The long connection's listener and dispatcher, aborted when the tenant stops.
     background: Vec<JoinHandle<()>>,
+    /// The admin calls' shared state; their webhook pushes are aborted when the tenant stops.
+    admin: Arc<Admin>,
 }
 
 impl SimTenant {
@@ -259,7 +269,12 @@ impl SimTenant {
         let addr = listener.local_addr()?;
         let (long_connection, background) = LongConnection::start(&config).await?;
         let state = Arc::new(TenantState::new(config, population, directory, refused));
-        let app = router(Arc::clone(&state), Arc::clone(&long_connection));
+        let admin = Arc::new(Admin::new(Arc::clone(&state), Arc::clone(&long_connection)));
+        let app = router(
+            Arc::clone(&state),
+            Arc::clone(&long_connection),
+            Arc::clone(&admin),
+        );
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let serving = axum::serve(listener, app).with_graceful_shutdown(async {
@@ -278,6 +293,7 @@ impl SimTenant {
             task: Some(task),
             long_connection,
             background,
+            admin,
         })
     }
 
@@ -442,6 +458,7 @@ impl SimTenant {
         for task in self.background.drain(..) {
             task.abort();
         }
+        self.admin.abort_deliveries();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -460,6 +477,7 @@ impl Drop for SimTenant {
         for task in self.background.drain(..) {
             task.abort();
         }
+        self.admin.abort_deliveries();
         // Graceful stop: the server task notices the signal and closes its connections.
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -467,13 +485,25 @@ impl Drop for SimTenant {
     }
 }
 
-/// The tenant's routes: every endpoint the job calls, at the path the client calls it by, and
-/// the long connection's discovery endpoint.
-fn router(state: Arc<TenantState>, long_connection: Arc<LongConnection>) -> Router {
+/// The tenant's routes: every endpoint the job calls, at the path the client calls it by, the
+/// long connection's discovery endpoint, and the admin calls (outside `/open-apis/`).
+fn router(
+    state: Arc<TenantState>,
+    long_connection: Arc<LongConnection>,
+    admin: Arc<Admin>,
+) -> Router {
     Router::new()
         .route(
             ENDPOINT_PATH,
             post(long_connection::endpoint_handler).with_state(long_connection),
+        )
+        .route(
+            admin::APPROVE_PATH,
+            post(admin::approve_handler).with_state(Arc::clone(&admin)),
+        )
+        .route(
+            admin::REVOKE_PATH,
+            post(admin::revoke_handler).with_state(admin),
         )
         .route(&route(endpoints::TOKEN), post(server::token_handler))
         .route(&route(endpoints::QUERY), post(server::query_handler))

@@ -73,6 +73,31 @@ struct Overlay {
     inserted_approval_ids: HashSet<String>,
 }
 
+impl Overlay {
+    fn push(
+        &mut self,
+        user: usize,
+        date: NaiveDate,
+        kind: Kind,
+        status: i32,
+        approval_id: String,
+        record: super::data::Record,
+    ) {
+        if !approval_id.is_empty() {
+            self.inserted_approval_ids.insert(approval_id.clone());
+        }
+        self.inserted
+            .entry((user, date))
+            .or_default()
+            .push(Listing {
+                kind,
+                approval_id,
+                status,
+                body: super::data::ListingBody::Fixed(Arc::new(record)),
+            });
+    }
+}
+
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking handler cannot leave these structures half-updated in a harmful way; keep
     // serving rather than cascading the panic into every later request.
@@ -168,20 +193,52 @@ impl TenantState {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
+        self.insert_record(
+            user,
+            date,
+            kind,
+            status,
+            approval_id,
+            super::data::Record::Raw(record),
+        );
+    }
+
+    /// Lists `record` under (user, date) with `status`, like [`TenantState::insert`], and
+    /// makes a non-empty `approval_id` known to `set_status` and `approval_kind`.
+    pub(crate) fn insert_record(
+        &self,
+        user: usize,
+        date: NaiveDate,
+        kind: Kind,
+        status: i32,
+        approval_id: String,
+        record: super::data::Record,
+    ) {
         let mut overlay = self.overlay.write().unwrap_or_else(PoisonError::into_inner);
-        if !approval_id.is_empty() {
-            overlay.inserted_approval_ids.insert(approval_id.clone());
+        overlay.push(user, date, kind, status, approval_id, record);
+    }
+
+    /// Like [`TenantState::insert_record`], but only when `approval_id` is not known yet
+    /// (generated, fixture or inserted), checked and inserted under one lock; false (nothing
+    /// inserted) otherwise.
+    pub(crate) fn insert_new_record(
+        &self,
+        user: usize,
+        date: NaiveDate,
+        kind: Kind,
+        status: i32,
+        approval_id: String,
+        record: super::data::Record,
+    ) -> bool {
+        let mut overlay = self.overlay.write().unwrap_or_else(PoisonError::into_inner);
+        if approval_id.is_empty()
+            || overlay.inserted_approval_ids.contains(&approval_id)
+            || self.population.approval_exists(&approval_id)
+        {
+            return false;
         }
-        overlay
-            .inserted
-            .entry((user, date))
-            .or_default()
-            .push(Listing {
-                kind,
-                approval_id,
-                status,
-                body: super::data::ListingBody::Fixed(Arc::new(super::data::Record::Raw(record))),
-            });
+        overlay.push(user, date, kind, status, approval_id, record);
+        true
     }
 
     /// Every approval (user, date) lists, generated or fixture then inserted, each with its

@@ -29,10 +29,10 @@ use tokio::task::JoinSet;
 use attendance_feishu::envelope::{EncryptKey, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use attendance_feishu::event::URL_VERIFICATION;
 
-use crate::SimTenant;
 use crate::data::hash_of;
 use crate::events::{SimEvent, TAG_DUPLICATE, TAG_REORDER, WebhookReport, hash_text, hex32};
 use crate::server::lock;
+use crate::{SimConfig, SimTenant};
 
 /// A request body and its extra headers.
 struct Sealed {
@@ -109,89 +109,7 @@ impl SimTenant {
     /// say (plain or encrypted and signed; timeout, retries, duplicates, order, concurrency).
     /// Returns when every event is acked or has run out of retries.
     pub async fn push_webhook(&self, url: &str, events: Vec<SimEvent>) -> WebhookReport {
-        let settings = &self.state.config.events;
-        let seed = self.state.config.seed;
-        let key = settings.encrypt_key.as_deref().map(EncryptKey::new);
-        let threshold = (settings.duplicate_share.clamp(0.0, 1.0) * 1_000_000.0) as u64;
-        let mut deliveries: Vec<Arc<SimEvent>> = events.iter().cloned().map(Arc::new).collect();
-        let duplicates: Vec<Arc<SimEvent>> = deliveries
-            .iter()
-            .filter(|event| {
-                hash_of(&[seed, TAG_DUPLICATE, hash_text(&event.id)]) % 1_000_000 < threshold
-            })
-            .cloned()
-            .collect();
-        deliveries.extend(duplicates);
-        if settings.reorder {
-            let mut rng = StdRng::seed_from_u64(hash_of(&[seed, TAG_REORDER, events.len() as u64]));
-            deliveries.shuffle(&mut rng);
-        }
-        let delays: Vec<Duration> = settings
-            .retry_delays
-            .iter()
-            .map(|delay| {
-                if settings.time_scale > 0.0 {
-                    delay.div_f64(settings.time_scale)
-                } else {
-                    *delay
-                }
-            })
-            .collect();
-        let delays = Arc::new(delays);
-        let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
-        let tally = Arc::new(Mutex::new(Tally::default()));
-        let client = http_client();
-        let timeout = settings.ack_timeout;
-        let mut tasks = JoinSet::new();
-        for event in deliveries {
-            let (slots, tally, delays) =
-                (Arc::clone(&slots), Arc::clone(&tally), Arc::clone(&delays));
-            let (client, key, url) = (client.clone(), key.clone(), url.to_owned());
-            tasks.spawn(async move {
-                let plaintext = serde_json::to_vec(&event.body).expect("JSON values serialize");
-                for attempt in 0..=delays.len() {
-                    let status = {
-                        // Fair (FIFO) permits keep the queue's order.
-                        let _slot = slots
-                            .acquire()
-                            .await
-                            .expect("the semaphore is never closed");
-                        post(&client, &url, seal(key.as_ref(), &plaintext), timeout).await
-                    };
-                    {
-                        let mut tally = lock(&tally);
-                        tally.attempts += 1;
-                        *tally.answers.entry(status).or_default() += 1;
-                        if status == 200 {
-                            if tally.acked_set.insert(event.id.clone()) {
-                                tally.acked.push(event.id.clone());
-                            }
-                            return;
-                        }
-                    }
-                    tracing::debug!(id = %event.id, status, attempt, "sim webhook delivery failed");
-                    match delays.get(attempt) {
-                        Some(delay) => tokio::time::sleep(*delay).await,
-                        None => tracing::debug!(id = %event.id, "sim webhook delivery gave up"),
-                    }
-                }
-            });
-        }
-        while tasks.join_next().await.is_some() {}
-        let tally = std::mem::take(&mut *lock(&tally));
-        let mut gave_up = Vec::new();
-        let mut counted = HashSet::new();
-        for event in &events {
-            if !tally.acked_set.contains(&event.id) && counted.insert(event.id.clone()) {
-                gave_up.push(event.id.clone());
-            }
-        }
-        WebhookReport {
-            acked: tally.acked,
-            gave_up,
-            attempts: tally.attempts,
-            answers: tally.answers,
-        }
+        push(&self.state.config, url, events).await
     }
 
     /// POSTs the URL-verification challenge (flat `{"challenge","token","type"}`, or sealed
@@ -222,5 +140,91 @@ impl SimTenant {
             }
             Err(err) => (0, err.to_string()),
         }
+    }
+}
+
+/// [`SimTenant::push_webhook`] with the tenant's config (the admin endpoint calls it too).
+pub(crate) async fn push(config: &SimConfig, url: &str, events: Vec<SimEvent>) -> WebhookReport {
+    let settings = &config.events;
+    let seed = config.seed;
+    let key = settings.encrypt_key.as_deref().map(EncryptKey::new);
+    let threshold = (settings.duplicate_share.clamp(0.0, 1.0) * 1_000_000.0) as u64;
+    let mut deliveries: Vec<Arc<SimEvent>> = events.iter().cloned().map(Arc::new).collect();
+    let duplicates: Vec<Arc<SimEvent>> = deliveries
+        .iter()
+        .filter(|event| {
+            hash_of(&[seed, TAG_DUPLICATE, hash_text(&event.id)]) % 1_000_000 < threshold
+        })
+        .cloned()
+        .collect();
+    deliveries.extend(duplicates);
+    if settings.reorder {
+        let mut rng = StdRng::seed_from_u64(hash_of(&[seed, TAG_REORDER, events.len() as u64]));
+        deliveries.shuffle(&mut rng);
+    }
+    let delays: Vec<Duration> = settings
+        .retry_delays
+        .iter()
+        .map(|delay| {
+            if settings.time_scale > 0.0 {
+                delay.div_f64(settings.time_scale)
+            } else {
+                *delay
+            }
+        })
+        .collect();
+    let delays = Arc::new(delays);
+    let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let client = http_client();
+    let timeout = settings.ack_timeout;
+    let mut tasks = JoinSet::new();
+    for event in deliveries {
+        let (slots, tally, delays) = (Arc::clone(&slots), Arc::clone(&tally), Arc::clone(&delays));
+        let (client, key, url) = (client.clone(), key.clone(), url.to_owned());
+        tasks.spawn(async move {
+            let plaintext = serde_json::to_vec(&event.body).expect("JSON values serialize");
+            for attempt in 0..=delays.len() {
+                let status = {
+                    // Fair (FIFO) permits keep the queue's order.
+                    let _slot = slots
+                        .acquire()
+                        .await
+                        .expect("the semaphore is never closed");
+                    post(&client, &url, seal(key.as_ref(), &plaintext), timeout).await
+                };
+                {
+                    let mut tally = lock(&tally);
+                    tally.attempts += 1;
+                    *tally.answers.entry(status).or_default() += 1;
+                    if status == 200 {
+                        if tally.acked_set.insert(event.id.clone()) {
+                            tally.acked.push(event.id.clone());
+                        }
+                        return;
+                    }
+                }
+                tracing::debug!(id = %event.id, status, attempt, "sim webhook delivery failed");
+                match delays.get(attempt) {
+                    Some(delay) => tokio::time::sleep(*delay).await,
+                    None => tracing::debug!(id = %event.id, "sim webhook delivery gave up"),
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let tally = std::mem::take(&mut *lock(&tally));
+    let mut gave_up = Vec::new();
+    let mut counted = HashSet::new();
+    for event in &events {
+        if !tally.acked_set.contains(&event.id) && counted.insert(event.id.clone()) {
+            gave_up.push(event.id.clone());
+        }
+    }
+    WebhookReport {
+        acked: tally.acked,
+        gave_up,
+        attempts: tally.attempts,
+        answers: tally.answers,
     }
 }

@@ -4,8 +4,9 @@
 //! s3s-fs checks `If-None-Match` / `If-Match` and then writes, with nothing between the two:
 //! two concurrent creates of one key can both succeed. S3 (since 2024), GCS and Azure evaluate
 //! the condition atomically with the write, and the event landing and the lease rely on that.
-//! Here every conditional PUT holds one lock from check to write, which gives the same outcome
-//! as those stores; unconditional requests are not serialised.
+//! Here a conditional PUT holds a lock of its key (one of 64 stripes, by the key's hash) from
+//! check to write, which gives the same outcome as those stores; PUTs of other keys and
+//! unconditional requests still run concurrently.
 
 use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result};
@@ -13,7 +14,7 @@ use s3s::{S3, S3Request, S3Response, S3Result};
 /// s3s-fs with atomic conditional PUTs.
 pub struct ConditionalFs {
     inner: s3s_fs::FileSystem,
-    conditional: tokio::sync::Mutex<()>,
+    stripes: Vec<tokio::sync::Mutex<()>>,
 }
 
 impl ConditionalFs {
@@ -22,8 +23,15 @@ impl ConditionalFs {
             .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
         Ok(ConditionalFs {
             inner,
-            conditional: tokio::sync::Mutex::new(()),
+            stripes: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
         })
+    }
+
+    fn stripe(&self, bucket: &str, key: &str) -> &tokio::sync::Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (bucket, key).hash(&mut hasher);
+        &self.stripes[(hasher.finish() % self.stripes.len() as u64) as usize]
     }
 }
 
@@ -38,7 +46,7 @@ macro_rules! conditional_fs_impl {
                 req: S3Request<PutObjectInput>,
             ) -> S3Result<S3Response<PutObjectOutput>> {
                 if req.input.if_none_match.is_some() || req.input.if_match.is_some() {
-                    let _one_at_a_time = self.conditional.lock().await;
+                    let _one_at_a_time = self.stripe(&req.input.bucket, &req.input.key).lock().await;
                     self.inner.put_object(req).await
                 } else {
                     self.inner.put_object(req).await
