@@ -1068,3 +1068,31 @@ fn check_receiver_root_and_logs(
         "{what}: JSON logs"
     );
 }
+
+#[test]
+fn the_dockerfile_copies_every_workspace_members_manifest_before_the_dependency_build() {
+    // Cargo must load every member's manifest to build the stub layer: a member missing there
+    // breaks `docker build` (no Docker daemon here to try it).
+    let dockerfile = read("jobs/Dockerfile");
+    let stubs = dockerfile
+        .lines()
+        .find(|l| l.starts_with("RUN for crate in "))
+        .expect("the stub loop");
+    for parent in ["crates", "tools"] {
+        for entry in std::fs::read_dir(path(parent)).unwrap() {
+            let dir = entry.unwrap().path();
+            if !dir.join("Cargo.toml").exists() {
+                continue;
+            }
+            let member = format!("{parent}/{}", dir.file_name().unwrap().to_string_lossy());
+            assert!(
+                dockerfile.contains(&format!("COPY {member}/Cargo.toml {member}/\n")),
+                "jobs/Dockerfile does not copy {member}/Cargo.toml"
+            );
+            assert!(
+                stubs.split(' ').any(|w| w.trim_end_matches(';') == member),
+                "jobs/Dockerfile gives {member} no stub crate root"
+            );
+        }
+    }
+}
