@@ -7,6 +7,8 @@
 //! - [`tz`]: the platform's local wall times to UTC instants, with the DST rule.
 //! - [`table`]: the four output tables (schema v1), their column builders and row order.
 //! - [`flatten`]: one answer into Arrow batches of those tables, plus the records kept aside.
+//! - [`approval_event`]: pushed approval events' bodies read into typed records, every form the
+//!   pages show accepted, and the user and dates each names.
 //! - [`chain`]: an error with its causes on one line.
 //!
 //! Invariant of the crate: every function is a pure function of its arguments (the clock and the
@@ -15,6 +17,7 @@
 //! output root (`attendance-lake`) and the orchestration (`attendance-pull`) build on it.
 
 pub mod answer;
+pub mod approval_event;
 pub mod chain;
 pub mod flatten;
 pub mod plan;

@@ -1155,3 +1155,82 @@ async fn long_connection_closes_mid_stream_and_redelivers_on_reconnect() {
         (2, 5, 7)
     );
 }
+
+/// The project's reader of event bodies (`attendance_core::approval_event`) reads every event
+/// the tenant sends, in every odd form, and finds the user and the dates the query API lists
+/// the approval under.
+#[tokio::test]
+async fn every_sent_event_reads_back_to_its_user_and_dates() {
+    use attendance_core::approval_event::{ApprovalEvent, EventBody};
+    let tenant = SimTenant::start(config()).await.unwrap();
+    let from = date(2026, 1, 1);
+    let to = date(2026, 6, 30);
+    // Each day's events, with the day the query API lists their approval under.
+    let events: Vec<(chrono::NaiveDate, SimEvent)> = from
+        .iter_days()
+        .take_while(|day| *day <= to)
+        .flat_map(|day| {
+            tenant
+                .approval_events(day, day)
+                .into_iter()
+                .map(move |event| (day, event))
+        })
+        .collect();
+    assert!(events.len() > 100, "{}", events.len());
+    let employee_ids: BTreeSet<String> = tenant
+        .user_ids("employee_id")
+        .unwrap()
+        .into_iter()
+        .collect();
+    let mut kinds = BTreeSet::new();
+    for (listed_on, event) in &events {
+        let read = ApprovalEvent::read(&event.body)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{}", event.event_type, event.body));
+        assert_eq!(
+            read.common.instance_code.as_deref(),
+            Some(event.instance_code.as_str())
+        );
+        assert!(read.common.event_time.is_some());
+        match &read.body {
+            EventBody::Revert(_) => {
+                assert!(read.span().is_none());
+                kinds.insert("revert");
+            }
+            EventBody::Other => panic!("{} read as an unknown type", event.event_type),
+            _ => {
+                let span = read.span().expect("an approval names its dates");
+                let user = span.applicant.user_id.as_deref().expect("a user id");
+                assert!(employee_ids.contains(user), "{user}");
+                assert!(span.applicant.open_id.is_some());
+                // The approval is listed under a date of its span (an overtime past midnight
+                // under its first day, a leave of several days under each).
+                assert!(
+                    span.first <= *listed_on && *listed_on <= span.last,
+                    "{} listed on {listed_on}, span {span:?}",
+                    event.event_type
+                );
+                kinds.insert(event.event_type.as_str());
+            }
+        }
+        if let EventBody::Leave(leave) = &read.body
+            && leave.v2
+        {
+            let key = leave.name_key.as_deref().expect("leave_name");
+            assert!(
+                leave.i18n.resolve(key).is_some(),
+                "{key} not in {:?}",
+                leave.i18n
+            );
+        }
+    }
+    assert_eq!(
+        kinds,
+        BTreeSet::from([
+            "revert",
+            "out_approval",
+            "leave_approval",
+            "leave_approvalV2",
+            "work_approval"
+        ])
+    );
+}
