@@ -117,9 +117,10 @@ pub struct LocalRange {
     pub end: String,
 }
 
-/// `out_approval`.
+/// What out, leave and overtime approval events all say: who, when the approval process ran,
+/// and the local start and end as sent, with the duration in seconds.
 #[derive(Debug, Clone, PartialEq)]
-pub struct OutEvent {
+pub struct Approval {
     pub applicant: Applicant,
     /// The approval process's start and end (`start_time` / `end_time`, epoch seconds).
     pub process_start: Option<i64>,
@@ -127,6 +128,12 @@ pub struct OutEvent {
     pub start_local: String,
     pub end_local: String,
     pub interval_seconds: Option<i64>,
+}
+
+/// `out_approval`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutEvent {
+    pub approval: Approval,
     /// As sent: `HOUR`, `DAY`, `HALF_DAY` (or the page's `HALR_DAY`), `HALF_HOUR`.
     pub unit: Option<String>,
     /// The `@i18n@…` key of the out type, and its texts.
@@ -140,12 +147,7 @@ pub struct OutEvent {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LeaveEvent {
     pub v2: bool,
-    pub applicant: Applicant,
-    pub process_start: Option<i64>,
-    pub process_end: Option<i64>,
-    pub start_local: String,
-    pub end_local: String,
-    pub interval_seconds: Option<i64>,
+    pub approval: Approval,
     /// V1: the leave type's name as text (`leave_type`).
     pub leave_type: Option<String>,
     /// V1: `leave_unit` as a number.
@@ -176,12 +178,7 @@ pub struct WorkDay {
 /// `work_approval`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OvertimeEvent {
-    pub applicant: Applicant,
-    pub process_start: Option<i64>,
-    pub process_end: Option<i64>,
-    pub start_local: String,
-    pub end_local: String,
-    pub interval_seconds: Option<i64>,
+    pub approval: Approval,
     pub time_range: Vec<LocalRange>,
     pub detail: Vec<WorkDay>,
     pub multi_imitate_users: Vec<String>,
@@ -278,36 +275,19 @@ impl ApprovalEvent {
 
     /// The user and local dates of an approval event (None for reverts and other types).
     pub fn span(&self) -> Option<Span> {
-        let (applicant, start, end, extra): (&Applicant, &str, &str, Vec<&str>) = match &self.body {
-            EventBody::Out(o) => (&o.applicant, &o.start_local, &o.end_local, vec![]),
-            EventBody::Leave(l) => (
-                &l.applicant,
-                &l.start_local,
-                &l.end_local,
-                l.range
-                    .iter()
-                    .chain(&l.detail)
-                    .flat_map(|r| [r.start.as_str(), r.end.as_str()])
-                    .collect(),
-            ),
-            EventBody::Overtime(w) => (
-                &w.applicant,
-                &w.start_local,
-                &w.end_local,
-                w.time_range
-                    .iter()
-                    .flat_map(|r| [r.start.as_str(), r.end.as_str()])
-                    .collect(),
-            ),
+        let (approval, ranges): (&Approval, Vec<&LocalRange>) = match &self.body {
+            EventBody::Out(o) => (&o.approval, vec![]),
+            EventBody::Leave(l) => (&l.approval, l.range.iter().chain(&l.detail).collect()),
+            EventBody::Overtime(w) => (&w.approval, w.time_range.iter().collect()),
             EventBody::Revert(_) | EventBody::Other => return None,
         };
-        let dates: Vec<NaiveDate> = [start, end]
+        let dates: Vec<NaiveDate> = [approval.start_local.as_str(), &approval.end_local]
             .into_iter()
-            .chain(extra)
+            .chain(ranges.iter().flat_map(|r| [r.start.as_str(), &r.end]))
             .filter_map(|t| local_time(t).map(|t| t.date()))
             .collect();
         Some(Span {
-            applicant: applicant.clone(),
+            applicant: approval.applicant.clone(),
             first: *dates.iter().min()?,
             last: *dates.iter().max()?,
         })
@@ -364,14 +344,22 @@ fn required_local(e: &Value, key: &str) -> Result<String, Unreadable> {
     Ok(text)
 }
 
-fn read_out(e: &Value) -> Result<OutEvent, Unreadable> {
-    Ok(OutEvent {
+/// The shared fields; `prefix` names the kind's own (`out_start_time`, `leave_interval`, …).
+fn read_approval(e: &Value, prefix: &str) -> Result<Approval, Unreadable> {
+    let interval = format!("{prefix}_interval");
+    Ok(Approval {
         applicant: read_applicant(e)?,
         process_start: opt_int(e, "event.start_time", "start_time")?,
         process_end: opt_int(e, "event.end_time", "end_time")?,
-        start_local: required_local(e, "out_start_time")?,
-        end_local: required_local(e, "out_end_time")?,
-        interval_seconds: opt_int(e, "event.out_interval", "out_interval")?,
+        start_local: required_local(e, &format!("{prefix}_start_time"))?,
+        end_local: required_local(e, &format!("{prefix}_end_time"))?,
+        interval_seconds: opt_int(e, &format!("event.{interval}"), &interval)?,
+    })
+}
+
+fn read_out(e: &Value) -> Result<OutEvent, Unreadable> {
+    Ok(OutEvent {
+        approval: read_approval(e, "out")?,
         unit: opt_text(e, "out_unit")?,
         name_key: opt_text(e, "out_name")?,
         i18n: read_i18n(e.get("i18n_resources"))?,
@@ -412,12 +400,7 @@ fn read_leave(e: &Value, v2: bool) -> Result<LeaveEvent, Unreadable> {
     }
     Ok(LeaveEvent {
         v2,
-        applicant: read_applicant(e)?,
-        process_start: opt_int(e, "event.start_time", "start_time")?,
-        process_end: opt_int(e, "event.end_time", "end_time")?,
-        start_local: required_local(e, "leave_start_time")?,
-        end_local: required_local(e, "leave_end_time")?,
-        interval_seconds: opt_int(e, "event.leave_interval", "leave_interval")?,
+        approval: read_approval(e, "leave")?,
         leave_type: opt_text(e, "leave_type")?,
         unit_code,
         unit_name,
@@ -483,12 +466,7 @@ fn read_overtime(e: &Value) -> Result<OvertimeEvent, Unreadable> {
         Some(_) => return Err(unreadable("event.work_detail", "not a list")),
     };
     Ok(OvertimeEvent {
-        applicant: read_applicant(e)?,
-        process_start: opt_int(e, "event.start_time", "start_time")?,
-        process_end: opt_int(e, "event.end_time", "end_time")?,
-        start_local: required_local(e, "work_start_time")?,
-        end_local: required_local(e, "work_end_time")?,
-        interval_seconds: opt_int(e, "event.work_interval", "work_interval")?,
+        approval: read_approval(e, "work")?,
         time_range,
         detail,
         multi_imitate_users: read_text_list(
@@ -828,10 +806,10 @@ mod tests {
         let EventBody::Out(out) = &event.body else {
             panic!("{event:?}")
         };
-        assert_eq!(out.interval_seconds, Some(10800));
+        assert_eq!(out.approval.interval_seconds, Some(10800));
         assert_eq!(out.i18n.resolve("@i18n@someKey"), Some("中文文案"));
         assert_eq!(out.image, None);
-        assert_eq!(out.applicant.user_id.as_deref(), Some("g6964gd3"));
+        assert_eq!(out.approval.applicant.user_id.as_deref(), Some("g6964gd3"));
         let span = event.span().unwrap();
         assert_eq!(
             (span.first, span.last),
@@ -872,7 +850,7 @@ mod tests {
             leave.i18n.text("@i18n@7276381556766212099", "en_us"),
             Some("Personal leave")
         );
-        assert_eq!(leave.interval_seconds, Some(129_600));
+        assert_eq!(leave.approval.interval_seconds, Some(129_600));
         assert_eq!(leave.unit_name.as_deref(), Some("HALF_DAY"));
         assert_eq!(leave.detail.len(), 2);
         assert_eq!(leave.detail[1].end, "2024-09-06 18:00:00");
@@ -903,7 +881,7 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            (l.unit_code, l.applicant.user_id.as_deref()),
+            (l.unit_code, l.approval.applicant.user_id.as_deref()),
             (Some(2), Some("e1"))
         );
         let work = v1(
