@@ -471,7 +471,9 @@ pub enum ConfigError {
         "{0} is not set: export the app's {1} from the developer console's event settings, or give its --…-file"
     )]
     MissingSecret(&'static str, &'static str),
-    #[error("--path '{0}' must start with '/', e.g. /webhook/event")]
+    #[error(
+        "--path '{0}' must be a plain path starting with '/' (no ':', '*', braces, '?' or '#'; not /healthz or /metrics), e.g. /webhook/event"
+    )]
     BadPath(String),
     #[error("job file {}: {detail}", path.display())]
     JobFile { path: PathBuf, detail: String },

@@ -61,7 +61,13 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitStatus> {
         "--encrypt-key-file",
         args.encrypt_key_file.as_deref(),
     )?;
-    if !args.path.starts_with('/') {
+    // axum reads `:name`, `*name` and `{name}` as parameters (and refuses some at start-up):
+    // the endpoint is a plain path.
+    if !args.path.starts_with('/')
+        || args.path.contains([':', '*', '{', '}', '?', '#'])
+        || args.path == "/healthz"
+        || args.path == "/metrics"
+    {
         return Err(ConfigError::BadPath(args.path.clone()).into());
     }
     runtime()?.block_on(async {

@@ -218,6 +218,22 @@ fn a_receiver_needs_its_verification_token_and_a_sane_path() {
         "{}",
         run.stderr()
     );
+    for path in ["/hook/:id", "/hook/{id}", "/metrics"] {
+        let run = run_bin(
+            &[
+                "events",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--out",
+                out.to_str().unwrap(),
+                "--path",
+                path,
+            ],
+            &[("FEISHU_VERIFICATION_TOKEN", "t")],
+        );
+        assert_eq!(run.code(), 2, "{path}: {}", run.stderr());
+    }
     let missing = ws.dir.path().join("no-such-file");
     let run = run_bin(
         &[

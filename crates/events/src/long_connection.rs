@@ -45,6 +45,15 @@ use crate::metrics::{Metrics, Refusal};
 pub const FRAGMENT_TTL: Duration = Duration::from_secs(5);
 /// How long a stop waits for the events being landed to be acknowledged.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most fragments one message may announce (`sum`), and the most messages being
+/// reassembled at once: the platform splits payloads of a few KiB; anything past these is not
+/// a message this receiver can hold, and is left unacknowledged (the platform pushes it again).
+pub const MAX_FRAGMENTS: usize = 64;
+pub const MAX_PARTIAL_MESSAGES: usize = 1024;
+/// Events being landed at once on one connection; past it, frames wait to be read.
+pub const MAX_IN_FLIGHT: usize = 256;
+/// How long the WebSocket handshake may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Why the long connection stopped for good.
 #[derive(Debug, thiserror::Error)]
@@ -166,14 +175,14 @@ impl LongConnection {
                 });
             }
             let wait = if failures == 1 {
-                let nonce_ms = config.reconnect_nonce.saturating_mul(1000);
+                let nonce_ms = config.reconnect_nonce.min(3600).saturating_mul(1000);
                 Duration::from_millis(if nonce_ms == 0 {
                     0
                 } else {
                     rand::random_range(0..nonce_ms)
                 })
             } else {
-                Duration::from_secs(config.reconnect_interval)
+                config.reconnect_every()
             };
             self.metrics.reconnect();
             tokio::select! {
@@ -200,7 +209,20 @@ impl LongConnection {
             *config = given;
         }
         let service = service_of(&endpoint.url);
-        let socket = match tokio_tungstenite::connect_async(endpoint.url.as_str()).await {
+        let connecting = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio_tungstenite::connect_async(endpoint.url.as_str()),
+        );
+        let connected = tokio::select! {
+            connected = connecting => connected,
+            _ = stop.changed() => return Ok(SessionEnd::Stopped),
+        };
+        let Ok(connected) = connected else {
+            return Err(AttemptError::Retry(
+                format!("no WebSocket handshake within {CONNECT_TIMEOUT:?}").into(),
+            ));
+        };
+        let socket = match connected {
             Ok((socket, _)) => socket,
             Err(tungstenite::Error::Http(response)) => {
                 let header = |name: &str| {
@@ -262,8 +284,16 @@ impl LongConnection {
         let mut pings = tokio::time::interval(config.ping_every());
         let mut fragments: HashMap<String, Partial> = HashMap::new();
         let mut in_flight = JoinSet::new();
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+        // A link that went silent (no frame, not even a pong, for three ping periods) is lost,
+        // though no error says so: a half-open TCP connection never fails a read.
+        let mut last_heard = tokio::time::Instant::now();
         let end = loop {
+            let silent_until = last_heard + 3 * config.ping_every();
             tokio::select! {
+                _ = tokio::time::sleep_until(silent_until) => {
+                    break SessionEnd::Lost(format!("nothing heard for {:?}", 3 * config.ping_every()));
+                }
                 _ = stop.changed() => {
                     if *stop.borrow() {
                         break SessionEnd::Stopped;
@@ -276,8 +306,13 @@ impl LongConnection {
                     }
                 }
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-                message = stream.next() => match message {
-                    Some(Ok(Message::Binary(bytes))) => {
+                message = stream.next() => {
+                    let Some(message) = message else {
+                        break SessionEnd::Lost("closed by the platform".into());
+                    };
+                    last_heard = tokio::time::Instant::now();
+                    match message {
+                    Ok(Message::Binary(bytes)) => {
                         let frame = match Frame::decode(&bytes) {
                             Ok(frame) => frame,
                             Err(err) => {
@@ -308,6 +343,12 @@ impl LongConnection {
                         }
                         let received = Instant::now();
                         if let Some((frame, payload)) = assemble(&mut fragments, frame) {
+                            // Past MAX_IN_FLIGHT landings, reading waits: the platform's own
+                            // re-push covers what waits too long.
+                            let slot = Arc::clone(&slots)
+                                .acquire_owned()
+                                .await
+                                .expect("the semaphore is never closed");
                             let landing = self.landing.clone();
                             let metrics = self.metrics.clone();
                             let counts = Arc::clone(&self.counts);
@@ -315,12 +356,14 @@ impl LongConnection {
                             in_flight.spawn(async move {
                                 let ack = land_one(&landing, &metrics, &counts, frame, payload, received).await;
                                 let _ = out.send(Message::Binary(ack.encode_to_vec().into())).await;
+                                drop(slot);
                             });
                         }
                     }
-                    Some(Ok(Message::Close(_))) | None => break SessionEnd::Lost("closed by the platform".into()),
-                    Some(Ok(_)) => {}
-                    Some(Err(err)) => break SessionEnd::Lost(err.to_string()),
+                    Ok(Message::Close(_)) => break SessionEnd::Lost("closed by the platform".into()),
+                    Ok(_) => {}
+                    Err(err) => break SessionEnd::Lost(err.to_string()),
+                    }
                 }
             }
         };
@@ -333,7 +376,12 @@ impl LongConnection {
             tracing::warn!("events still being landed at the stop were not acknowledged");
         }
         drop(out);
-        let _ = writer.await;
+        // The writer ends once every ack is sent; a peer that stopped reading must not hold
+        // the stop up.
+        let writer_abort = writer.abort_handle();
+        if tokio::time::timeout(DRAIN_TIMEOUT, writer).await.is_err() {
+            writer_abort.abort();
+        }
         end
     }
 
@@ -409,6 +457,13 @@ fn assemble(
     if sum <= 1 {
         return Some((frame, payload));
     }
+    if sum > MAX_FRAGMENTS {
+        tracing::warn!(
+            sum,
+            "a message announced more fragments than any event has; ignored"
+        );
+        return None;
+    }
     let seq: usize = frame
         .header(HEADER_SEQ)
         .and_then(|s| s.parse().ok())
@@ -418,6 +473,10 @@ fn assemble(
     fragments.retain(|_, p| now.duration_since(p.touched) < FRAGMENT_TTL);
     if seq >= sum {
         tracing::warn!(seq, sum, "a fragment beyond its message's count; ignored");
+        return None;
+    }
+    if !fragments.contains_key(&message_id) && fragments.len() >= MAX_PARTIAL_MESSAGES {
+        tracing::warn!("too many messages being reassembled at once; a fragment ignored");
         return None;
     }
     let partial = fragments
@@ -488,6 +547,18 @@ mod tests {
         let (_, single) = assemble(&mut partials, fragment("s", 1, 0, b"{}")).unwrap();
         assert_eq!(single, b"{}");
         assert!(assemble(&mut partials, fragment("m", 3, 5, b"")).is_none());
+    }
+
+    #[test]
+    fn a_message_announcing_too_many_fragments_is_not_held() {
+        let mut partials = HashMap::new();
+        let huge = fragment("m", 1_000_000_000_000, 0, b"{");
+        assert!(assemble(&mut partials, huge).is_none());
+        assert!(partials.is_empty(), "nothing allocated for it");
+        for i in 0..MAX_PARTIAL_MESSAGES + 10 {
+            assemble(&mut partials, fragment(&format!("m{i}"), 2, 0, b"{"));
+        }
+        assert_eq!(partials.len(), MAX_PARTIAL_MESSAGES);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The receivers' Prometheus metrics: events landed by type and transport, duplicates,
 //! refusals by reason, landing failures, and the time from receipt to acknowledgement.
 //!
-//! Invariants: every counter only goes up for the life of the process; a refusal is counted
+//! Invariants: the `event_type` label is one of the seven approval event types or `other`;
+//! every counter only goes up for the life of the process; a refusal is counted
 //! once, under exactly one reason; the ack latency is observed for every acknowledgement sent
 //! (success or failure), from the moment the whole event was received.
 
@@ -15,6 +16,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use attendance_feishu::event::APPROVAL_EVENT_TYPES;
 
 use crate::landing::Transport;
 
@@ -176,8 +179,12 @@ impl Metrics {
 
     pub fn landed(&self, event_type: Option<&str>, transport: Transport) {
         self.totals.landed.fetch_add(1, Ordering::Relaxed);
-        let mut event_type = event_type.unwrap_or("").to_owned();
-        event_type.truncate(64);
+        // The label is one of the known approval types or "other": the types a tenant sends
+        // are not ours to bound, and a time series per stray type would grow without end.
+        let event_type = event_type
+            .filter(|t| APPROVAL_EVENT_TYPES.contains(t))
+            .unwrap_or("other")
+            .to_owned();
         self.landed
             .get_or_create(&LandedLabels {
                 event_type,
@@ -226,5 +233,28 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String never fails");
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_types_outside_the_approval_events_are_one_label() {
+        let metrics = Metrics::new();
+        metrics.landed(Some(&"审批".repeat(40)), Transport::Webhook);
+        metrics.landed(Some("im.message.receive_v1"), Transport::Webhook);
+        metrics.landed(None, Transport::LongConnection);
+        metrics.landed(Some("leave_approvalV2"), Transport::Webhook);
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                r#"attendance_events_landed_total{event_type="other",transport="webhook"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"event_type="leave_approvalV2""#));
+        assert_eq!(metrics.totals().landed, 4);
     }
 }

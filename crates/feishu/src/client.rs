@@ -375,14 +375,14 @@ impl Client {
             })?;
         match (answer.code, answer.data) {
             (frame::ENDPOINT_OK, Some(data)) => Ok(data),
-            (frame::ENDPOINT_SYSTEM_BUSY | frame::ENDPOINT_INTERNAL_ERROR, _) => {
-                Err(PlatformError::transport(
-                    NAME,
-                    self.config.base_url.clone(),
-                    "busy",
-                    format!("code {}: {}", answer.code, answer.msg),
-                ))
-            }
+            // Busy, or a success without a URL: worth another try.
+            (frame::ENDPOINT_SYSTEM_BUSY | frame::ENDPOINT_INTERNAL_ERROR, _)
+            | (frame::ENDPOINT_OK, None) => Err(PlatformError::transport(
+                NAME,
+                self.config.base_url.clone(),
+                "busy",
+                format!("code {}: {}", answer.code, answer.msg),
+            )),
             (code, _) => Err(PlatformError::Api {
                 endpoint: NAME,
                 http_status,

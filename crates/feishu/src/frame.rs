@@ -144,8 +144,8 @@ impl Frame {
     }
 }
 
-/// The discovery request's body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The discovery request's body. `Debug` never shows the secret.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct EndpointRequest {
     #[serde(rename = "AppID")]
     pub app_id: String,
@@ -163,12 +163,36 @@ pub struct EndpointResponse {
     pub data: Option<EndpointData>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A long-connection URL and its settings. `Debug` leaves out the URL's query, which holds the
+/// connection's ticket and access key.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct EndpointData {
     #[serde(rename = "URL")]
     pub url: String,
     #[serde(rename = "ClientConfig", default)]
     pub client_config: Option<ConnectionConfig>,
+}
+
+impl std::fmt::Debug for EndpointRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointRequest")
+            .field("app_id", &self.app_id)
+            .field("app_secret", &"<redacted>")
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for EndpointData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = self
+            .url
+            .split_once('?')
+            .map_or(self.url.as_str(), |(u, _)| u);
+        f.debug_struct("EndpointData")
+            .field("url", &format_args!("{url}?<redacted>"))
+            .field("client_config", &self.client_config)
+            .finish()
+    }
 }
 
 /// How the client pings and reconnects, in seconds (a pong's payload replaces it whole).
@@ -200,8 +224,14 @@ impl Default for ConnectionConfig {
 }
 
 impl ConnectionConfig {
+    /// The ping period, between 1 s and 1 h whatever the platform sent.
     pub fn ping_every(&self) -> Duration {
-        Duration::from_secs(self.ping_interval.max(1))
+        Duration::from_secs(self.ping_interval.clamp(1, 3600))
+    }
+
+    /// The wait before a reconnect after the first, at most 1 h.
+    pub fn reconnect_every(&self) -> Duration {
+        Duration::from_secs(self.reconnect_interval.min(3600))
     }
 }
 
@@ -256,6 +286,13 @@ mod tests {
         .unwrap();
         let data = answer.data.unwrap();
         assert_eq!(data.client_config, Some(ConnectionConfig::default()));
+        let shown = format!("{data:?}");
+        assert!(!shown.contains("device_id=1"), "{shown}");
+        let request = EndpointRequest {
+            app_id: "cli_x".into(),
+            app_secret: "s3cret".into(),
+        };
+        assert!(!format!("{request:?}").contains("s3cret"));
         assert_eq!(
             String::from_utf8(AckPayload::new(200).to_bytes()).unwrap(),
             r#"{"code":200,"headers":null,"data":null}"#

@@ -34,6 +34,9 @@ pub enum StoreError {
     },
 }
 
+/// Attempts of a create refused for an object that cannot be read yet (20 ms, doubling: ~1.3 s).
+const CREATE_ATTEMPTS: u32 = 7;
+
 /// The version of an object as read, for a conditional update.
 #[derive(Debug, Clone)]
 pub enum Version {
@@ -262,8 +265,33 @@ impl Store {
             }
             Store::Remote { inner, prefix, .. } => {
                 let path = Self::object_path(prefix, rel);
-                self.put_if(inner, &path, rel, bytes, PutMode::Create, "create")
-                    .await
+                // A refused create means "something is there" only once the object can be
+                // read: S3 also refuses (409 ConditionalRequestConflict, which object_store
+                // reports as AlreadyExists) while another write of the key is in flight, and
+                // that write may still fail. So check, and try again while it is not there.
+                let mut wait = std::time::Duration::from_millis(20);
+                for _ in 0..CREATE_ATTEMPTS {
+                    if self
+                        .put_if(inner, &path, rel, bytes.clone(), PutMode::Create, "create")
+                        .await?
+                    {
+                        return Ok(true);
+                    }
+                    match inner.head(&path).await {
+                        Ok(_) => return Ok(false),
+                        Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(self.io("create", rel, e)),
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                Err(self.io(
+                    "create",
+                    rel,
+                    format!(
+                        "the store refused {CREATE_ATTEMPTS} creates of an object it does not hold (conflicting writes in flight)"
+                    ),
+                ))
             }
         }
     }
@@ -393,7 +421,7 @@ fn is_stale(entry: &std::fs::DirEntry) -> bool {
 fn write_atomically(path: &Path, bytes: &[u8], exclusive: bool) -> std::io::Result<bool> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
+    create_dirs_durably(dir)?;
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp-{:016x}", rand::random::<u64>()));
     let mut f = std::fs::File::create(&tmp)?;
@@ -413,15 +441,159 @@ fn write_atomically(path: &Path, bytes: &[u8], exclusive: bool) -> std::io::Resu
         std::fs::rename(&tmp, path)?;
         true
     };
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
+    // The name is durable only once its directory is: an error here is the write's error.
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(placed)
+}
+
+/// `create_dir_all`, with each directory it creates made durable in its parent (fsync of the
+/// parent), so that a file written below survives a crash with its path.
+fn create_dirs_durably(dir: &Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dirs_durably(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        // Another writer made it meanwhile; its parent is synced below all the same, since that
+        // writer may not have got there yet.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+        Err(e) => return Err(e),
+    }
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::File::open(parent)?.sync_all()
 }
 
 #[cfg(test)]
 mod tests {
     use object_store::memory::InMemory;
+
+    /// An object store that answers the first `n` creates of every key "already exists"
+    /// without storing anything, as S3 answers 409 while another write of the key is in flight.
+    #[derive(Debug)]
+    struct Conflicting {
+        inner: InMemory,
+        refusals: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+        n: u32,
+    }
+
+    impl std::fmt::Display for Conflicting {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Conflicting")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for Conflicting {
+        async fn put_opts(
+            &self,
+            location: &ObjectPath,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            if matches!(opts.mode, PutMode::Create) {
+                let mut refusals = self.refusals.lock().unwrap();
+                let seen = refusals.entry(location.to_string()).or_default();
+                if *seen < self.n {
+                    *seen += 1;
+                    return Err(object_store::Error::AlreadyExists {
+                        path: location.to_string(),
+                        source: "409 ConditionalRequestConflict".into(),
+                    });
+                }
+            }
+            self.inner.put_opts(location, payload, opts).await
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &ObjectPath,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(
+            &self,
+            location: &ObjectPath,
+            options: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<'static, object_store::Result<ObjectPath>>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<ObjectPath>> {
+            self.inner.delete_stream(locations)
+        }
+        fn list(
+            &self,
+            prefix: Option<&ObjectPath>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
+        {
+            self.inner.list(prefix)
+        }
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&ObjectPath>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(
+            &self,
+            from: &ObjectPath,
+            to: &ObjectPath,
+            options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    fn conflicting(n: u32) -> Store {
+        Store::Remote {
+            inner: Arc::new(Conflicting {
+                inner: InMemory::new(),
+                refusals: Default::default(),
+                n,
+            }),
+            prefix: ObjectPath::from("root"),
+            url: "memory://root".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_create_refused_for_an_object_that_is_not_there_is_tried_again() {
+        // Two refusals, then the create goes through: it created the object.
+        let store = conflicting(2);
+        assert!(
+            store
+                .create("_events/inbox/ab/e1.json", b"{}".to_vec())
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store
+                .get("_events/inbox/ab/e1.json")
+                .await
+                .unwrap()
+                .unwrap(),
+            b"{}"
+        );
+        // Now it is there: a create is refused, and that is a true "already there".
+        assert!(
+            !store
+                .create("_events/inbox/ab/e1.json", b"[]".to_vec())
+                .await
+                .unwrap()
+        );
+        // Refused every time and never there: an error, never a false "already there".
+        let store = conflicting(u32::MAX);
+        let err = store.create("k.json", b"{}".to_vec()).await.unwrap_err();
+        assert!(err.to_string().contains("cannot create"), "{err}");
+    }
 
     use super::*;
 
