@@ -237,7 +237,7 @@ pub async fn demo_events(
     let mut by_type = BTreeMap::new();
     let mut by_transport = BTreeMap::new();
     let mut found = 0;
-    for event in landing.read_all().await? {
+    for event in attendance_lake::inbox::read_all(landing.store()).await? {
         if wanted.contains(event.id.as_str()) {
             found += 1;
             *by_type

@@ -16,71 +16,21 @@
 //! - The stored body is the decrypted JSON, whole, except its verification token (v1 `token`,
 //!   v2 `header.token`), which is a secret and is removed. Unknown event types land like known
 //!   ones.
-//! - The shard is the first two hex digits of SHA-256(id): 256 directories, evenly filled.
+//! - Where an event lives and what its object holds is `attendance_lake::inbox`'s.
 
 use std::sync::Arc;
 
 use attendance_feishu::event::{EventHead, Schema};
+use attendance_lake::inbox;
+pub use attendance_lake::inbox::{INBOX_DIR, IdSource, LandedEvent, Transport, path_of};
 use attendance_lake::store::{Store, StoreError};
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 /// How long a landing may take before the delivery is answered as failed (503 on the webhook,
 /// code 500 on the long connection): the platform counts a delivery not acknowledged within
 /// 3 s as failed, and a retry of an event that did land meanwhile is only a duplicate.
 pub const LAND_DEADLINE: std::time::Duration = std::time::Duration::from_millis(2500);
-
-/// Where landed events live, relative to the root.
-pub const INBOX_DIR: &str = "_events/inbox";
-
-/// How an event reached the receiver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Transport {
-    Webhook,
-    LongConnection,
-}
-
-impl Transport {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Webhook => "webhook",
-            Transport::LongConnection => "long_connection",
-        }
-    }
-}
-
-/// Where an event's id came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IdSource {
-    /// v1 `uuid`.
-    Uuid,
-    /// v2 `header.event_id`.
-    EventId,
-    /// Neither: `sha256-` and the hex SHA-256 of the stored body.
-    BodySha256,
-}
-
-/// One landed event, as stored (one JSON object per file).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LandedEvent {
-    pub id: String,
-    pub id_source: IdSource,
-    /// "1" or "2.0".
-    pub schema: String,
-    /// v1 `event.type` or v2 `header.event_type`; None when the body has none.
-    pub event_type: Option<String>,
-    pub transport: Transport,
-    /// When the delivery that landed it was received, UTC, RFC 3339 with milliseconds.
-    pub received_at: String,
-    /// Which receiver landed it (`--receiver-id`, by default host and process).
-    pub receiver: String,
-    /// The decrypted event JSON, without its verification token.
-    pub body: Value,
-}
 
 /// What landing one delivery came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,10 +115,7 @@ impl Landing {
             (Schema::V2, Some(id)) => (id.to_owned(), IdSource::EventId),
             (_, None) => {
                 let bytes = serde_json::to_vec(&body).expect("a JSON value always serialises");
-                (
-                    format!("sha256-{}", hex(&Sha256::digest(&bytes))),
-                    IdSource::BodySha256,
-                )
+                (inbox::content_id(&bytes), IdSource::BodySha256)
             }
         };
         LandedEvent {
@@ -187,47 +134,6 @@ impl Landing {
     pub async fn contains(&self, id: &str) -> Result<bool, StoreError> {
         Ok(self.store.get(&path_of(id)).await?.is_some())
     }
-
-    /// Every landed event, in path order. For tests, the demo and small roots: it reads them all.
-    pub async fn read_all(&self) -> Result<Vec<LandedEvent>, StoreError> {
-        let mut events = Vec::new();
-        for rel in self.store.list_files(INBOX_DIR).await? {
-            let Some(bytes) = self.store.get(&rel).await? else {
-                continue;
-            };
-            let event = serde_json::from_slice(&bytes).map_err(|e| StoreError::Io {
-                action: "parse",
-                location: self.store.describe(&rel),
-                source: Box::new(e),
-            })?;
-            events.push(event);
-        }
-        Ok(events)
-    }
-}
-
-/// The path of the event with this id.
-pub fn path_of(id: &str) -> String {
-    let digest = Sha256::digest(id.as_bytes());
-    let shard = hex(&digest[..1]);
-    let safe = !id.is_empty()
-        && id.len() <= 128
-        && !id.starts_with('.')
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    let name = if safe {
-        id.to_owned()
-    } else {
-        // Ids are the platform's opaque strings; anything unfit for a file name is named by
-        // its hash (still a function of the id alone).
-        format!("h-{}", hex(&digest))
-    };
-    format!("{INBOX_DIR}/{shard}/{name}.json")
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Removes the verification token (v1 and challenge `token`, v2 `header.token`).
@@ -268,24 +174,13 @@ mod tests {
         assert_eq!(a.id(), "u-1");
         let again = landing.land(body, Transport::Webhook).await.unwrap();
         assert!(matches!(again, Landed::Duplicate { .. }));
-        let all = landing.read_all().await.unwrap();
+        let all = inbox::read_all(landing.store()).await.unwrap();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].event_type.as_deref(), Some("out_approval"));
         assert_eq!(all[0].body["event"]["instance_code"], "I1");
         assert!(all[0].body.get("token").is_none(), "the token is a secret");
         let text = std::fs::read_to_string(dir.path().join(path_of("u-1"))).unwrap();
         assert!(!text.contains("secret-token"));
-    }
-
-    #[test]
-    fn ids_name_files_safely() {
-        let p = path_of("bc447199585340d1f3728d26b1c0297a");
-        assert!(p.starts_with("_events/inbox/"));
-        assert!(p.ends_with("/bc447199585340d1f3728d26b1c0297a.json"));
-        let odd = path_of("../../etc/passwd");
-        assert!(!odd.contains(".."), "{odd}");
-        assert_eq!(odd, path_of("../../etc/passwd"));
-        assert_ne!(path_of("a"), path_of("b"));
     }
 
     #[test]

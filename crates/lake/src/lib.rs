@@ -9,6 +9,7 @@
 //! - [`spill`]: a window's fresh rows, held in memory up to a budget and spilled past it.
 //! - [`commit`]: the [`Sink`](commit::Sink) that replaces a window's partitions within a
 //!   [`Scope`](scope::Scope), with the [`rejects`] kept aside beside them.
+//! - [`inbox`]: the pushed events landed under `_events/inbox/`, one object per event.
 //! - [`progress`] and [`runs`]: what an unfinished backfill committed (`_progress/`) and what
 //!   each run did (`_runs/`).
 //!
@@ -17,6 +18,7 @@
 //! rows (the pull, approval events, third-party approvals) lands through the same writer.
 
 pub mod commit;
+pub mod inbox;
 pub mod lease;
 pub mod partition;
 pub mod progress;
