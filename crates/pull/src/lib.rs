@@ -10,7 +10,8 @@
 //! - load: a window whose every query succeeded is committed (`attendance_lake::commit`) under
 //!   the output root's lease, and recorded as progress so that a rerun resumes after it.
 //!
-//! [`pipeline`] is the state machine that drives the three, [`run`] sets it up (run id, plan,
+//! [`resync`] plans the re-reads the landed approval events ask for (a revert of an approval
+//! older than a sync's trailing window). [`pipeline`] is the state machine that drives the three, [`run`] sets it up (run id, plan,
 //! store, lease, progress) and returns a [`RunSummary`](summary::RunSummary) assembled from each
 //! stage's own counts. Nothing here prints or decides an exit code: the binary does both.
 //!
@@ -22,6 +23,7 @@ pub mod manifest;
 pub mod pipeline;
 pub mod recording;
 pub mod request;
+pub mod resync;
 pub mod run;
 pub mod source;
 pub mod summary;

@@ -1,0 +1,443 @@
+//! The event-driven resync's plan: which users and dates the approval events landed since the
+//! last sync name outside its trailing window, grouped into the queries that re-read them.
+//!
+//! Invariants:
+//! - Pure: a function of the landed events, the cursor, the trailing window, the employee type
+//!   and today. Reading the inbox and acting on the plan are the caller's.
+//! - An approval event names its applicant and the local dates of its span; a revert names the
+//!   span of the approval event of the same `instance_code`, found among *all* landed events
+//!   (an approval may have landed months before its revert). A revert whose approval never
+//!   landed is [`ResyncPlan::unresolved`], never dropped silently; an event that cannot be read
+//!   is [`ResyncPlan::unreadable`] with its field and reason.
+//! - Only events received after the cursor make work; dates inside the trailing window (the
+//!   sync re-reads them anyway) and after today + 1 (the platform refuses them) are left out.
+//! - Each window of work spans at most [`MAX_WINDOW_DAYS`] dates and each batch at most
+//!   [`MAX_USERS_PER_QUERY`] users, as the query API requires; windows are aligned on 30-day
+//!   buckets counted from 1970-01-01, so the same dates always fall into the same windows.
+//! - Ids are matched to the employee type: `user_id` (sent as `user_id` or `employee_id`) for
+//!   `employee_id`, `open_id` for `open_id`. Events carry no `employee_no`: with that type every
+//!   approval is [`ResyncPlan::without_user`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use attendance_core::approval_event::{ApprovalEvent, EventBody, Span};
+use attendance_core::plan::{EmployeeType, MAX_USERS_PER_QUERY, MAX_WINDOW_DAYS, Window};
+use attendance_lake::inbox::LandedEvent;
+use chrono::{DateTime, Days, NaiveDate, Utc};
+
+/// Users to re-read over one window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResyncWork {
+    pub window: Window,
+    /// At most [`MAX_USERS_PER_QUERY`], sorted.
+    pub users: Vec<String>,
+    /// The events that asked for it (ids, sorted), for the manifest.
+    pub because_of: Vec<String>,
+}
+
+/// A revert whose approval event is not among the landed events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnresolvedRevert {
+    pub event_id: String,
+    pub instance_code: String,
+}
+
+/// An event the resync could not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableEvent {
+    pub event_id: String,
+    pub field: String,
+    pub reason: String,
+}
+
+/// What the landed events ask of a sync.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResyncPlan {
+    pub work: Vec<ResyncWork>,
+    pub unresolved: Vec<UnresolvedRevert>,
+    pub unreadable: Vec<UnreadableEvent>,
+    /// Approval events (ids) whose applicant has no id of the run's employee type.
+    pub without_user: Vec<String>,
+    /// Events received after the cursor (every type).
+    pub considered: usize,
+    /// The latest `received_at` among them: the next cursor.
+    pub through: Option<DateTime<Utc>>,
+}
+
+impl ResyncPlan {
+    /// Number of query calls the work makes per status when nothing is retried.
+    pub fn requests(&self) -> usize {
+        self.work.len()
+    }
+
+    /// Plans the resync of `events` received after `since`, for a sync whose trailing window
+    /// is `trailing`.
+    pub fn of(
+        events: &[LandedEvent],
+        since: Option<DateTime<Utc>>,
+        trailing: Window,
+        employee_type: EmployeeType,
+        today: NaiveDate,
+    ) -> ResyncPlan {
+        let mut plan = ResyncPlan::default();
+        // Every readable event, and whether it arrived after the cursor.
+        let mut read: Vec<(&LandedEvent, bool, ApprovalEvent)> = Vec::new();
+        for landed in events {
+            let received = DateTime::parse_from_rfc3339(&landed.received_at)
+                .ok()
+                .map(|t| t.with_timezone(&Utc));
+            let is_new = match (since, received) {
+                (Some(since), Some(received)) => received > since,
+                // Without a cursor, or without a readable receipt time, an event is new: a
+                // needless re-read costs queries, a missed one costs truth.
+                _ => true,
+            };
+            match ApprovalEvent::read(&landed.body) {
+                Ok(event) => read.push((landed, is_new, event)),
+                Err(e) if is_new => plan.unreadable.push(UnreadableEvent {
+                    event_id: landed.id.clone(),
+                    field: e.field,
+                    reason: e.reason,
+                }),
+                Err(_) => {}
+            }
+            if is_new {
+                plan.considered += 1;
+                plan.through = plan.through.max(received);
+            }
+        }
+        // Every approval's span, by instance code, from every landed event.
+        let mut spans: BTreeMap<&str, Vec<Span>> = BTreeMap::new();
+        for (_, _, event) in &read {
+            if let (Some(code), Some(span)) = (event.common.instance_code.as_deref(), event.span())
+            {
+                spans.entry(code).or_default().push(span);
+            }
+        }
+        let limit = today + Days::new(1);
+        let mut wanted: BTreeMap<String, BTreeMap<NaiveDate, BTreeSet<String>>> = BTreeMap::new();
+        for (landed, _, event) in read.iter().filter(|(_, is_new, _)| *is_new) {
+            let named: Vec<Span> = match &event.body {
+                EventBody::Revert(_) => {
+                    let code = event.common.instance_code.as_deref().unwrap_or("");
+                    match spans.get(code) {
+                        Some(found) => found.clone(),
+                        None => {
+                            plan.unresolved.push(UnresolvedRevert {
+                                event_id: landed.id.clone(),
+                                instance_code: code.to_owned(),
+                            });
+                            continue;
+                        }
+                    }
+                }
+                EventBody::Other => continue,
+                _ => event.span().into_iter().collect(),
+            };
+            for span in named {
+                let user = match employee_type {
+                    EmployeeType::EmployeeId => span.applicant.user_id.clone(),
+                    EmployeeType::OpenId => span.applicant.open_id.clone(),
+                    EmployeeType::EmployeeNo => None,
+                };
+                let Some(user) = user else {
+                    plan.without_user.push(landed.id.clone());
+                    continue;
+                };
+                let dates = span
+                    .first
+                    .iter_days()
+                    .take_while(|d| *d <= span.last && *d <= limit)
+                    .filter(|d| !trailing.contains(*d));
+                for date in dates {
+                    wanted
+                        .entry(user.clone())
+                        .or_default()
+                        .entry(date)
+                        .or_default()
+                        .insert(landed.id.clone());
+                }
+            }
+        }
+        plan.work = group(wanted);
+        plan.unresolved.sort_by(|a, b| a.event_id.cmp(&b.event_id));
+        plan.unreadable.sort_by(|a, b| a.event_id.cmp(&b.event_id));
+        plan.without_user.sort();
+        plan.without_user.dedup();
+        plan
+    }
+}
+
+/// The 30-day bucket of a date, counted from 1970-01-01.
+fn bucket_of(date: NaiveDate) -> i64 {
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date");
+    (date - epoch).num_days().div_euclid(MAX_WINDOW_DAYS as i64)
+}
+
+/// Users' dates into windows (one per bucket, from its first wanted date to its last) and
+/// batches of at most [`MAX_USERS_PER_QUERY`] users.
+fn group(wanted: BTreeMap<String, BTreeMap<NaiveDate, BTreeSet<String>>>) -> Vec<ResyncWork> {
+    // bucket → (first, last, users, events)
+    type Bucket = (NaiveDate, NaiveDate, BTreeSet<String>, BTreeSet<String>);
+    let mut buckets: BTreeMap<i64, Bucket> = BTreeMap::new();
+    for (user, dates) in wanted {
+        for (date, events) in dates {
+            let bucket = buckets.entry(bucket_of(date)).or_insert((
+                date,
+                date,
+                BTreeSet::new(),
+                BTreeSet::new(),
+            ));
+            bucket.0 = bucket.0.min(date);
+            bucket.1 = bucket.1.max(date);
+            bucket.2.insert(user.clone());
+            bucket.3.extend(events);
+        }
+    }
+    let mut work = Vec::new();
+    for (_, (first, last, users, events)) in buckets {
+        let users: Vec<String> = users.into_iter().collect();
+        let because_of: Vec<String> = events.into_iter().collect();
+        for batch in users.chunks(MAX_USERS_PER_QUERY) {
+            work.push(ResyncWork {
+                window: Window {
+                    from: first,
+                    to: last,
+                },
+                users: batch.to_vec(),
+                because_of: because_of.clone(),
+            });
+        }
+    }
+    work
+}
+
+#[cfg(test)]
+mod tests {
+    use attendance_lake::inbox::{IdSource, Transport};
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    fn landed(id: &str, received_at: &str, event: Value) -> LandedEvent {
+        LandedEvent {
+            id: id.to_owned(),
+            id_source: IdSource::Uuid,
+            schema: "1".into(),
+            event_type: event["type"].as_str().map(str::to_owned),
+            transport: Transport::Webhook,
+            received_at: received_at.to_owned(),
+            receiver: "r".into(),
+            body: json!({"ts": "1764460800.5", "uuid": id, "type": "event_callback", "event": event}),
+        }
+    }
+
+    fn out(code: &str, user: &str, day: &str) -> Value {
+        json!({"type": "out_approval", "instance_code": code, "user_id": user, "open_id": format!("ou_{user}"),
+               "out_start_time": format!("{day} 09:00:00"), "out_end_time": format!("{day} 12:00:00")})
+    }
+
+    fn revert(code: &str, kind: &str) -> Value {
+        json!({"type": format!("{kind}_approval_revert"), "instance_code": code, "operate_time": 1764460800})
+    }
+
+    const TODAY: (i32, u32, u32) = (2026, 11, 30);
+
+    fn trailing() -> Window {
+        Window {
+            from: date(2026, 10, 31),
+            to: date(2026, 12, 1),
+        }
+    }
+
+    fn today() -> NaiveDate {
+        date(TODAY.0, TODAY.1, TODAY.2)
+    }
+
+    #[test]
+    fn a_revert_of_an_old_approval_re_reads_its_user_and_dates() {
+        let events = [
+            // Landed in August, before the last sync.
+            landed(
+                "e1",
+                "2026-08-31T02:00:00.000Z",
+                out("I-old", "u1", "2026-08-31"),
+            ),
+            // Its revert, landed since.
+            landed("e2", "2026-11-30T01:00:00.000Z", revert("I-old", "out")),
+            // An approval inside the trailing window: the sync reads it anyway.
+            landed(
+                "e3",
+                "2026-11-30T01:00:00.000Z",
+                out("I-new", "u2", "2026-11-29"),
+            ),
+        ];
+        let since = Some("2026-11-29T02:00:00Z".parse().unwrap());
+        let plan = ResyncPlan::of(
+            &events,
+            since,
+            trailing(),
+            EmployeeType::EmployeeId,
+            today(),
+        );
+        assert_eq!(
+            plan.work,
+            vec![ResyncWork {
+                window: Window {
+                    from: date(2026, 8, 31),
+                    to: date(2026, 8, 31)
+                },
+                users: vec!["u1".into()],
+                because_of: vec!["e2".into()],
+            }]
+        );
+        assert_eq!(plan.considered, 2);
+        assert_eq!(plan.through, Some("2026-11-30T01:00:00Z".parse().unwrap()));
+        assert!(plan.unresolved.is_empty() && plan.unreadable.is_empty());
+        // With open ids, the same work under the open id; with employee numbers, none.
+        let by_open = ResyncPlan::of(&events, since, trailing(), EmployeeType::OpenId, today());
+        assert_eq!(by_open.work[0].users, vec!["ou_u1".to_string()]);
+        let by_no = ResyncPlan::of(
+            &events,
+            since,
+            trailing(),
+            EmployeeType::EmployeeNo,
+            today(),
+        );
+        assert!(by_no.work.is_empty());
+        assert_eq!(by_no.without_user, vec!["e2".to_string(), "e3".to_string()]);
+    }
+
+    #[test]
+    fn a_revert_without_its_approval_is_unresolved_and_bad_events_are_named() {
+        let events = [
+            landed(
+                "e1",
+                "2026-11-30T01:00:00.000Z",
+                revert("I-unknown", "leave"),
+            ),
+            landed(
+                "e2",
+                "2026-11-30T01:00:00.000Z",
+                json!({"type": "out_approval", "instance_code": "I", "out_start_time": "soon"}),
+            ),
+            landed(
+                "e3",
+                "2026-11-30T01:00:00.000Z",
+                json!({"type": "im.message.receive_v1"}),
+            ),
+        ];
+        let plan = ResyncPlan::of(&events, None, trailing(), EmployeeType::EmployeeId, today());
+        assert!(plan.work.is_empty());
+        assert_eq!(
+            plan.unresolved,
+            vec![UnresolvedRevert {
+                event_id: "e1".into(),
+                instance_code: "I-unknown".into()
+            }]
+        );
+        assert_eq!(plan.unreadable.len(), 1);
+        assert_eq!(
+            (
+                plan.unreadable[0].event_id.as_str(),
+                plan.unreadable[0].field.as_str()
+            ),
+            ("e2", "event.out_start_time")
+        );
+        assert_eq!(plan.considered, 3);
+    }
+
+    #[test]
+    fn events_before_the_cursor_make_no_work_but_still_resolve_reverts() {
+        let events = [
+            landed(
+                "e1",
+                "2026-06-01T00:00:00.000Z",
+                out("I1", "u1", "2026-06-01"),
+            ),
+            landed(
+                "e2",
+                "2026-06-01T00:00:00.000Z",
+                out("I2", "u2", "2026-06-02"),
+            ),
+        ];
+        let since = Some("2026-07-01T00:00:00Z".parse().unwrap());
+        let plan = ResyncPlan::of(
+            &events,
+            since,
+            trailing(),
+            EmployeeType::EmployeeId,
+            today(),
+        );
+        assert_eq!(plan, ResyncPlan::default());
+    }
+
+    #[test]
+    fn leaves_of_several_days_and_both_kinds_merge_and_windows_and_batches_stay_in_bounds() {
+        let mut events = Vec::new();
+        // 120 users, each with a 3-day leave (V1 and V2 of one instance) somewhere in spring.
+        for u in 0..120 {
+            let start = date(2026, 3, 1) + Days::new(u % 70);
+            let end = start + Days::new(2);
+            let code = format!("L{u}");
+            let fields = |t: &str| {
+                json!({"type": t, "instance_code": code, "employee_id": format!("u{u:03}"),
+                       "user_id": format!("u{u:03}"),
+                       "leave_start_time": format!("{start} 09:00:00"),
+                       "leave_end_time": format!("{end} 18:00:00")})
+            };
+            events.push(landed(
+                &format!("a{u}"),
+                "2026-11-30T01:00:00.000Z",
+                fields("leave_approval"),
+            ));
+            events.push(landed(
+                &format!("b{u}"),
+                "2026-11-30T01:00:00.000Z",
+                fields("leave_approvalV2"),
+            ));
+        }
+        let plan = ResyncPlan::of(&events, None, trailing(), EmployeeType::EmployeeId, today());
+        let mut covered: BTreeMap<String, BTreeSet<NaiveDate>> = BTreeMap::new();
+        for work in &plan.work {
+            assert!(work.users.len() <= MAX_USERS_PER_QUERY);
+            let days = (work.window.to - work.window.from).num_days() + 1;
+            assert!(days <= MAX_WINDOW_DAYS as i64, "{work:?}");
+            for user in &work.users {
+                covered
+                    .entry(user.clone())
+                    .or_default()
+                    .extend(work.window.dates());
+            }
+        }
+        for u in 0..120u64 {
+            let start = date(2026, 3, 1) + Days::new(u % 70);
+            let dates = covered.get(&format!("u{u:03}")).expect("every user");
+            for d in 0..3 {
+                assert!(
+                    dates.contains(&(start + Days::new(d))),
+                    "u{u:03} {start}+{d}"
+                );
+            }
+        }
+        // Deterministic, and nothing past today + 1.
+        assert_eq!(
+            plan,
+            ResyncPlan::of(&events, None, trailing(), EmployeeType::EmployeeId, today())
+        );
+        let future = [landed(
+            "f",
+            "2026-11-30T01:00:00.000Z",
+            out("F", "u9", "2027-01-05"),
+        )];
+        assert!(
+            ResyncPlan::of(&future, None, trailing(), EmployeeType::EmployeeId, today())
+                .work
+                .is_empty()
+        );
+    }
+}
