@@ -246,6 +246,11 @@ pub struct BackfillArgs {
     /// Last date to fetch, YYYY-MM-DD, inclusive. Clipped to today + 1, the platform's limit.
     #[arg(long, value_name = "DATE", value_parser = parse_date)]
     pub to: NaiveDate,
+    /// Also re-read the users and dates that approval events landed under OUT/_events/ since
+    /// the last such run name outside --from..--to (e.g. a revoke of an older approval), as
+    /// sync always does.
+    #[arg(long)]
+    pub with_events: bool,
     #[command(flatten)]
     pub job: JobArgs,
 }
@@ -271,6 +276,11 @@ pub struct SyncArgs {
     /// approved or revoked later than that are caught by a backfill.
     #[arg(long, default_value_t = 31, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=3660))]
     pub days: u32,
+    /// Do not re-read what the approval events landed under OUT/_events/ since the last sync
+    /// name outside the window (by default a revoke of an older approval is re-read, so the
+    /// approval leaves the tables the next morning).
+    #[arg(long)]
+    pub no_events: bool,
     #[command(flatten)]
     pub job: JobArgs,
 }
@@ -286,6 +296,10 @@ pub struct PlanArgs {
     /// Dates of sync's trailing window, when no --from/--to is given.
     #[arg(long, default_value_t = 31, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=3660))]
     pub days: u32,
+    /// Leave out sync's re-reads of what the landed approval events name (which reads the
+    /// events under OUT/_events/).
+    #[arg(long)]
+    pub no_events: bool,
     #[command(flatten)]
     pub job: JobArgs,
 }

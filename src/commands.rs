@@ -128,7 +128,13 @@ fn client_of(job: &JobArgs) -> anyhow::Result<Client> {
     Ok(Client::new(config)?)
 }
 
-fn request_of(job: &JobArgs, from: NaiveDate, to: NaiveDate, users: Users) -> BackfillRequest {
+fn request_of(
+    job: &JobArgs,
+    from: NaiveDate,
+    to: NaiveDate,
+    users: Users,
+    with_events: bool,
+) -> BackfillRequest {
     BackfillRequest {
         from,
         to,
@@ -144,6 +150,7 @@ fn request_of(job: &JobArgs, from: NaiveDate, to: NaiveDate, users: Users) -> Ba
         stop: Arc::default(),
         record_to: job.record_responses.clone(),
         spill: job.spill.config(),
+        with_events,
     }
 }
 
@@ -192,6 +199,7 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitStatus> {
         stop: Arc::default(),
         record_to: None,
         spill: args.spill.config(),
+        with_events: false,
     };
     runtime()?.block_on(async {
         let summary = attendance_pull::backfill(&replay, &request).await?;
@@ -222,7 +230,7 @@ fn run_job(job: &JobArgs, request: BackfillRequest, quiet: bool) -> anyhow::Resu
 
 pub fn backfill(args: BackfillArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
     let users = users_of(&args.job)?;
-    let request = request_of(&args.job, args.from, args.to, users);
+    let request = request_of(&args.job, args.from, args.to, users, args.with_events);
     run_job(&args.job, request, quiet)
 }
 
@@ -235,7 +243,7 @@ fn trailing_window(job: &JobArgs, days: u32) -> (NaiveDate, NaiveDate) {
 pub fn sync(args: SyncArgs, quiet: bool) -> anyhow::Result<ExitStatus> {
     let users = users_of(&args.job)?;
     let (from, to) = trailing_window(&args.job, args.days);
-    let request = request_of(&args.job, from, to, users);
+    let request = request_of(&args.job, from, to, users, !args.no_events);
     run_job(&args.job, request, quiet)
 }
 
@@ -245,7 +253,9 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<ExitStatus> {
         (Some(from), Some(to)) => (from, to),
         _ => trailing_window(&args.job, args.days),
     };
-    let request = request_of(&args.job, from, to, users);
+    // Sync's plan includes the re-reads the landed events ask for; a backfill's does not.
+    let with_events = args.from.is_none() && !args.no_events;
+    let request = request_of(&args.job, from, to, users, with_events);
     print_plan(&args.job, &request, args.job.client.rate_limit)
 }
 
@@ -270,7 +280,33 @@ fn print_plan(
         ))
         .map_err(RunError::from)?;
     let source = request.users.source_name();
-    let plan = request.plan(&users).map_err(RunError::from)?;
+    let mut plan = request.plan(&users).map_err(RunError::from)?;
+    // The re-reads of landed events, as far as the root can be read from here: a plan never
+    // needs the root otherwise, and says so instead of failing when it cannot be reached.
+    let resync = if request.with_events {
+        let range = plan::Window {
+            from: plan.windows[0].from,
+            to: plan.windows[plan.windows.len() - 1].to,
+        };
+        let read = match attendance_lake::store::Store::open(&request.out) {
+            Ok(store) => runtime()?.block_on(attendance_pull::resync::ResyncPlan::read(
+                &store,
+                range,
+                request.employee_type,
+                request.today,
+            )),
+            Err(e) => Err(e),
+        };
+        match read {
+            Ok(resync) => {
+                plan.extra = resync.extra_windows();
+                Some(Ok(resync))
+            }
+            Err(e) => Some(Err(e)),
+        }
+    } else {
+        None
+    };
     let w = |k: &str, v: String| println!("  {k:<18} {v}");
     println!("plan (nothing was queried)");
     if let Some(c) = plan.clipped {
@@ -304,6 +340,28 @@ fn print_plan(
             plan::MAX_USERS_PER_QUERY
         ),
     );
+    if let Some(Err(e)) = &resync {
+        w(
+            "events",
+            format!("not read ({}): the sync re-reads what they name", Chain(e)),
+        );
+    }
+    if let Some(Ok(resync)) = &resync {
+        w(
+            "events",
+            format!(
+                "{} landed since the last sync: {} windows outside the dates re-read for their users, {} unresolved reverts, {} unreadable",
+                resync.considered,
+                plan.extra.len(),
+                resync.unresolved.len(),
+                resync.unreadable.len()
+            ),
+        );
+        for extra in &plan.extra {
+            let users: usize = extra.batches.iter().map(Vec::len).sum();
+            w("  re-read", format!("{} for {users} users", extra.window));
+        }
+    }
     let statuses: Vec<String> = plan.statuses.iter().map(|s| s.code().to_string()).collect();
     w("statuses", statuses.join(","));
     let requests = plan.requests();
@@ -374,6 +432,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitStatus> {
             stop: Arc::default(),
             record_to: args.record_responses.clone(),
             spill: args.spill.config(),
+            with_events: false,
         };
         let summary = attendance_pull::backfill(&client, &request).await?;
         let (summary, status) = conclude(summary).await;

@@ -29,9 +29,33 @@ impl fmt::Display for Summary<'_> {
                 first.from,
                 last.to,
                 s.windows.len(),
-                loaded.committed.len()
+                s.windows.iter().filter(|w| s.committed(w)).count()
             );
             w(f, "dates", v)?;
+        }
+        if let Some(resync) = &s.resync {
+            let users: std::collections::BTreeSet<&str> = resync
+                .work
+                .iter()
+                .flat_map(|work| work.users.iter().map(String::as_str))
+                .collect();
+            let mut v = format!(
+                "{} landed since the last sync; {} windows outside the dates re-read for {} users ({} committed)",
+                resync.considered,
+                s.extra_windows.len(),
+                users.len(),
+                s.extra_windows.iter().filter(|w| s.committed(w)).count()
+            );
+            if !resync.unresolved.is_empty() {
+                v.push_str(&format!(
+                    "; {} reverts of approvals never landed (see the manifest)",
+                    resync.unresolved.len()
+                ));
+            }
+            if !resync.unreadable.is_empty() {
+                v.push_str(&format!("; {} events unreadable", resync.unreadable.len()));
+            }
+            w(f, "events", v)?;
         }
         let statuses: Vec<String> = s.statuses.iter().map(|s| s.code().to_string()).collect();
         let v = format!(

@@ -156,19 +156,64 @@ pub struct Clipped {
     pub clipped_to: NaiveDate,
 }
 
+/// A window re-read for some users only, with batches of its own: what the event-driven
+/// resync adds to a sync. Its dates are outside the plan's [`Plan::windows`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraWindow {
+    pub window: Window,
+    pub batches: Vec<Vec<String>>,
+}
+
 /// Everything a run will ask the platform, before it asks.
+///
+/// Windows are numbered: first [`Plan::windows`] (every batch of [`Plan::batches`] each), then
+/// [`Plan::extra`] (each with its own batches); [`Plan::window`] and [`Plan::batches_of`] read
+/// them by number.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub windows: Vec<Window>,
     pub batches: Vec<Vec<String>>,
     pub statuses: Vec<Status>,
     pub clipped: Option<Clipped>,
+    pub extra: Vec<ExtraWindow>,
 }
 
 impl Plan {
     /// Number of query calls the plan makes when nothing is retried.
     pub fn requests(&self) -> usize {
-        self.windows.len() * self.batches.len() * self.statuses.len()
+        let extra: usize = self.extra.iter().map(|e| e.batches.len()).sum();
+        (self.windows.len() * self.batches.len() + extra) * self.statuses.len()
+    }
+
+    /// Number of windows, extra ones included.
+    pub fn window_count(&self) -> usize {
+        self.windows.len() + self.extra.len()
+    }
+
+    /// Window number `index`.
+    pub fn window(&self, index: usize) -> Option<Window> {
+        match self.windows.get(index) {
+            Some(window) => Some(*window),
+            None => self.extra.get(index - self.windows.len()).map(|e| e.window),
+        }
+    }
+
+    /// The batches of window number `index` (none past the last window).
+    pub fn batches_of(&self, index: usize) -> &[Vec<String>] {
+        if index < self.windows.len() {
+            &self.batches
+        } else {
+            self.extra
+                .get(index - self.windows.len())
+                .map_or(&[], |e| e.batches.as_slice())
+        }
+    }
+
+    /// Every window, extra ones last.
+    pub fn all_windows(&self) -> Vec<Window> {
+        (0..self.window_count())
+            .filter_map(|i| self.window(i))
+            .collect()
     }
 
     pub fn users(&self) -> usize {
@@ -261,6 +306,7 @@ pub fn plan(
         batches,
         statuses,
         clipped,
+        extra: Vec::new(),
     })
 }
 

@@ -14,6 +14,7 @@ use attendance_lake::store::{Store, StoreError};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
+use crate::resync::{UnreadableEvent, UnresolvedRevert};
 use crate::summary::RunSummary;
 
 /// What became of one window.
@@ -80,28 +81,74 @@ pub struct Manifest {
     pub refused_users: Vec<String>,
     pub failed_queries: Vec<FailedQuery>,
     pub fatal: Option<String>,
+    /// What the approval events landed since the last such run asked of this one (`null` when
+    /// the run did not read them).
+    pub events: Option<EventsOutcome>,
+}
+
+/// A window re-read because of landed events, and what became of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResyncedWindow {
+    pub window: Window,
+    pub users: Vec<String>,
+    /// The events (ids) that asked for it.
+    pub because_of: Vec<String>,
+    pub outcome: WindowState,
+}
+
+/// The manifest's account of the event-driven resync.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventsOutcome {
+    /// Events received since the previous cursor.
+    pub considered: usize,
+    /// The receipt time of the latest of them (the cursor, once the run completes).
+    pub through: Option<DateTime<Utc>>,
+    pub windows: Vec<ResyncedWindow>,
+    pub unresolved_reverts: Vec<UnresolvedRevert>,
+    pub unreadable_events: Vec<UnreadableEvent>,
+    pub without_user: Vec<String>,
 }
 
 impl Manifest {
     /// The manifest of a finished (or stopped) run that ends with `exit_code`.
     pub fn of(s: &RunSummary, exit_code: u8) -> Manifest {
         let (extracted, normalized, loaded) = (&s.extracted, &s.normalized, &s.loaded);
+        let state_of = |w: &Window| {
+            if loaded.skipped.contains(w) {
+                WindowState::Skipped
+            } else if loaded.failed.contains(w) {
+                WindowState::Failed
+            } else if s.committed(w) {
+                WindowState::Committed
+            } else {
+                WindowState::NotReached
+            }
+        };
         let windows = s
             .windows
             .iter()
             .map(|w| WindowOutcome {
                 window: *w,
-                outcome: if loaded.skipped.contains(w) {
-                    WindowState::Skipped
-                } else if loaded.failed.contains(w) {
-                    WindowState::Failed
-                } else if s.committed(w) {
-                    WindowState::Committed
-                } else {
-                    WindowState::NotReached
-                },
+                outcome: state_of(w),
             })
             .collect();
+        let events = s.resync.as_ref().map(|r| EventsOutcome {
+            considered: r.considered,
+            through: r.through,
+            windows: r
+                .work
+                .iter()
+                .map(|work| ResyncedWindow {
+                    window: work.window,
+                    users: work.users.clone(),
+                    because_of: work.because_of.clone(),
+                    outcome: state_of(&work.window),
+                })
+                .collect(),
+            unresolved_reverts: r.unresolved.clone(),
+            unreadable_events: r.unreadable.clone(),
+            without_user: r.without_user.clone(),
+        });
         Manifest {
             run_id: s.run_id.clone(),
             schema_version: SCHEMA_VERSION,
@@ -139,6 +186,7 @@ impl Manifest {
                 })
                 .collect(),
             fatal: s.fatal.as_ref().map(|e| Chain(e.as_ref()).to_string()),
+            events,
         }
     }
 }

@@ -125,20 +125,22 @@ impl<'a, S: AnswerSource> Pipeline<'a, S> {
             .committed
             .iter()
             .copied()
-            .filter(|w| plan.windows.contains(w))
+            .filter(|w| plan.all_windows().contains(w))
             .collect();
         let counters = Arc::clone(&request.progress);
         counters
             .windows_total
-            .store(plan.windows.len() as u64, Ordering::Relaxed);
+            .store(plan.window_count() as u64, Ordering::Relaxed);
         counters
             .windows_done
             .store(skip.len() as u64, Ordering::Relaxed);
-        let per_window = (plan.batches.len() * plan.statuses.len()) as u64;
-        counters.queries_total.store(
-            per_window * (plan.windows.len() - skip.len()) as u64,
-            Ordering::Relaxed,
-        );
+        let queries: usize = (0..plan.window_count())
+            .filter(|&i| plan.window(i).is_some_and(|w| !skip.contains(&w)))
+            .map(|i| plan.batches_of(i).len() * plan.statuses.len())
+            .sum();
+        counters
+            .queries_total
+            .store(queries as u64, Ordering::Relaxed);
         // A resumed run still reports the users refused before it.
         let refused_before = progress.refused_users.clone();
         Pipeline {
@@ -234,7 +236,7 @@ impl<'a, S: AnswerSource> Pipeline<'a, S> {
                 }
             }
             if in_flight.is_empty() {
-                if self.queue.is_empty() && self.next_window >= self.plan.windows.len() {
+                if self.queue.is_empty() && self.next_window >= self.plan.window_count() {
                     return Ok(());
                 }
                 continue;
@@ -255,13 +257,12 @@ impl<'a, S: AnswerSource> Pipeline<'a, S> {
         let mut index = self.next_window;
         while self
             .plan
-            .windows
-            .get(index)
-            .is_some_and(|w| self.loaded.skipped.contains(w))
+            .window(index)
+            .is_some_and(|w| self.loaded.skipped.contains(&w))
         {
             index += 1;
         }
-        let Some(&window) = self.plan.windows.get(index) else {
+        let Some(window) = self.plan.window(index) else {
             self.next_window = index;
             return false;
         };
@@ -278,7 +279,7 @@ impl<'a, S: AnswerSource> Pipeline<'a, S> {
             },
             failures: Vec::new(),
         };
-        for (b, batch) in self.plan.batches.iter().enumerate() {
+        for (b, batch) in self.plan.batches_of(index).iter().enumerate() {
             state.users.extend(batch.iter().cloned());
             for &status in &self.plan.statuses {
                 state.pending += 1;
@@ -325,7 +326,10 @@ impl<'a, S: AnswerSource> Pipeline<'a, S> {
     fn send(&self, job: Job) -> futures::future::BoxFuture<'a, Answer> {
         let source = self.source;
         let employee_type = self.employee_type;
-        let window = self.plan.windows[job.window];
+        let window = self
+            .plan
+            .window(job.window)
+            .expect("jobs belong to the plan's windows");
         let stamp = Arc::clone(&self.output.stamp);
         let flatten_permits = Arc::clone(&self.flatten_permits);
         Box::pin(async move {
@@ -361,9 +365,12 @@ impl<'a, S: AnswerSource> Pipeline<'a, S> {
 
     fn batch_ref(&self, job: &Job) -> BatchRef {
         BatchRef {
-            window: self.plan.windows[job.window],
+            window: self
+                .plan
+                .window(job.window)
+                .expect("jobs belong to the plan's windows"),
             index: job.batch,
-            batches: self.plan.batches.len(),
+            batches: self.plan.batches_of(job.window).len(),
             first_user: job.users.first().cloned().unwrap_or_default(),
             last_user: job.users.last().cloned().unwrap_or_default(),
             users: job.users.len(),

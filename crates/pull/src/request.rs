@@ -58,6 +58,9 @@ pub struct BackfillRequest {
     pub record_to: Option<PathBuf>,
     /// Where a window's rows go past the memory budget.
     pub spill: SpillConfig,
+    /// Also re-read what the approval events landed since the last such run name outside
+    /// `from..=to` (see [`crate::resync`]).
+    pub with_events: bool,
 }
 
 impl BackfillRequest {

@@ -21,9 +21,44 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use attendance_core::approval_event::{ApprovalEvent, EventBody, Span};
+use attendance_core::plan::ExtraWindow;
 use attendance_core::plan::{EmployeeType, MAX_USERS_PER_QUERY, MAX_WINDOW_DAYS, Window};
 use attendance_lake::inbox::LandedEvent;
+use attendance_lake::store::{Store, StoreError};
 use chrono::{DateTime, Days, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Where the resync keeps the receipt time of the latest event it acted on.
+pub const CURSOR_PATH: &str = "_events/resync-cursor.json";
+
+/// The resync's cursor: events received after `through` are new to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub through: DateTime<Utc>,
+    /// The run that moved it there.
+    pub run_id: String,
+}
+
+impl Cursor {
+    /// The cursor of `store`, if a run ever left one.
+    pub async fn load(store: &Store) -> Result<Option<Cursor>, StoreError> {
+        let Some(bytes) = store.get(CURSOR_PATH).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Io {
+                action: "parse",
+                location: store.describe(CURSOR_PATH),
+                source: Box::new(e),
+            })
+    }
+
+    pub async fn save(&self, store: &Store) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec_pretty(self).expect("a cursor serialises");
+        store.put(CURSOR_PATH, bytes).await
+    }
+}
 
 /// Users to re-read over one window.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,14 +71,14 @@ pub struct ResyncWork {
 }
 
 /// A revert whose approval event is not among the landed events.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UnresolvedRevert {
     pub event_id: String,
     pub instance_code: String,
 }
 
 /// An event the resync could not read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UnreadableEvent {
     pub event_id: String,
     pub field: String,
@@ -68,6 +103,40 @@ impl ResyncPlan {
     /// Number of query calls the work makes per status when nothing is retried.
     pub fn requests(&self) -> usize {
         self.work.len()
+    }
+
+    /// Reads `store`'s inbox and cursor and plans the events received since, for a run over
+    /// `range`.
+    pub async fn read(
+        store: &Store,
+        range: Window,
+        employee_type: EmployeeType,
+        today: NaiveDate,
+    ) -> Result<ResyncPlan, StoreError> {
+        let events = attendance_lake::inbox::read_all(store).await?;
+        let cursor = Cursor::load(store).await?;
+        Ok(ResyncPlan::of(
+            &events,
+            cursor.map(|c| c.through),
+            range,
+            employee_type,
+            today,
+        ))
+    }
+
+    /// The work as a plan's extra windows (the batches of one window together).
+    pub fn extra_windows(&self) -> Vec<ExtraWindow> {
+        let mut extra: Vec<ExtraWindow> = Vec::new();
+        for work in &self.work {
+            match extra.last_mut() {
+                Some(last) if last.window == work.window => last.batches.push(work.users.clone()),
+                _ => extra.push(ExtraWindow {
+                    window: work.window,
+                    batches: vec![work.users.clone()],
+                }),
+            }
+        }
+        extra
     }
 
     /// Plans the resync of `events` received after `since`, for a sync whose trailing window

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use attendance_core::chain::Chain;
-use attendance_core::plan::Plan;
+use attendance_core::plan::{Plan, Window};
 use attendance_core::table::RunStamp;
 use attendance_lake::commit::Sink;
 use attendance_lake::lease::Lease;
@@ -26,6 +26,7 @@ pub use crate::error::RunError;
 use crate::pipeline::{Output, Pipeline};
 use crate::recording::{Corpus, Recorded, Recorder};
 use crate::request::BackfillRequest;
+use crate::resync::{Cursor, ResyncPlan};
 use crate::source::AnswerSource;
 use crate::summary::{Outcome, RunSummary};
 use crate::users;
@@ -62,6 +63,7 @@ struct Planned {
     clock: Instant,
     users: Vec<String>,
     plan: Plan,
+    resync: Option<ResyncPlan>,
 }
 
 async fn backfill_in_span<S: AnswerSource>(
@@ -78,13 +80,32 @@ async fn backfill_in_span<S: AnswerSource>(
         request.concurrency,
     )
     .await?;
-    let plan = request.plan(&users)?;
+    let mut plan = request.plan(&users)?;
     if let Some(c) = plan.clipped {
         tracing::warn!(requested_to = %c.requested_to, clipped_to = %c.clipped_to,
             "the platform refuses dates after today + 1: the range is clipped");
     }
     let store = Arc::new(Store::open(&request.out)?);
     store.check().await?;
+    let resync = if request.with_events {
+        let range = Window {
+            from: plan.windows[0].from,
+            to: plan.windows[plan.windows.len() - 1].to,
+        };
+        let resync = ResyncPlan::read(&store, range, request.employee_type, request.today).await?;
+        plan.extra = resync.extra_windows();
+        tracing::info!(
+            events = resync.considered,
+            windows = plan.extra.len(),
+            queries = resync.requests() * plan.statuses.len(),
+            unresolved_reverts = resync.unresolved.len(),
+            unreadable = resync.unreadable.len(),
+            "landed events planned into re-reads outside the range"
+        );
+        Some(resync)
+    } else {
+        None
+    };
     let lease = Arc::new(Lease::acquire(Arc::clone(&store), &run_id, request.lease_ttl).await?);
     let renewal = lease.keep_renewed();
     let planned = Planned {
@@ -93,6 +114,7 @@ async fn backfill_in_span<S: AnswerSource>(
         clock,
         users,
         plan,
+        resync,
     };
     let outcome = match &request.record_to {
         Some(dir) => {
@@ -134,6 +156,7 @@ async fn backfill_leased<S: AnswerSource>(
         clock,
         users,
         plan,
+        resync,
     } = planned;
     let sink = Arc::new(Sink::new(Arc::clone(store), request.employee_type));
     sink.check_employee_type().await?;
@@ -222,7 +245,21 @@ async fn backfill_leased<S: AnswerSource>(
         loaded: pipeline.loaded,
         fatal,
         manifest: None,
+        extra_windows: plan.extra.iter().map(|e| e.window).collect(),
+        resync,
     };
+    if summary.outcome() == Outcome::Complete
+        && let Some(through) = summary.resync.as_ref().and_then(|r| r.through)
+    {
+        // Every re-read committed: the events up to here are acted on.
+        let cursor = Cursor {
+            through,
+            run_id: summary.run_id.clone(),
+        };
+        if let Err(e) = cursor.save(store).await {
+            tracing::warn!(error = %Chain(&e), "could not move the events cursor; the next run re-reads these events' dates again");
+        }
+    }
     if summary.outcome() == Outcome::Complete {
         // Finished: a rerun of the same backfill fetches everything again.
         if let Err(e) = progress::clear_progress(store, &key).await {

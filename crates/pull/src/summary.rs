@@ -14,6 +14,7 @@ use attendance_lake::commit::WrittenFile;
 use chrono::{DateTime, Utc};
 
 use crate::error::{Failure, RunError};
+use crate::resync::ResyncPlan;
 
 /// What the extract stage did: the queries asked and what became of them.
 #[derive(Debug, Clone, Default)]
@@ -92,6 +93,9 @@ pub struct RunSummary {
     pub fatal: Option<Arc<RunError>>,
     /// Where the run's manifest was written, once it is.
     pub manifest: Option<String>,
+    /// Windows re-read for the landed events (outside `windows`), and the plan they came from.
+    pub extra_windows: Vec<Window>,
+    pub resync: Option<ResyncPlan>,
 }
 
 /// How a run ended, before it becomes an exit status.

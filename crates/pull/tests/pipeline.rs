@@ -126,6 +126,7 @@ fn request(out: &Path, users: Vec<String>, from: &str, to: &str) -> BackfillRequ
             dir: out.join("spill"),
             budget: usize::MAX,
         },
+        with_events: false,
     }
 }
 
