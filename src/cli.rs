@@ -106,6 +106,21 @@ pub enum EventsCommand {
         after_help = "Example:\n  FEISHU_APP_ID=cli_xxx FEISHU_APP_SECRET=... attendance-sync events connect --out s3://lake/attendance"
     )]
     Connect(ConnectArgs),
+    /// Compact the events landed under OUT/_events/inbox/ into the approval_events table (one
+    /// row per distinct event, partitioned by the UTC date of its time), under the root's lease.
+    /// Idempotent: run it as often as you like.
+    #[command(after_help = "Example:\n  attendance-sync events compact --out s3://lake/attendance")]
+    Compact(CompactArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CompactArgs {
+    /// Output root, as for backfill.
+    #[arg(long, value_name = "DIR|URL")]
+    pub out: String,
+    /// Seconds the lease on the output root lives without renewal, as for backfill.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub lease_ttl: u64,
 }
 
 /// What both receivers take.

@@ -11,7 +11,9 @@ use attendance_lake::store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::cli::{self, ClientArgs, ConfigError, ConnectArgs, ReceiverArgs, ServeArgs};
+use crate::cli::{
+    self, ClientArgs, CompactArgs, ConfigError, ConnectArgs, ReceiverArgs, ServeArgs,
+};
 use crate::commands::{runtime, stop_signal};
 use crate::exit::ExitStatus;
 
@@ -131,6 +133,27 @@ pub fn connect(args: ConnectArgs) -> anyhow::Result<ExitStatus> {
             "stopped: {} connections, {} events landed, {} duplicate deliveries, {} not landed (answered 500)",
             summary.connections, summary.landed, summary.duplicates, summary.failed
         );
+        Ok(ExitStatus::Success)
+    })
+}
+
+pub fn compact(args: CompactArgs) -> anyhow::Result<ExitStatus> {
+    runtime()?.block_on(async {
+        let store = Arc::new(Store::open(&args.out)?);
+        store.check().await?;
+        let run_id = attendance_pull::run::new_run_id(chrono::Utc::now());
+        let ttl = std::time::Duration::from_secs(args.lease_ttl.max(3));
+        let summary = attendance_events::compact::compact(store, &run_id, ttl).await?;
+        println!(
+            "compacted {} landed events: {} new rows of approval_events in {} partitions; {} events unreadable (kept whole in raw)",
+            summary.events,
+            summary.new_rows,
+            summary.partitions.len(),
+            summary.unreadable.len()
+        );
+        for (id, why) in summary.unreadable.iter().take(10) {
+            println!("  unreadable       event {id}: {why}");
+        }
         Ok(ExitStatus::Success)
     })
 }

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use attendance_events::LongConnectionError;
+use attendance_events::compact::CompactError;
 use attendance_feishu::{PlatformError, codes};
 use attendance_lake::commit::SinkError;
 use attendance_lake::lease::LeaseError;
@@ -90,6 +91,15 @@ impl ExitStatus {
         // act (credentials, the app's event settings, the connection limit).
         if let Some(LongConnectionError::Refused { .. } | LongConnectionError::Discovery(_)) =
             e.downcast_ref::<LongConnectionError>()
+        {
+            return ExitStatus::Usage;
+        }
+        // Another run holds the root, or a file there is not ours: the operator decides.
+        if let Some(
+            CompactError::Lease(LeaseError::Held { .. } | LeaseError::Unreadable { .. })
+            | CompactError::Unreadable { .. }
+            | CompactError::Store(StoreError::BadUrl { .. }),
+        ) = e.downcast_ref::<CompactError>()
         {
             return ExitStatus::Usage;
         }

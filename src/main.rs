@@ -63,6 +63,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => commands::replay(args),
         Command::Events(EventsCommand::Serve(args)) => events::serve(args),
         Command::Events(EventsCommand::Connect(args)) => events::connect(args),
+        Command::Events(EventsCommand::Compact(args)) => events::compact(args),
         #[cfg(feature = "sim")]
         Command::Demo(args) => commands::demo(args),
         #[cfg(feature = "sim")]

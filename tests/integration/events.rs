@@ -602,3 +602,55 @@ fn a_refused_handshake_stops_the_long_connection_with_exit_2_instead_of_spinning
         );
     }
 }
+
+#[test]
+fn events_compact_writes_approval_events_and_refuses_a_held_root() {
+    let tenant = tenant_with(10, EventSettings::default());
+    let events = events_of(&tenant, 10);
+    assert!(!events.is_empty());
+    let ws = Workspace::new();
+    let out = ws.out();
+    let landing =
+        attendance_events::Landing::new(attendance_lake::store::Store::Local(out.clone()), "test");
+    for event in &events {
+        tenant
+            .rt
+            .block_on(landing.land(event.body.clone(), attendance_events::Transport::Webhook))
+            .unwrap();
+    }
+    let compact = || run_bin(&["events", "compact", "--out", out.to_str().unwrap()], &[]);
+    let run = compact();
+    run.assert_ok();
+    assert!(
+        run.stdout().contains(&format!(
+            "compacted {} landed events: {} new rows of approval_events",
+            events.len(),
+            events.len()
+        )),
+        "{}",
+        run.stdout()
+    );
+    assert!(out.join("approval_events").is_dir());
+    let again = compact();
+    again.assert_ok();
+    assert!(
+        again.stdout().contains(": 0 new rows"),
+        "{}",
+        again.stdout()
+    );
+    // A backfill's lease on the root: the compaction waits its turn (exit 2), the receivers
+    // would not.
+    let store = std::sync::Arc::new(attendance_lake::store::Store::Local(out.clone()));
+    let lease = tenant
+        .rt
+        .block_on(attendance_lake::lease::Lease::acquire(
+            store,
+            "a-backfill",
+            Duration::from_secs(60),
+        ))
+        .unwrap();
+    let held = compact();
+    assert_eq!(held.code(), 2, "{}", held.stderr());
+    assert!(held.stderr().contains("a-backfill"), "{}", held.stderr());
+    tenant.rt.block_on(lease.release()).unwrap();
+}

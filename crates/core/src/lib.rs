@@ -9,6 +9,7 @@
 //! - [`flatten`]: one answer into Arrow batches of those tables, plus the records kept aside.
 //! - [`approval_event`]: pushed approval events' bodies read into typed records, every form the
 //!   pages show accepted, and the user and dates each names.
+//! - [`event_table`]: the `approval_events` table, one row per distinct landed event.
 //! - [`chain`]: an error with its causes on one line.
 //!
 //! Invariant of the crate: every function is a pure function of its arguments (the clock and the
@@ -19,6 +20,7 @@
 pub mod answer;
 pub mod approval_event;
 pub mod chain;
+pub mod event_table;
 pub mod flatten;
 pub mod plan;
 pub mod table;

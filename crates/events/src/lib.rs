@@ -8,11 +8,13 @@
 //! - [`long_connection`]: discovery, the `pbbp2.Frame` WebSocket, pings, fragments, acks,
 //!   reconnects.
 //! - [`metrics`]: what both report to Prometheus.
+//! - [`compact`]: the landed events into the `approval_events` table, under the lease.
 //!
 //! Depends on `attendance-feishu` (the envelope, frames, event heads, the client for discovery)
-//! and `attendance-lake` (the store). It never takes the output root's lease: receivers run
-//! beside backfills, syncs and compactions, and beside each other.
+//! and `attendance-lake` (the store). The receivers never take the output root's lease: they run
+//! beside backfills, syncs and compactions, and beside each other; the compaction does.
 
+pub mod compact;
 pub mod landing;
 pub mod long_connection;
 pub mod metrics;

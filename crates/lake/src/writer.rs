@@ -9,9 +9,10 @@
 //!   type in the key-value metadata.
 //! - At most [`MAX_ROWS_PER_FILE`] rows: the caller cuts a larger day into parts.
 
-use std::sync::OnceLock;
+use std::sync::Arc;
 
 use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 use attendance_core::plan::EmployeeType;
 use attendance_core::table::{
     EMPLOYEE_TYPE_KEY, SCHEMA_VERSION, SCHEMA_VERSION_KEY, TABLE_KEY, Table, Values,
@@ -33,43 +34,19 @@ const ROW_GROUP_ROWS: usize = 128 * 1024;
 #[derive(Debug, Clone)]
 pub struct TableWriter {
     table: Table,
-    properties: WriterProperties,
+    inner: ParquetWriter,
 }
 
 impl TableWriter {
     pub fn new(table: Table, employee_type: EmployeeType) -> TableWriter {
-        // Level 1, not 3: a partition's column chunks are a few kilobytes, where level 3's larger
-        // match tables find nothing more. On the 1,000,000-row bench corpus level 1 wrote 3.4%
-        // fewer bytes (63.9 against 66.1 MB) and the replay ran 3.6% fewer instructions.
-        let zstd = Compression::ZSTD(ZstdLevel::try_new(1).expect("1 is a zstd level"));
-        let mut props = WriterProperties::builder()
-            .set_compression(Compression::UNCOMPRESSED)
-            .set_statistics_enabled(EnabledStatistics::Page)
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .set_key_value_metadata(Some(vec![
-                KeyValue::new(SCHEMA_VERSION_KEY.to_string(), SCHEMA_VERSION.to_string()),
-                KeyValue::new(TABLE_KEY.to_string(), table.name().to_string()),
-                KeyValue::new(
-                    EMPLOYEE_TYPE_KEY.to_string(),
-                    employee_type.as_str().to_string(),
-                ),
-            ]))
-            .set_created_by(concat!("attendance-sync ", env!("CARGO_PKG_VERSION")).to_string());
-        // Fewer compressed columns also means fewer zstd contexts: the `parquet` crate creates a
-        // compressor and a decompressor per compressed column chunk, and creating them was 6.3%
-        // of a small-file replay's CPU samples before this layout (BENCHMARKS.md).
-        for (path, values) in leaf_columns(table) {
-            props = match values {
-                Values::Repeated => props,
-                Values::RepeatedText => props.set_column_compression(path.clone(), zstd),
-                Values::Unique => props
-                    .set_column_compression(path.clone(), zstd)
-                    .set_column_dictionary_enabled(path.clone(), false),
-            };
-        }
         TableWriter {
             table,
-            properties: props.build(),
+            inner: ParquetWriter::new(
+                table.name(),
+                table.schema(),
+                |column| table.values_of(column),
+                Some(employee_type),
+            ),
         }
     }
 
@@ -79,7 +56,68 @@ impl TableWriter {
 
     /// One batch of the table as a Parquet file in memory.
     pub fn encode(&self, batch: &RecordBatch) -> Result<Vec<u8>, ParquetError> {
-        let batch = RecordBatch::try_new(self.table.schema(), batch.columns().to_vec())?;
+        self.inner.encode(batch)
+    }
+}
+
+/// Encodes files of any one schema with the pull tables' conventions (the writer of the
+/// event tables, and of the pull tables through [`TableWriter`]).
+#[derive(Debug, Clone)]
+pub struct ParquetWriter {
+    schema: SchemaRef,
+    properties: WriterProperties,
+}
+
+impl ParquetWriter {
+    /// A writer of table `name` whose columns are stored as `values_of` says; the employee
+    /// type goes into the metadata when the table's ids depend on it.
+    pub fn new(
+        name: &str,
+        schema: SchemaRef,
+        values_of: impl Fn(&str) -> Values,
+        employee_type: Option<EmployeeType>,
+    ) -> ParquetWriter {
+        // Level 1, not 3: a partition's column chunks are a few kilobytes, where level 3's larger
+        // match tables find nothing more. On the 1,000,000-row bench corpus level 1 wrote 3.4%
+        // fewer bytes (63.9 against 66.1 MB) and the replay ran 3.6% fewer instructions.
+        let zstd = Compression::ZSTD(ZstdLevel::try_new(1).expect("1 is a zstd level"));
+        let mut metadata = vec![
+            KeyValue::new(SCHEMA_VERSION_KEY.to_string(), SCHEMA_VERSION.to_string()),
+            KeyValue::new(TABLE_KEY.to_string(), name.to_string()),
+        ];
+        if let Some(employee_type) = employee_type {
+            metadata.push(KeyValue::new(
+                EMPLOYEE_TYPE_KEY.to_string(),
+                employee_type.as_str().to_string(),
+            ));
+        }
+        let mut props = WriterProperties::builder()
+            .set_compression(Compression::UNCOMPRESSED)
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_key_value_metadata(Some(metadata))
+            .set_created_by(concat!("attendance-sync ", env!("CARGO_PKG_VERSION")).to_string());
+        // Fewer compressed columns also means fewer zstd contexts: the `parquet` crate creates a
+        // compressor and a decompressor per compressed column chunk, and creating them was 6.3%
+        // of a small-file replay's CPU samples before this layout (BENCHMARKS.md).
+        for (path, values) in leaf_columns(&schema, &values_of) {
+            props = match values {
+                Values::Repeated => props,
+                Values::RepeatedText => props.set_column_compression(path.clone(), zstd),
+                Values::Unique => props
+                    .set_column_compression(path.clone(), zstd)
+                    .set_column_dictionary_enabled(path.clone(), false),
+            };
+        }
+        ParquetWriter {
+            schema,
+            properties: props.build(),
+        }
+    }
+
+    /// One batch as a Parquet file in memory, under this writer's schema.
+    pub fn encode(&self, batch: &RecordBatch) -> Result<Vec<u8>, ParquetError> {
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), batch.columns().to_vec())?;
         let mut buf = Vec::with_capacity(64 * 1024);
         let mut writer =
             ArrowWriter::try_new(&mut buf, batch.schema(), Some(self.properties.clone()))?;
@@ -89,26 +127,23 @@ impl TableWriter {
     }
 }
 
-/// Every leaf column of `table`'s Parquet schema with what its top-level column holds.
-fn leaf_columns(table: Table) -> &'static [(ColumnPath, Values)] {
-    static LEAVES: OnceLock<[Vec<(ColumnPath, Values)>; 4]> = OnceLock::new();
-    let all = LEAVES.get_or_init(|| {
-        Table::ALL.map(|t| {
-            let parquet = ArrowSchemaConverter::new()
-                .convert(&t.schema())
-                .expect("the tables' schemas convert to Parquet (a writer test checks)");
-            parquet
-                .columns()
-                .iter()
-                .map(|c| {
-                    let path = c.path().clone();
-                    let values = t.values_of(&path.parts()[0]);
-                    (path, values)
-                })
-                .collect()
+/// Every leaf column of `schema`'s Parquet form with what its top-level column holds.
+fn leaf_columns(
+    schema: &SchemaRef,
+    values_of: &dyn Fn(&str) -> Values,
+) -> Vec<(ColumnPath, Values)> {
+    let parquet = ArrowSchemaConverter::new()
+        .convert(schema)
+        .expect("the tables' schemas convert to Parquet (a writer test checks)");
+    parquet
+        .columns()
+        .iter()
+        .map(|c| {
+            let path = c.path().clone();
+            let values = values_of(&path.parts()[0]);
+            (path, values)
         })
-    });
-    &all[table as usize]
+        .collect()
 }
 
 /// Decodes a Parquet file: its batches and the employee type it was written with.
@@ -137,7 +172,6 @@ fn employee_type_of<T>(builder: &ArrowReaderBuilder<T>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
-    use std::sync::Arc;
 
     use super::*;
 
@@ -173,7 +207,7 @@ mod tests {
     #[test]
     fn every_tables_schema_converts_and_each_leaf_gets_its_columns_storage() {
         for table in Table::ALL {
-            let leaves = leaf_columns(table);
+            let leaves = leaf_columns(&table.schema(), &|c| table.values_of(c));
             let top: HashSet<&str> = leaves.iter().map(|(p, _)| p.parts()[0].as_str()).collect();
             let schema = table.schema();
             let fields: HashSet<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
@@ -184,7 +218,7 @@ mod tests {
                     .all(|(p, v)| *v == table.values_of(&p.parts()[0]))
             );
         }
-        let trips = leaf_columns(Table::Trips);
+        let trips = leaf_columns(&Table::Trips.schema(), &|c| Table::Trips.values_of(c));
         let region = trips
             .iter()
             .find(|(p, _)| p.string() == "destinations.list.element.region_id");
