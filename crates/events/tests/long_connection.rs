@@ -151,3 +151,42 @@ async fn an_event_that_cannot_be_landed_is_answered_500_and_pushed_again() {
     assert_eq!(summary.landed as usize, events.len());
     tenant.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retryable_refusal_is_retried_until_reconnect_count_then_the_run_gives_up() {
+    // 514 with another auth code is worth retrying; ReconnectCount 2 allows two more attempts.
+    let tenant = tenant(LongConnectionSettings {
+        config: ConnectionConfig {
+            reconnect_count: 2,
+            reconnect_interval: 0,
+            reconnect_nonce: 0,
+            ping_interval: 1,
+        },
+        refuse_handshake: Some(attendance_sim::HandshakeRefusal {
+            status: 514,
+            auth_errcode: Some(1000040351),
+        }),
+        ..LongConnectionSettings::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let landing = Landing::new(Store::Local(dir.path().to_path_buf()), "lc");
+    let (_receiver, _stop, running) = start(&tenant, &landing);
+    let ended = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("gives up instead of spinning")
+        .unwrap();
+    match ended {
+        Err(attendance_events::LongConnectionError::GaveUp { attempts, .. }) => {
+            assert_eq!(attempts, 3)
+        }
+        other => panic!("{other:?}"),
+    }
+    let stats = tenant.long_connection_stats();
+    assert_eq!(
+        (stats.endpoint_calls, stats.handshakes_refused),
+        (3, 3),
+        "{stats:?}"
+    );
+    tenant.shutdown().await;
+}
