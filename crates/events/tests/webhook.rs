@@ -392,3 +392,117 @@ async fn a_receiver_lands_while_a_backfill_holds_the_roots_lease() {
     lease.release().await.unwrap();
     receiver.stop().await;
 }
+
+/// An object store whose writes take `delay`: a landing that is still in flight when the stop
+/// comes.
+#[derive(Debug)]
+struct SlowStore {
+    inner: object_store::memory::InMemory,
+    delay: std::time::Duration,
+}
+
+impl std::fmt::Display for SlowStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SlowStore")
+    }
+}
+
+#[async_trait::async_trait]
+impl object_store::ObjectStore for SlowStore {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.put_opts(location, payload, opts).await
+    }
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<
+            'static,
+            object_store::Result<object_store::path::Path>,
+        >,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+        self.inner.delete_stream(locations)
+    }
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+#[tokio::test]
+async fn a_stop_finishes_and_acknowledges_the_delivery_being_landed() {
+    let store = Store::Remote {
+        inner: Arc::new(SlowStore {
+            inner: object_store::memory::InMemory::new(),
+            delay: std::time::Duration::from_millis(600),
+        }),
+        prefix: object_store::path::Path::from("root"),
+        url: "memory://root".into(),
+    };
+    let landing = Landing::new(store.clone(), "slow");
+    let metrics = Metrics::new();
+    let receiver = WebhookReceiver::new(landing, Secrets::new(TOKEN, None), metrics);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}{DEFAULT_PATH}", listener.local_addr().unwrap());
+    let (stop, stopped) = watch::channel(false);
+    let serving = tokio::spawn({
+        let receiver = Arc::clone(&receiver);
+        async move { webhook::serve(listener, receiver, DEFAULT_PATH, stopped).await }
+    });
+    let body = event("aa00000000000000000000000000slow", "out_approval");
+    let in_flight = tokio::spawn({
+        let url = url.clone();
+        async move { deliver(&url, &body, None).await }
+    });
+    // The stop comes while the landing is under way.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    stop.send(true).unwrap();
+    let (status, answer) = in_flight.await.unwrap();
+    assert_eq!((status, answer), (200, json!({"msg": "success"})));
+    serving.await.unwrap().unwrap();
+    let stored = attendance_lake::inbox::read_all(&store).await.unwrap();
+    assert_eq!(stored.len(), 1, "acknowledged, so stored");
+    // Stopped: nothing more is taken.
+    assert!(
+        reqwest::Client::new()
+            .post(&url)
+            .body("{}")
+            .send()
+            .await
+            .is_err()
+    );
+}
