@@ -93,23 +93,34 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Every landed event, in path order. Reads every object: meant for roots whose inbox the
-/// compaction keeps small, for tests and for the demo.
+/// Every landed event, in path order. Reads every object, [`READ_CONCURRENCY`] at a time:
+/// meant for roots whose inbox the compaction keeps small, for tests and for the demo.
 pub async fn read_all(store: &Store) -> Result<Vec<LandedEvent>, StoreError> {
-    let mut events = Vec::new();
-    for rel in store.list_files(INBOX_DIR).await? {
-        let Some(bytes) = store.get(&rel).await? else {
-            continue;
-        };
-        let event = serde_json::from_slice(&bytes).map_err(|e| StoreError::Io {
-            action: "parse",
-            location: store.describe(&rel),
-            source: Box::new(e),
-        })?;
-        events.push(event);
-    }
-    Ok(events)
+    use futures::{StreamExt, TryStreamExt};
+    let files = store.list_files(INBOX_DIR).await?;
+    futures::stream::iter(files)
+        .map(|rel| async move {
+            let Some(bytes) = store.get(&rel).await? else {
+                // Gone between the listing and the read: nothing to report.
+                return Ok(None);
+            };
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StoreError::Io {
+                    action: "parse",
+                    location: store.describe(&rel),
+                    source: Box::new(e),
+                })
+        })
+        .buffered(READ_CONCURRENCY)
+        .try_filter_map(|event| async move { Ok(event) })
+        .try_collect()
+        .await
 }
+
+/// Objects read at once by [`read_all`]: an object store answers each GET in milliseconds, and
+/// tens of them in flight hide that.
+pub const READ_CONCURRENCY: usize = 32;
 
 #[cfg(test)]
 mod tests {
