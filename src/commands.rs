@@ -284,14 +284,10 @@ fn print_plan(
     // The re-reads of landed events, as far as the root can be read from here: a plan never
     // needs the root otherwise, and says so instead of failing when it cannot be reached.
     let resync = if request.with_events {
-        let range = plan::Window {
-            from: plan.windows[0].from,
-            to: plan.windows[plan.windows.len() - 1].to,
-        };
         let read = match attendance_lake::store::Store::open(&request.out) {
             Ok(store) => runtime()?.block_on(attendance_pull::resync::ResyncPlan::read(
                 &store,
-                range,
+                plan.range(),
                 request.employee_type,
                 request.today,
             )),

@@ -20,13 +20,11 @@ use crate::exit::ExitStatus;
 /// This receiver's name in what it lands: `--receiver-id`, else host name and process id.
 fn receiver_id(args: &ReceiverArgs) -> String {
     args.receiver_id.clone().unwrap_or_else(|| {
-        let host = std::env::var("HOSTNAME")
-            .ok()
-            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-            .map(|h| h.trim().to_string())
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "receiver".into());
-        format!("{host}-{}", std::process::id())
+        format!(
+            "{}-{}",
+            attendance_lake::lease::host_name(),
+            std::process::id()
+        )
     })
 }
 

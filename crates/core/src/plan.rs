@@ -209,6 +209,14 @@ impl Plan {
         }
     }
 
+    /// From the first date of [`Plan::windows`] to their last (extra windows left out).
+    pub fn range(&self) -> Window {
+        Window {
+            from: self.windows[0].from,
+            to: self.windows[self.windows.len() - 1].to,
+        }
+    }
+
     /// Every window, extra ones last.
     pub fn all_windows(&self) -> Vec<Window> {
         (0..self.window_count())

@@ -36,7 +36,11 @@ pub const LAND_DEADLINE: std::time::Duration = std::time::Duration::from_millis(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Landed {
     /// The first delivery of this event: stored now, at this path.
-    New { id: String, path: String },
+    New {
+        id: String,
+        path: String,
+        event_type: Option<String>,
+    },
     /// Stored before (by this or another receiver): nothing written.
     Duplicate { id: String, path: String },
 }
@@ -86,14 +90,21 @@ impl Landing {
 
     /// Stores `body` (the plaintext event JSON) unless an event of its id already is; see the
     /// module's invariants for when this returns.
+    ///
+    /// A landing that takes over [`LAND_DEADLINE`] is given up as [`LandingError::Late`] (the
+    /// write may still finish; a redelivery then finds it).
     pub async fn land(&self, body: Value, transport: Transport) -> Result<Landed, LandingError> {
         let record = self.record(body, transport, Utc::now());
         let path = path_of(&record.id);
         let bytes = serde_json::to_vec(&record).expect("a JSON value always serialises");
-        match self.store.create(&path, bytes).await {
+        let created = tokio::time::timeout(LAND_DEADLINE, self.store.create(&path, bytes))
+            .await
+            .map_err(|_| LandingError::Late(LAND_DEADLINE))?;
+        match created {
             Ok(true) => Ok(Landed::New {
                 id: record.id,
                 path,
+                event_type: record.event_type,
             }),
             Ok(false) => Ok(Landed::Duplicate {
                 id: record.id,

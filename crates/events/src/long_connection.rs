@@ -38,7 +38,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use crate::landing::{LAND_DEADLINE, Landed, Landing, LandingError, Transport};
+use crate::landing::{Landed, Landing, Transport};
 use crate::metrics::{Metrics, Refusal};
 
 /// How long an incomplete fragmented message is kept after its latest fragment.
@@ -401,14 +401,8 @@ async fn land_one(
 ) -> Frame {
     let body = serde_json::from_slice::<Value>(&payload)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&payload).into_owned()));
-    let event_type = attendance_feishu::event::EventHead::of(&body)
-        .event_type
-        .map(str::to_owned);
-    let landed = tokio::time::timeout(LAND_DEADLINE, landing.land(body, Transport::LongConnection))
-        .await
-        .unwrap_or_else(|_| Err(LandingError::Late(LAND_DEADLINE)));
-    let code = match landed {
-        Ok(Landed::New { id, .. }) => {
+    let code = match landing.land(body, Transport::LongConnection).await {
+        Ok(Landed::New { id, event_type, .. }) => {
             counts.landed.fetch_add(1, Ordering::Relaxed);
             metrics.landed(event_type.as_deref(), Transport::LongConnection);
             tracing::debug!(id, event_type, "event landed");

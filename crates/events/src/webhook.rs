@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::landing::{LAND_DEADLINE, Landed, Landing, Transport};
+use crate::landing::{Landed, Landing, Transport};
 use crate::metrics::{Metrics, Refusal};
 
 /// The default path of the event endpoint.
@@ -217,17 +217,21 @@ pub fn ops_router(metrics: Metrics) -> Router {
             "/metrics",
             get(move || {
                 let metrics = metrics.clone();
-                async move {
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        metrics.render(),
-                    )
-                }
+                async move { metrics_response(&metrics) }
             }),
         )
+}
+
+/// `GET /metrics`: the Prometheus text exposition.
+fn metrics_response(metrics: &Metrics) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        metrics.render(),
+    )
+        .into_response()
 }
 
 /// Serves `receiver` on `listener` until `stop` turns true; then stops accepting connections,
@@ -297,16 +301,10 @@ async fn event_handler(
     if receiver.draining.load(Ordering::SeqCst) {
         return receiver.refuse(Refusal::ShuttingDown, received);
     }
-    let event_type = EventHead::of(&event).event_type.map(str::to_owned);
-    let landing = tokio::time::timeout(
-        LAND_DEADLINE,
-        receiver.landing.land(event, Transport::Webhook),
-    )
-    .await;
-    match landing {
-        Ok(Ok(landed)) => {
+    match receiver.landing.land(event, Transport::Webhook).await {
+        Ok(landed) => {
             match &landed {
-                Landed::New { id, .. } => {
+                Landed::New { id, event_type, .. } => {
                     receiver
                         .metrics
                         .landed(event_type.as_deref(), Transport::Webhook);
@@ -322,17 +320,10 @@ async fn event_handler(
                 .acked(Transport::Webhook, received.elapsed());
             (StatusCode::OK, json_body(&json!({"msg": "success"}))).into_response()
         }
-        Ok(Err(err)) => {
+        Err(err) => {
             tracing::warn!(
                 error = %attendance_core::chain::Chain(&err),
                 "event not landed; answered 503 so that the platform retries"
-            );
-            receiver.refuse(Refusal::StoreUnavailable, received)
-        }
-        Err(_) => {
-            tracing::warn!(
-                deadline_ms = LAND_DEADLINE.as_millis() as u64,
-                "landing an event took too long; answered 503 so that the platform retries"
             );
             receiver.refuse(Refusal::StoreUnavailable, received)
         }
@@ -348,14 +339,7 @@ async fn health_handler(State(receiver): State<Arc<WebhookReceiver>>) -> Respons
 }
 
 async fn metrics_handler(State(receiver): State<Arc<WebhookReceiver>>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        receiver.metrics.render(),
-    )
-        .into_response()
+    metrics_response(&receiver.metrics)
 }
 
 #[cfg(test)]

@@ -69,7 +69,9 @@ pub struct Lease {
     valid_until: std::sync::Mutex<std::time::Instant>,
 }
 
-fn host_name() -> String {
+/// This machine's name (`HOSTNAME`, else `/etc/hostname`), for the records that say who wrote
+/// them.
+pub fn host_name() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())

@@ -323,6 +323,11 @@ mod tests {
         }
     }
 
+    /// The plan of `events` for employee ids, with the tests' trailing window and today.
+    fn plan_of(events: &[LandedEvent], since: Option<DateTime<Utc>>) -> ResyncPlan {
+        ResyncPlan::of(events, since, trailing(), EmployeeType::EmployeeId, today())
+    }
+
     fn today() -> NaiveDate {
         date(TODAY.0, TODAY.1, TODAY.2)
     }
@@ -346,13 +351,7 @@ mod tests {
             ),
         ];
         let since = Some("2026-11-29T02:00:00Z".parse().unwrap());
-        let plan = ResyncPlan::of(
-            &events,
-            since,
-            trailing(),
-            EmployeeType::EmployeeId,
-            today(),
-        );
+        let plan = plan_of(&events, since);
         assert_eq!(
             plan.work,
             vec![ResyncWork {
@@ -400,7 +399,7 @@ mod tests {
                 json!({"type": "im.message.receive_v1"}),
             ),
         ];
-        let plan = ResyncPlan::of(&events, None, trailing(), EmployeeType::EmployeeId, today());
+        let plan = plan_of(&events, None);
         assert!(plan.work.is_empty());
         assert_eq!(
             plan.unresolved,
@@ -435,13 +434,7 @@ mod tests {
             ),
         ];
         let since = Some("2026-07-01T00:00:00Z".parse().unwrap());
-        let plan = ResyncPlan::of(
-            &events,
-            since,
-            trailing(),
-            EmployeeType::EmployeeId,
-            today(),
-        );
+        let plan = plan_of(&events, since);
         assert_eq!(plan, ResyncPlan::default());
     }
 
@@ -470,7 +463,7 @@ mod tests {
                 fields("leave_approvalV2"),
             ));
         }
-        let plan = ResyncPlan::of(&events, None, trailing(), EmployeeType::EmployeeId, today());
+        let plan = plan_of(&events, None);
         let mut covered: BTreeMap<String, BTreeSet<NaiveDate>> = BTreeMap::new();
         for work in &plan.work {
             assert!(work.users.len() <= MAX_USERS_PER_QUERY);
@@ -494,19 +487,12 @@ mod tests {
             }
         }
         // Deterministic, and nothing past today + 1.
-        assert_eq!(
-            plan,
-            ResyncPlan::of(&events, None, trailing(), EmployeeType::EmployeeId, today())
-        );
+        assert_eq!(plan, plan_of(&events, None));
         let future = [landed(
             "f",
             "2026-11-30T01:00:00.000Z",
             out("F", "u9", "2027-01-05"),
         )];
-        assert!(
-            ResyncPlan::of(&future, None, trailing(), EmployeeType::EmployeeId, today())
-                .work
-                .is_empty()
-        );
+        assert!(plan_of(&future, None).work.is_empty());
     }
 }

@@ -88,11 +88,8 @@ async fn backfill_in_span<S: AnswerSource>(
     let store = Arc::new(Store::open(&request.out)?);
     store.check().await?;
     let resync = if request.with_events {
-        let range = Window {
-            from: plan.windows[0].from,
-            to: plan.windows[plan.windows.len() - 1].to,
-        };
-        let resync = ResyncPlan::read(&store, range, request.employee_type, request.today).await?;
+        let resync =
+            ResyncPlan::read(&store, plan.range(), request.employee_type, request.today).await?;
         plan.extra = resync.extra_windows();
         tracing::info!(
             events = resync.considered,
@@ -118,9 +115,10 @@ async fn backfill_in_span<S: AnswerSource>(
     };
     let outcome = match &request.record_to {
         Some(dir) => {
+            let range = planned.plan.range();
             let corpus = Corpus {
-                from: planned.plan.windows[0].from,
-                to: planned.plan.windows[planned.plan.windows.len() - 1].to,
+                from: range.from,
+                to: range.to,
                 statuses: planned.plan.statuses.clone(),
                 employee_type: request.employee_type,
                 users: planned.users.clone(),
@@ -164,10 +162,10 @@ async fn backfill_leased<S: AnswerSource>(
         run_id: run_id.clone(),
         ingested_at_micros: started_at.timestamp_micros(),
     });
-    let (first, last) = (
-        plan.windows[0].from,
-        plan.windows[plan.windows.len() - 1].to,
-    );
+    let Window {
+        from: first,
+        to: last,
+    } = plan.range();
     // Keyed by the dates asked, not the clipped ones, so tomorrow's rerun of a clipped backfill
     // still resumes.
     let key = progress::progress_key(

@@ -193,32 +193,12 @@ impl TenantState {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        self.insert_record(
-            user,
-            date,
-            kind,
-            status,
-            approval_id,
-            super::data::Record::Raw(record),
-        );
-    }
-
-    /// Lists `record` under (user, date) with `status`, like [`TenantState::insert`], and
-    /// makes a non-empty `approval_id` known to `set_status` and `approval_kind`.
-    pub(crate) fn insert_record(
-        &self,
-        user: usize,
-        date: NaiveDate,
-        kind: Kind,
-        status: i32,
-        approval_id: String,
-        record: super::data::Record,
-    ) {
+        let record = super::data::Record::Raw(record);
         let mut overlay = self.overlay.write().unwrap_or_else(PoisonError::into_inner);
         overlay.push(user, date, kind, status, approval_id, record);
     }
 
-    /// Like [`TenantState::insert_record`], but only when `approval_id` is not known yet
+    /// Lists `record` like [`TenantState::insert`], but only when `approval_id` is not known yet
     /// (generated, fixture or inserted), checked and inserted under one lock; false (nothing
     /// inserted) otherwise.
     pub(crate) fn insert_new_record(
