@@ -121,6 +121,10 @@ pub struct CompactArgs {
     /// Seconds the lease on the output root lives without renewal, as for backfill.
     #[arg(long, default_value_t = 120, value_name = "SECONDS")]
     pub lease_ttl: u64,
+    /// The zone events' local times are read in for an applicant the pull has not seen yet (the
+    /// pull keeps each user's zone from its answers). Feishu's is Asia/Shanghai.
+    #[arg(long, default_value = "Asia/Shanghai", value_name = "IANA", value_parser = parse_zone)]
+    pub time_zone: chrono_tz::Tz,
 }
 
 /// What both receivers take.

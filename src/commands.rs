@@ -474,6 +474,19 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitStatus> {
             .map(|(transport, count)| format!("{count} by {transport}"))
             .collect();
         println!("  {:<22} {}", "first arrived", transports.join(", "));
+        // The landed events as tables, local times read in each user's zone from the pull above.
+        let store = Arc::new(attendance_lake::store::Store::open(&args.out)?);
+        let compacted = attendance_events::compact::compact(
+            store,
+            &attendance_pull::run::new_run_id(chrono::Utc::now()),
+            std::time::Duration::from_secs(120),
+            attendance_core::tz::zone(Some("Asia/Shanghai")).expect("an IANA name"),
+        )
+        .await?;
+        print!(
+            "\nevents compact: {}",
+            crate::events::compact_report(&compacted, &args.out)
+        );
         tenant.shutdown().await;
         if events.missing > 0 {
             anyhow::bail!("{} events sent were not landed", events.missing);

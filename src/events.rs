@@ -141,19 +141,61 @@ pub fn compact(args: CompactArgs) -> anyhow::Result<ExitStatus> {
         store.check().await?;
         let run_id = attendance_pull::run::new_run_id(chrono::Utc::now());
         let ttl = std::time::Duration::from_secs(args.lease_ttl.max(3));
-        let summary = attendance_events::compact::compact(store, &run_id, ttl).await?;
-        println!(
-            "compacted {} landed events: {} new rows of approval_events in {} partitions; {} events unreadable (kept whole in raw)",
-            summary.events,
-            summary.new_rows,
-            summary.partitions.len(),
-            summary.unreadable.len()
-        );
-        for (id, why) in summary.unreadable.iter().take(10) {
-            println!("  unreadable       event {id}: {why}");
-        }
+        let zone = attendance_core::tz::zone(Some(args.time_zone.name()))
+            .expect("--time-zone is parsed as an IANA name");
+        let summary = attendance_events::compact::compact(store, &run_id, ttl, zone).await?;
+        print!("{}", compact_report(&summary, &args.out));
         Ok(ExitStatus::Success)
     })
+}
+
+/// What a compaction did, as printed.
+pub fn compact_report(summary: &attendance_events::compact::CompactSummary, out: &str) -> String {
+    use attendance_core::event_state::EventTable;
+    use std::fmt::Write as _;
+    let mut text = format!(
+        "compacted {} landed events: {} new rows of approval_events in {} partitions\n",
+        summary.events,
+        summary.new_rows,
+        summary.partitions.len(),
+    );
+    let state = &summary.state;
+    let rows = |t: EventTable| state.rows.get(&t).copied().unwrap_or(0);
+    let _ = writeln!(
+        text,
+        "  approvals        {} out_events, {} leave_events, {} overtime_events rows ({} reverted); {} partitions written, {} removed",
+        rows(EventTable::Out),
+        rows(EventTable::Leave),
+        rows(EventTable::Overtime),
+        state.reverted,
+        summary.state_written.len(),
+        summary.state_deleted.len(),
+    );
+    let _ = writeln!(
+        text,
+        "  time zones       {} rows read in the default zone (applicant not seen by the pull yet), {} needed the DST rule",
+        state.default_zone, state.dst_adjusted
+    );
+    if state.pending_reverts > 0 {
+        let _ = writeln!(
+            text,
+            "  pending          {} reverts whose approval event has not arrived (no row until it does)",
+            state.pending_reverts
+        );
+    }
+    if !summary.unreadable.is_empty() {
+        let _ = writeln!(
+            text,
+            "  rejects          {} events unreadable, kept aside in {}/{}",
+            summary.unreadable.len(),
+            out.trim_end_matches('/'),
+            attendance_events::compact::EVENT_REJECTS_PATH
+        );
+        for (id, why) in summary.unreadable.iter().take(10) {
+            let _ = writeln!(text, "    event {id}: {why}");
+        }
+    }
+    text
 }
 
 /// What the demo's day of events came to.

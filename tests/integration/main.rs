@@ -4,6 +4,7 @@
 mod backfill;
 mod cli;
 mod deploy;
+mod event_tables;
 mod events;
 mod lease_resume;
 mod replay;

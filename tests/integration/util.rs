@@ -252,13 +252,14 @@ pub fn text(b: &RecordBatch, col: &str, row: usize) -> Option<String> {
     a.is_valid(row).then(|| a.value(row).to_string())
 }
 
-/// Every reject under `<root>/_rejects/date=*/rejects.ndjson`.
+/// Every reject of the pull, under `<root>/_rejects/date=*/rejects.ndjson`.
 pub fn rejects(root: &Path) -> Vec<serde_json::Value> {
     let dir = root.join("_rejects");
     let mut all = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries {
-            let file = e.unwrap().path().join("rejects.ndjson");
+        // Only the pull's date partitions: `_rejects/events.ndjson` is the compaction's.
+        for e in entries.map(Result::unwrap).filter(|e| e.path().is_dir()) {
+            let file = e.path().join("rejects.ndjson");
             for line in std::fs::read_to_string(file).unwrap().lines() {
                 all.push(serde_json::from_str(line).unwrap());
             }

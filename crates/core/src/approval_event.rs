@@ -368,8 +368,9 @@ fn read_out(e: &Value) -> Result<OutEvent, Unreadable> {
     })
 }
 
-/// The leave fields kept as text.
-const LEAVE_EXTRA: [&str; 9] = [
+/// The family, feeding and pregnancy fields of a leave, kept as text (and as text columns of the
+/// same names in `leave_events`).
+pub const LEAVE_EXTRA: [&str; 9] = [
     "leave_difficult_labour",
     "leave_family_relation_type",
     "leave_feeding_arrive_late",

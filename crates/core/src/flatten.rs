@@ -49,6 +49,45 @@ pub struct Flattened {
     pub rows: Vec<AnswerRows>,
     pub rejects: Vec<Reject>,
     pub counts: DstCounts,
+    /// Each user's zone as of their latest placed user_approval: `user_id` → (its date, the
+    /// resolved IANA name, "UTC" for an empty one). See [`note_zone`].
+    pub zones: BTreeMap<String, (NaiveDate, &'static str)>,
+}
+
+/// Records that `user` was in `zone` on `date`, unless a later date is known already. Of two
+/// zones seen on the same date the greater name is kept, so the result does not depend on the
+/// order answers or elements come in.
+pub fn note_zone(
+    zones: &mut BTreeMap<String, (NaiveDate, &'static str)>,
+    user: &str,
+    date: NaiveDate,
+    zone: &'static str,
+) {
+    match zones.get_mut(user) {
+        Some(seen) => *seen = (*seen).max((date, zone)),
+        None => {
+            zones.insert(user.to_owned(), (date, zone));
+        }
+    }
+}
+
+/// Every zone of `from` into `into`, by the rule of [`note_zone`].
+pub fn merge_zones(
+    into: &mut BTreeMap<String, (NaiveDate, &'static str)>,
+    from: BTreeMap<String, (NaiveDate, &'static str)>,
+) {
+    if into.is_empty() {
+        *into = from;
+        return;
+    }
+    for (user, (date, zone)) in from {
+        match into.get_mut(&user) {
+            Some(seen) => *seen = (*seen).max((date, zone)),
+            None => {
+                into.insert(user, (date, zone));
+            }
+        }
+    }
 }
 
 impl Flattened {
@@ -234,6 +273,7 @@ impl Builders {
         stamp: &RunStamp,
         rejects: Vec<Reject>,
         counts: DstCounts,
+        zones: BTreeMap<String, (NaiveDate, &'static str)>,
     ) -> Result<Flattened, FlattenError> {
         let mut rows = Vec::new();
         self.outs.finish(stamp, &mut rows)?;
@@ -244,6 +284,7 @@ impl Builders {
             rows,
             rejects,
             counts,
+            zones,
         })
     }
 }
@@ -272,6 +313,7 @@ fn flatten_typed(
     }
     let mut out = Builders::new(sizes);
     let mut counts = DstCounts::default();
+    let mut zones = BTreeMap::new();
     let mut aside: Vec<Aside> = Vec::new();
     for (element, ua) in elements.iter().enumerate() {
         let user_id = ua.user_id.as_ref().map(|t| t.as_str());
@@ -294,8 +336,10 @@ fn flatten_typed(
                 continue;
             }
         };
+        let user_id = user_id.unwrap_or_default();
+        note_zone(&mut zones, user_id, date, zone.name);
         let mut ctx = Ctx {
-            user_id: user_id.unwrap_or_default(),
+            user_id,
             status: scope.status,
             zone,
             gap: false,
@@ -348,7 +392,7 @@ fn flatten_typed(
             rejects.push(reject(ua, a.table, record, scope.status, &a.problem));
         }
     }
-    out.finish(stamp, rejects, counts)
+    out.finish(stamp, rejects, counts, zones)
 }
 
 /// The raw records of one list of a user_approval.
@@ -372,6 +416,7 @@ fn flatten_raw(
     let elements = data.user_approvals().map_err(FlattenError::Shape)?;
     let mut out = Builders::new([0; 4]);
     let mut counts = DstCounts::default();
+    let mut zones = BTreeMap::new();
     let mut rejects = Vec::new();
     for raw in elements {
         let mut de = serde_json::Deserializer::from_str(raw.get());
@@ -408,8 +453,10 @@ fn flatten_raw(
                 continue;
             }
         };
+        let user_id = user_id.unwrap_or_default();
+        note_zone(&mut zones, user_id, date, zone.name);
         let mut ctx = Ctx {
-            user_id: user_id.unwrap_or_default(),
+            user_id,
             status: scope.status,
             zone,
             gap: false,
@@ -437,7 +484,7 @@ fn flatten_raw(
             }
         }
     }
-    out.finish(stamp, rejects, counts)
+    out.finish(stamp, rejects, counts, zones)
 }
 
 /// One raw record parsed into its type; a field of the wrong type is named by its path.
@@ -1037,6 +1084,51 @@ mod tests {
         let json = |f: &Flattened| serde_json::to_string(&f.rejects).unwrap();
         assert_eq!(json(&typed), json(&raw));
         assert_eq!(typed.counts, raw.counts);
+        assert_eq!(typed.zones, raw.zones);
+    }
+
+    #[test]
+    fn zones_keep_each_users_latest_placed_date() {
+        let b = body(
+            r#"{"user_id":"u1","date":"20260915","time_zone":"Asia/Shanghai"},
+               {"user_id":"u1","date":"20260917","time_zone":"America/New_York",
+                "outs":[{"approval_id":"o1","start_time":"2026-09-17 09:00:00"}]},
+               {"user_id":"u1","date":"20260916","time_zone":"Europe/London"},
+               {"user_id":"u2","date":"20260910","time_zone":""},
+               {"user_id":"u2","date":"20260920","time_zone":"Asia/Beijing",
+                "outs":[{"approval_id":"o2"}]},
+               {"user_id":"u3","date":"20260912","time_zone":"GMT+8"},
+               {"user_id":"u9","date":"20260925","time_zone":"Europe/Paris"},
+               {"user_id":"u1","date":"20261001","time_zone":"Asia/Tokyo"}"#,
+        );
+        let w = window("2026-09-01", "2026-09-30");
+        let expected = BTreeMap::from([
+            // The latest date wins, whatever the order of the elements.
+            ("u1".to_string(), (d("2026-09-17"), "America/New_York")),
+            // An empty zone is what the platform said: UTC. The later element's unknown zone
+            // rejected it, so it is not the user's zone.
+            ("u2".to_string(), (d("2026-09-10"), "UTC")),
+        ]);
+        // u3 (only an unknown zone), u9 (not in the batch) and u1 on 2026-10-01 (outside the
+        // window) were not placed.
+        let typed = run(&b, &["u1", "u2", "u3"], w);
+        assert_eq!(typed.zones, expected);
+        assert_eq!(run_raw(&b, &["u1", "u2", "u3"], w).zones, expected);
+        assert_eq!(typed.rejects.len(), 1);
+
+        // Across answers, by the same rule: a tie of dates keeps the greater name.
+        let mut zones = typed.zones;
+        merge_zones(
+            &mut zones,
+            BTreeMap::from([
+                ("u1".to_string(), (d("2026-09-16"), "Europe/London")),
+                ("u2".to_string(), (d("2026-09-10"), "Asia/Tokyo")),
+                ("u4".to_string(), (d("2026-09-01"), "Asia/Kolkata")),
+            ]),
+        );
+        assert_eq!(zones["u1"], (d("2026-09-17"), "America/New_York"));
+        assert_eq!(zones["u2"], (d("2026-09-10"), "UTC"));
+        assert_eq!(zones["u4"], (d("2026-09-01"), "Asia/Kolkata"));
     }
 
     #[test]

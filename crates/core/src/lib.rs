@@ -10,6 +10,8 @@
 //! - [`approval_event`]: pushed approval events' bodies read into typed records, every form the
 //!   pages show accepted, and the user and dates each names.
 //! - [`event_table`]: the `approval_events` table, one row per distinct landed event.
+//! - [`event_state`]: `out_events`, `leave_events`, `overtime_events`: each approval's latest
+//!   state from its events, reverts applied, local times read in the applicant's zone.
 //! - [`chain`]: an error with its causes on one line.
 //!
 //! Invariant of the crate: every function is a pure function of its arguments (the clock and the
@@ -20,6 +22,7 @@
 pub mod answer;
 pub mod approval_event;
 pub mod chain;
+pub mod event_state;
 pub mod event_table;
 pub mod flatten;
 pub mod plan;

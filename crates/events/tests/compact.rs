@@ -14,6 +14,10 @@ use attendance_sim::{SimConfig, SimTenant};
 use chrono::NaiveDate;
 use serde_json::json;
 
+fn shanghai() -> attendance_core::tz::Zone {
+    attendance_core::tz::zone(Some("Asia/Shanghai")).unwrap()
+}
+
 fn files(root: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     let dir = root.join("approval_events");
     let mut found = Vec::new();
@@ -72,9 +76,14 @@ async fn landed_events_become_one_row_each_and_compaction_is_idempotent() {
         "event": {"type": "out_approval", "instance_code": "I-odd"}});
     landing.land(odd, Transport::LongConnection).await.unwrap();
 
-    let summary = compact(Arc::clone(&store), "c1", Duration::from_secs(30))
-        .await
-        .unwrap();
+    let summary = compact(
+        Arc::clone(&store),
+        "c1",
+        Duration::from_secs(30),
+        shanghai(),
+    )
+    .await
+    .unwrap();
     assert_eq!(summary.events, first.len() + 1);
     assert_eq!(summary.new_rows, first.len() + 1);
     assert_eq!(summary.unreadable.len(), 1);
@@ -89,9 +98,14 @@ async fn landed_events_become_one_row_each_and_compaction_is_idempotent() {
     );
 
     // Again with nothing new: nothing rewritten, the same bytes.
-    let again = compact(Arc::clone(&store), "c2", Duration::from_secs(30))
-        .await
-        .unwrap();
+    let again = compact(
+        Arc::clone(&store),
+        "c2",
+        Duration::from_secs(30),
+        shanghai(),
+    )
+    .await
+    .unwrap();
     assert_eq!((again.new_rows, again.partitions.len()), (0, 0));
     assert_eq!(files(dir.path()), once);
 
@@ -106,9 +120,14 @@ async fn landed_events_become_one_row_each_and_compaction_is_idempotent() {
     }
     let victim = dir.path().join(&once[0].0);
     std::fs::remove_file(&victim).unwrap();
-    compact(Arc::clone(&store), "c3", Duration::from_secs(30))
-        .await
-        .unwrap();
+    compact(
+        Arc::clone(&store),
+        "c3",
+        Duration::from_secs(30),
+        shanghai(),
+    )
+    .await
+    .unwrap();
     let incremental = files(dir.path());
 
     let fresh = tempfile::tempdir().unwrap();
@@ -121,9 +140,14 @@ async fn landed_events_become_one_row_each_and_compaction_is_idempotent() {
             .await
             .unwrap();
     }
-    compact(Arc::clone(&fresh_store), "f1", Duration::from_secs(30))
-        .await
-        .unwrap();
+    compact(
+        Arc::clone(&fresh_store),
+        "f1",
+        Duration::from_secs(30),
+        shanghai(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         files(fresh.path()),
         incremental,
@@ -141,7 +165,7 @@ async fn one_compactor_at_a_time() {
     let held = Lease::acquire(Arc::clone(&store), "a-sync", Duration::from_secs(60))
         .await
         .unwrap();
-    let err = compact(Arc::clone(&store), "c", Duration::from_secs(30))
+    let err = compact(Arc::clone(&store), "c", Duration::from_secs(30), shanghai())
         .await
         .unwrap_err();
     assert!(
@@ -149,7 +173,9 @@ async fn one_compactor_at_a_time() {
         "{err}"
     );
     held.release().await.unwrap();
-    let summary = compact(store, "c", Duration::from_secs(30)).await.unwrap();
+    let summary = compact(store, "c", Duration::from_secs(30), shanghai())
+        .await
+        .unwrap();
     assert_eq!(summary.events, 0);
     assert_eq!(
         partition_path(NaiveDate::from_ymd_opt(2026, 3, 1).unwrap()),

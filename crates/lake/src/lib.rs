@@ -12,6 +12,8 @@
 //! - [`inbox`]: the pushed events landed under `_events/inbox/`, one object per event.
 //! - [`progress`] and [`runs`]: what an unfinished backfill committed (`_progress/`) and what
 //!   each run did (`_runs/`).
+//! - [`zones`]: each user's time zone as last seen in the pull's answers
+//!   (`_events/user-time-zones.json`), for reading approval events' wall times.
 //!
 //! Depends on `attendance-core` only (the tables, the records kept aside, windows and statuses);
 //! it must never depend on the platform client or the orchestration, so that every source of
@@ -28,3 +30,4 @@ pub mod scope;
 pub mod spill;
 pub mod store;
 pub mod writer;
+pub mod zones;

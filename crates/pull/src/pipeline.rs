@@ -395,6 +395,8 @@ impl<'a, S: AnswerSource> Pipeline<'a, S> {
                 let rows = flat.total_rows();
                 f.rejects.extend(flat.rejects);
                 f.counts.merge(flat.counts);
+                // What the platform answered is fact, whether or not the window commits.
+                flatten::merge_zones(&mut self.normalized.zones, flat.zones);
                 for part in flat.rows {
                     f.fresh.add(part).map_err(SinkError::from)?;
                 }

@@ -246,6 +246,7 @@ async fn backfill_leased<S: AnswerSource>(
         extra_windows: plan.extra.iter().map(|e| e.window).collect(),
         resync,
     };
+    save_zones(store, lease, &summary).await;
     if summary.outcome() == Outcome::Complete
         && let Some(through) = summary.resync.as_ref().and_then(|r| r.through)
     {
@@ -268,4 +269,30 @@ async fn backfill_leased<S: AnswerSource>(
         duration: clock.elapsed(),
         ..summary
     })
+}
+
+/// Files the zones the run's answers gave into the root's map of users' zones, whatever the
+/// outcome (what was answered is fact). Best effort: the map only helps read approval events,
+/// so a failure is logged and never fails the run. Only while the lease is held.
+async fn save_zones(store: &Store, lease: &Lease, summary: &RunSummary) {
+    let seen = &summary.normalized.zones;
+    if seen.is_empty() {
+        return;
+    }
+    if lease.is_lost() {
+        tracing::warn!("the lease is lost: the users' time zones seen by this run are not saved");
+        return;
+    }
+    let mut zones = match attendance_lake::zones::load(store).await {
+        Ok(zones) => zones,
+        Err(e) => {
+            tracing::warn!(error = %Chain(&e), "could not read the users' time zones; leaving them as they were");
+            return;
+        }
+    };
+    if zones.merge(summary.employee_type, seen)
+        && let Err(e) = zones.save(store).await
+    {
+        tracing::warn!(error = %Chain(&e), "could not save the users' time zones; the next run saves them");
+    }
 }

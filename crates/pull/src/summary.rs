@@ -11,7 +11,7 @@ use attendance_core::plan::{Clipped, EmployeeType, Status, Window};
 use attendance_core::table::Table;
 use attendance_feishu::ClientStats;
 use attendance_lake::commit::WrittenFile;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::error::{Failure, RunError};
 use crate::resync::ResyncPlan;
@@ -52,6 +52,9 @@ pub struct Normalized {
     pub rejects: u64,
     /// Rows whose times needed the DST rule.
     pub dst: FlattenCounts,
+    /// Each user's zone as of their latest date placed in an answer (`flatten::note_zone`),
+    /// whether or not their window committed: ids as queried → (date, IANA name).
+    pub zones: BTreeMap<String, (NaiveDate, &'static str)>,
 }
 
 /// What the load stage did to the output root.

@@ -17,6 +17,7 @@ use attendance_feishu::{PlatformError, codes, endpoints};
 use attendance_lake::commit::read_table;
 use attendance_lake::spill::SpillConfig;
 use attendance_lake::store::Store;
+use attendance_lake::zones::{self, SeenZone};
 use attendance_pull::summary::{Outcome, RunSummary};
 use attendance_pull::{AnswerSource, BackfillRequest, RunError, RunProgress, Users, backfill};
 use chrono::NaiveDate;
@@ -26,14 +27,16 @@ fn d(s: &str) -> NaiveDate {
 }
 
 /// Answers made up per query: each user has one out on each date of the window, for the status
-/// asked. Refused users fail any batch naming them (1220004, like a departed employee); a
-/// failing window fails every query of it the way a platform that stays down does; a fatal
-/// code answers every query from a date on.
+/// asked, in Asia/Shanghai unless `zone_of` says otherwise. Refused users fail any batch naming
+/// them (1220004, like a departed employee); a failing window fails every query of it the way a
+/// platform that stays down does; a fatal code answers every query from a date on.
 #[derive(Default)]
 struct Answers {
     refused: HashSet<String>,
     failing_windows: HashSet<NaiveDate>,
     fatal_from: Option<(NaiveDate, i64)>,
+    /// The `time_zone` a user's answer carries on a date.
+    zone_of: Option<fn(&str, NaiveDate) -> &'static str>,
     asked: Mutex<Vec<QueryRequest>>,
 }
 
@@ -90,8 +93,11 @@ impl AnswerSource for Answers {
         for user in &query.user_ids {
             for date in (Window { from, to }).dates() {
                 let day = date.format("%Y-%m-%d");
+                let zone = self
+                    .zone_of
+                    .map_or("Asia/Shanghai", |zone_of| zone_of(user, date));
                 elements.push(format!(
-                    r#"{{"user_id":"{user}","date":"{}","time_zone":"Asia/Shanghai","outs":[{{"approval_id":"o-{user}-{day}-{status}","start_time":"{day} 09:00:00","end_time":"{day} 10:30:00"}}]}}"#,
+                    r#"{{"user_id":"{user}","date":"{}","time_zone":"{zone}","outs":[{{"approval_id":"o-{user}-{day}-{status}","start_time":"{day} 09:00:00","end_time":"{day} 10:30:00"}}]}}"#,
                     date.format("%Y%m%d")
                 ));
             }
@@ -356,4 +362,165 @@ async fn each_stage_counts_its_own_work() {
         assert!(window.contains(file.date), "{}", file.path);
         assert_eq!(file.rows, 60 * 2, "{}", file.path);
     }
+}
+
+/// The zones of the simulated tenant's fixture users (`attendance-sim`'s fixtures.rs), as their
+/// answers carry them, and two more: `fx_moved` moves from London to Kolkata on 2026-09-16, and
+/// `fx_lapsed` is sent an unknown zone from 2026-09-19 on.
+fn fixture_zone(user: &str, date: NaiveDate) -> &'static str {
+    match user {
+        "fx_shanghai" => "Asia/Shanghai",
+        "fx_newyork" => "America/New_York",
+        "fx_london" => "Europe/London",
+        "fx_lordhowe" => "Australia/Lord_Howe",
+        "fx_kolkata" => "Asia/Kolkata",
+        // The doc: an empty time_zone means UTC.
+        "fx_nozone" => "",
+        // Not an IANA name: every record of the user is rejected.
+        "fx_badzone" => "Asia/Beijing",
+        "fx_moved" if date < d("2026-09-16") => "Europe/London",
+        "fx_moved" => "Asia/Kolkata",
+        "fx_lapsed" if date < d("2026-09-19") => "America/New_York",
+        "fx_lapsed" => "GMT+8",
+        _ => "Asia/Shanghai",
+    }
+}
+
+fn fixture_users() -> Vec<String> {
+    [
+        "fx_shanghai",
+        "fx_newyork",
+        "fx_london",
+        "fx_lordhowe",
+        "fx_kolkata",
+        "fx_nozone",
+        "fx_badzone",
+        "fx_moved",
+        "fx_lapsed",
+        "fx_refused",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn seen(time_zone: &str, as_of: &str) -> SeenZone {
+    SeenZone {
+        time_zone: time_zone.into(),
+        as_of: d(as_of),
+    }
+}
+
+#[tokio::test]
+async fn a_run_keeps_each_users_latest_answered_zone_in_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::Local(dir.path().to_path_buf());
+    let source = Answers {
+        refused: ["fx_refused".to_string()].into(),
+        zone_of: Some(fixture_zone),
+        ..Answers::default()
+    };
+    let request = request(dir.path(), fixture_users(), "2026-09-01", "2026-09-20");
+    let summary = run(&source, &request).await;
+    // Partial (a refused user): what was answered is kept all the same.
+    assert_eq!(summary.outcome(), Outcome::Partial);
+
+    let expected = [
+        ("fx_shanghai", seen("Asia/Shanghai", "2026-09-20")),
+        ("fx_newyork", seen("America/New_York", "2026-09-20")),
+        ("fx_london", seen("Europe/London", "2026-09-20")),
+        ("fx_lordhowe", seen("Australia/Lord_Howe", "2026-09-20")),
+        ("fx_kolkata", seen("Asia/Kolkata", "2026-09-20")),
+        ("fx_nozone", seen("UTC", "2026-09-20")),
+        // The latest date wins.
+        ("fx_moved", seen("Asia/Kolkata", "2026-09-20")),
+        // Dates with an unknown zone are not placed: the last known one stands.
+        ("fx_lapsed", seen("America/New_York", "2026-09-18")),
+    ]
+    .map(|(user, zone)| (user.to_string(), zone))
+    .into();
+    // fx_badzone (never a known zone) and fx_refused (never answered) are not there.
+    let zones = zones::load(&store).await.unwrap();
+    assert_eq!(zones.user_id, expected);
+    assert!(zones.open_id.is_empty());
+    assert_eq!(
+        zones.zone_of(Some("fx_newyork"), None),
+        Some("America/New_York")
+    );
+    assert_eq!(zones.zone_of(Some("fx_badzone"), None), None);
+    let file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(zones::USER_ZONES_PATH)).unwrap())
+            .unwrap();
+    assert_eq!(
+        file["user_id"]["fx_lordhowe"],
+        serde_json::json!({"time_zone": "Australia/Lord_Howe", "as_of": "2026-09-20"})
+    );
+
+    // A run over earlier dates, whatever zones they carried then, changes nothing; one over
+    // later dates moves the users it answered for.
+    let earlier = Answers {
+        zone_of: Some(|_, _| "Europe/Paris"),
+        ..Answers::default()
+    };
+    run(
+        &earlier,
+        &request_over(dir.path(), "2026-08-01", "2026-08-10"),
+    )
+    .await;
+    assert_eq!(zones::load(&store).await.unwrap().user_id, expected);
+    let later = Answers {
+        zone_of: Some(|_, _| "Europe/Paris"),
+        ..Answers::default()
+    };
+    run(
+        &later,
+        &request_over(dir.path(), "2026-10-01", "2026-10-02"),
+    )
+    .await;
+    let moved = zones::load(&store).await.unwrap();
+    assert_eq!(
+        moved.user_id["fx_newyork"],
+        seen("Europe/Paris", "2026-10-02")
+    );
+    assert_eq!(
+        moved.user_id["fx_shanghai"],
+        seen("Asia/Shanghai", "2026-09-20")
+    );
+}
+
+/// `fx_newyork` alone over `from..=to`.
+fn request_over(out: &Path, from: &str, to: &str) -> BackfillRequest {
+    request(out, vec!["fx_newyork".to_string()], from, to)
+}
+
+#[tokio::test]
+async fn open_ids_are_filed_under_open_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Answers {
+        zone_of: Some(|_, _| "Australia/Lord_Howe"),
+        ..Answers::default()
+    };
+    let mut request = request(
+        dir.path(),
+        vec!["ou_1".to_string()],
+        "2026-09-01",
+        "2026-09-02",
+    );
+    request.employee_type = EmployeeType::OpenId;
+    run(&source, &request).await;
+    let zones = zones::load(&Store::Local(dir.path().to_path_buf()))
+        .await
+        .unwrap();
+    assert!(zones.user_id.is_empty());
+    assert_eq!(
+        zones.open_id,
+        [(
+            "ou_1".to_string(),
+            seen("Australia/Lord_Howe", "2026-09-02")
+        )]
+        .into()
+    );
+    assert_eq!(
+        zones.zone_of(None, Some("ou_1")),
+        Some("Australia/Lord_Howe")
+    );
 }

@@ -53,6 +53,7 @@ use arrow_schema::{DataType, Field, TimeUnit};
 use serde::Serialize;
 
 use arrow_schema::SchemaRef;
+use attendance_core::event_state::EventTable;
 use attendance_core::event_table::{APPROVAL_EVENTS, approval_events_schema};
 use attendance_core::table::{SCHEMA_VERSION, Table};
 
@@ -89,6 +90,18 @@ impl Published for ApprovalEvents {
     }
     fn source(self) -> &'static str {
         "attendance_core::event_table::approval_events_schema()"
+    }
+}
+
+impl Published for EventTable {
+    fn name(self) -> &'static str {
+        EventTable::name(self)
+    }
+    fn schema(self) -> SchemaRef {
+        EventTable::schema(self)
+    }
+    fn source(self) -> &'static str {
+        "attendance_core::event_state::EventTable::schema()"
     }
 }
 
@@ -690,6 +703,7 @@ pub fn arrow_json(table: impl Published) -> String {
 pub fn published_files() -> Vec<(String, String)> {
     let mut files: Vec<(String, String)> = Table::ALL.into_iter().flat_map(files_of).collect();
     files.extend(files_of(ApprovalEvents));
+    files.extend(EventTable::ALL.into_iter().flat_map(files_of));
     files
 }
 
@@ -769,7 +783,49 @@ mod tests {
     /// every type the writer produces, so the test does not re-derive what it checks.
     fn expected_sql_types(data_type: &DataType) -> (&'static str, &'static str, &'static str) {
         let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        let utc_field = |name: &str| {
+            Field::new(
+                name,
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            )
+        };
+        let struct_list = |fields: Vec<Field>| {
+            DataType::List(Arc::new(Field::new(
+                "element",
+                DataType::Struct(fields.into()),
+                true,
+            )))
+        };
+        let local_range = struct_list(vec![
+            utc_field("start_time"),
+            utc_field("end_time"),
+            Field::new("start_time_local", DataType::Utf8, true),
+            Field::new("end_time_local", DataType::Utf8, true),
+        ]);
+        let work_days = struct_list(vec![
+            Field::new("start_date", DataType::Utf8, true),
+            Field::new("end_date", DataType::Utf8, true),
+            Field::new("rule_associated", DataType::Int64, true),
+            Field::new("interval_seconds", DataType::Int64, true),
+        ]);
         let expectations = [
+            (
+                local_range,
+                (
+                    "ARRAY<STRUCT<start_time: TIMESTAMP, end_time: TIMESTAMP, start_time_local: STRING, end_time_local: STRING>>",
+                    "array(row(start_time timestamp(6), end_time timestamp(6), start_time_local varchar, end_time_local varchar))",
+                    "ARRAY",
+                ),
+            ),
+            (
+                work_days,
+                (
+                    "ARRAY<STRUCT<start_date: STRING, end_date: STRING, rule_associated: BIGINT, interval_seconds: BIGINT>>",
+                    "array(row(start_date varchar, end_date varchar, rule_associated bigint, interval_seconds bigint))",
+                    "ARRAY",
+                ),
+            ),
             (DataType::Utf8, ("STRING", "varchar", "VARCHAR")),
             (DataType::Int32, ("INT", "integer", "NUMBER(10,0)")),
             (DataType::Int64, ("BIGINT", "bigint", "NUMBER(19,0)")),
@@ -809,7 +865,13 @@ mod tests {
 
     #[test]
     fn every_column_is_in_every_ddl_with_its_type_and_date_is_the_partition() {
-        for table in Table::ALL {
+        Table::ALL.into_iter().for_each(check_every_column);
+        check_every_column(ApprovalEvents);
+        EventTable::ALL.into_iter().for_each(check_every_column);
+    }
+
+    fn check_every_column(table: impl Published) {
+        {
             let name = table.name();
             let schema = table.schema();
             let hive = hive_ddl(table);
@@ -987,7 +1049,10 @@ mod tests {
                 "{file_name}"
             );
         }
-        assert_eq!(published_files().len(), (Table::ALL.len() + 1) * 5);
+        assert_eq!(
+            published_files().len(),
+            (Table::ALL.len() + 1 + EventTable::ALL.len()) * 5
+        );
     }
 
     #[test]
