@@ -137,6 +137,15 @@ pub struct ReceiverArgs {
     /// Names this receiver in what it lands (default: host name and process id).
     #[arg(long, value_name = "NAME")]
     pub receiver_id: Option<String>,
+    /// Also compact the landed events into tables every INTERVAL (e.g. 5m, 30s, 1h), as `events
+    /// compact` does. With several receivers on one root, one compacts at a time; the others
+    /// skip that round.
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_interval)]
+    pub compact_every: Option<Duration>,
+    /// With --compact-every: the zone events' local times are read in for an applicant the
+    /// pull has not seen yet, as for `events compact`.
+    #[arg(long, default_value = "Asia/Shanghai", value_name = "IANA", value_parser = parse_zone)]
+    pub time_zone: chrono_tz::Tz,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -559,6 +568,26 @@ pub fn client_config(
 /// Today in the platform's time zone, whose today + 1 is the last date it accepts.
 pub fn platform_today(zone: chrono_tz::Tz) -> NaiveDate {
     chrono::Utc::now().with_timezone(&zone).date_naive()
+}
+
+/// A whole number of seconds, minutes or hours: `30s`, `5m`, `1h`; at least a second.
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let bad = || format!("'{s}' is not an interval such as 30s, 5m or 1h");
+    let text = s.trim();
+    let unit = text.chars().last().ok_or_else(bad)?;
+    let n: u64 = text[..text.len() - unit.len_utf8()]
+        .parse()
+        .map_err(|_| bad())?;
+    let seconds = match unit {
+        's' => n,
+        'm' => n.checked_mul(60).ok_or_else(bad)?,
+        'h' => n.checked_mul(3600).ok_or_else(bad)?,
+        _ => return Err(bad()),
+    };
+    if seconds == 0 {
+        return Err(format!("'{s}': the interval must be at least 1s"));
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 fn parse_zone(s: &str) -> Result<chrono_tz::Tz, String> {

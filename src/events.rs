@@ -35,6 +35,52 @@ async fn landing_of(args: &ReceiverArgs) -> anyhow::Result<Landing> {
     Ok(Landing::new(store, receiver_id(args)))
 }
 
+/// With `--compact-every`: compacts the root's landed events every interval until `stop`, a
+/// round at a time; a round that finds another compactor at work is skipped, one that fails is
+/// logged and the next one tries again (the receiver keeps landing either way).
+fn spawn_compactor(
+    args: &ReceiverArgs,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(every) = args.compact_every else {
+        return Ok(None);
+    };
+    let store = Arc::new(Store::open(&args.out)?);
+    let zone = attendance_core::tz::zone(Some(args.time_zone.name()))
+        .expect("--time-zone is parsed as an IANA name");
+    Ok(Some(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            }
+            let run_id = attendance_pull::run::new_run_id(chrono::Utc::now());
+            let ttl = std::time::Duration::from_secs(120);
+            match attendance_events::compact::compact(Arc::clone(&store), &run_id, ttl, zone).await
+            {
+                Ok(summary) => tracing::info!(
+                    events = summary.events,
+                    new_rows = summary.new_rows,
+                    state_partitions_written = summary.state_written.len(),
+                    state_partitions_removed = summary.state_deleted.len(),
+                    unreadable = summary.unreadable.len(),
+                    "compacted the landed events"
+                ),
+                Err(attendance_events::compact::CompactError::Lease(
+                    attendance_lake::lease::LeaseError::Held { holder, .. },
+                )) => tracing::info!(
+                    holder = %holder.run_id,
+                    "another compactor is at work on this root; skipping this round"
+                ),
+                Err(e) => tracing::error!(
+                    error = %attendance_core::chain::Chain(&e),
+                    "compaction failed; the next round tries again"
+                ),
+            }
+        }
+    })))
+}
+
 /// A watch that turns true on SIGTERM or Ctrl-C.
 fn stop_on_signal() -> watch::Receiver<bool> {
     let (stop, stopped) = watch::channel(false);
@@ -89,9 +135,13 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitStatus> {
         // The one line a supervisor or a test reads to find the port of `--listen …:0`.
         println!("listening on http://{addr}{}", args.path);
         let stop = stop_on_signal();
+        let compactor = spawn_compactor(&args.receiver, stop.clone())?;
         webhook::serve(listener, receiver, &args.path, stop)
             .await
             .context("the webhook receiver stopped serving")?;
+        if let Some(compactor) = compactor {
+            let _ = compactor.await;
+        }
         let totals = metrics.totals();
         println!(
             "stopped: {} events landed, {} duplicate deliveries, {} refused",
@@ -126,7 +176,11 @@ pub fn connect(args: ConnectArgs) -> anyhow::Result<ExitStatus> {
         println!("metrics on http://{ops_addr}/metrics");
         let receiver = LongConnection::new(client, landing, metrics.clone());
         let stop = stop_on_signal();
+        let compactor = spawn_compactor(&args.receiver, stop.clone())?;
         let summary = receiver.run(stop).await?;
+        if let Some(compactor) = compactor {
+            let _ = compactor.await;
+        }
         println!(
             "stopped: {} connections, {} events landed, {} duplicate deliveries, {} not landed (answered 500)",
             summary.connections, summary.landed, summary.duplicates, summary.failed

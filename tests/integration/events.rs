@@ -604,7 +604,7 @@ fn a_refused_handshake_stops_the_long_connection_with_exit_2_instead_of_spinning
 }
 
 #[test]
-fn events_compact_writes_approval_events_and_refuses_a_held_root() {
+fn events_compact_writes_approval_events_and_one_compactor_runs_at_a_time() {
     let tenant = tenant_with(10, EventSettings::default());
     let events = events_of(&tenant, 10);
     assert!(!events.is_empty());
@@ -638,19 +638,105 @@ fn events_compact_writes_approval_events_and_refuses_a_held_root() {
         "{}",
         again.stdout()
     );
-    // A backfill's lease on the root: the compaction waits its turn (exit 2), the receivers
-    // would not.
+    // A backfill's lease on the root does not hold the compaction up (they write different
+    // files); another compactor's lease does: exit 2, naming it.
     let store = std::sync::Arc::new(attendance_lake::store::Store::Local(out.clone()));
-    let lease = tenant
+    let backfill = tenant
         .rt
         .block_on(attendance_lake::lease::Lease::acquire(
-            store,
+            std::sync::Arc::clone(&store),
             "a-backfill",
+            Duration::from_secs(60),
+        ))
+        .unwrap();
+    compact().assert_ok();
+    tenant.rt.block_on(backfill.release()).unwrap();
+    let lease = tenant
+        .rt
+        .block_on(attendance_lake::lease::Lease::acquire_at(
+            store,
+            attendance_events::compact::COMPACT_LEASE_PATH,
+            "another-compactor",
             Duration::from_secs(60),
         ))
         .unwrap();
     let held = compact();
     assert_eq!(held.code(), 2, "{}", held.stderr());
-    assert!(held.stderr().contains("a-backfill"), "{}", held.stderr());
+    assert!(
+        held.stderr().contains("another-compactor"),
+        "{}",
+        held.stderr()
+    );
     tenant.rt.block_on(lease.release()).unwrap();
+}
+
+#[test]
+fn a_receiver_with_compact_every_compacts_what_lands_and_refuses_a_bad_interval() {
+    let tenant = tenant_with(10, EventSettings::default());
+    let events = events_of(&tenant, 5);
+    let ws = Workspace::new();
+    let out = ws.out();
+    let out_arg = out.to_str().unwrap();
+    let env = receiver_env(&tenant);
+    let serve_every = |every: &str| -> Vec<String> {
+        [
+            "events",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--out",
+            out_arg,
+            "--compact-every",
+            every,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let args = serve_every("5 minutes");
+    let bad = run_bin(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert_eq!(bad.code(), 2, "{}", bad.stderr());
+    assert!(bad.stderr().contains("--compact-every"), "{}", bad.stderr());
+    assert!(bad.stderr().contains("30s, 5m or 1h"), "{}", bad.stderr());
+
+    let args = serve_every("1s");
+    let receiver = Receiver::spawn(&args.iter().map(String::as_str).collect::<Vec<_>>(), &env);
+    // Events landed by any receiver on the root are compacted by this one's next round.
+    let landing =
+        attendance_events::Landing::new(attendance_lake::store::Store::Local(out.clone()), "other");
+    for event in &events {
+        tenant
+            .rt
+            .block_on(landing.land(event.body.clone(), attendance_events::Transport::Webhook))
+            .unwrap();
+    }
+    let rows = |dir: &str| -> usize {
+        let Ok(partitions) = std::fs::read_dir(out.join(dir)) else {
+            return 0;
+        };
+        partitions
+            .flat_map(|p| std::fs::read_dir(p.unwrap().path()).unwrap())
+            .map(|f| f.unwrap().path())
+            .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
+            .map(|f| {
+                let (batches, _) =
+                    attendance_lake::writer::decode(std::fs::read(f).unwrap()).unwrap();
+                batches.iter().map(|b| b.num_rows()).sum::<usize>()
+            })
+            .sum()
+    };
+    let started = Instant::now();
+    while rows("approval_events") < events.len() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "not compacted within 20 s: {} of {} rows",
+            rows("approval_events"),
+            events.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(rows("approval_events"), events.len());
+    assert!(rows("out_events") + rows("leave_events") + rows("overtime_events") > 0);
+    let (code, _, stderr) = receiver.terminate();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("compacted the landed events"), "{stderr}");
 }

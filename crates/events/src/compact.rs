@@ -8,9 +8,11 @@
 //!   events its partition lacks and rewrites it whole (an atomic put), and leaves a partition
 //!   that lacks nothing untouched. Rerunning it, or running it after one killed at any point,
 //!   gives the same files as one uninterrupted run over the same inbox.
-//! - One compactor at a time per root: it holds the root's lease (as a backfill or a sync
-//!   does), and stops before writing if the lease was lost. Receivers never take the lease and
-//!   are not held up.
+//! - One compactor at a time per root: it holds a lease of its own, [`COMPACT_LEASE_PATH`],
+//!   and stops before writing if the lease was lost. It does not take the root's lease: a
+//!   backfill or sync writes the pull tables, their rejects, the resync cursor and the users'
+//!   zones, none of which a compaction writes (it reads the zones, replaced atomically), so
+//!   neither waits for the other. Receivers take no lease at all.
 //! - The state tables are a function of every landed event and the pull's zone map: each
 //!   compaction computes them whole, puts the partitions whose bytes differ and deletes those
 //!   no approval starts on any more, so a killed compaction's rerun converges on the same files.
@@ -84,6 +86,9 @@ pub fn table_partition_path(table: &str, date: NaiveDate) -> String {
     format!("{table}/date={date}/part-00000.parquet")
 }
 
+/// The compactors' lease, beside the inbox.
+pub const COMPACT_LEASE_PATH: &str = "_events/compact-lease.json";
+
 /// Where the events that cannot be read are kept aside, one JSON object a line, by event id.
 pub const EVENT_REJECTS_PATH: &str = "_rejects/events.ndjson";
 
@@ -96,7 +101,9 @@ pub async fn compact(
     lease_ttl: Duration,
     default_zone: Zone,
 ) -> Result<CompactSummary, CompactError> {
-    let lease = Arc::new(Lease::acquire(Arc::clone(&store), run_id, lease_ttl).await?);
+    let lease = Arc::new(
+        Lease::acquire_at(Arc::clone(&store), COMPACT_LEASE_PATH, run_id, lease_ttl).await?,
+    );
     let renewal = lease.keep_renewed();
     let result = compact_leased(&store, &lease, default_zone).await;
     renewal.abort();

@@ -1,4 +1,5 @@
-//! Lease: one writer at a time on an output root, through `<root>/_lease.json`.
+//! Lease: one writer at a time on an output root, through `<root>/_lease.json` (and one
+//! events compactor at a time, through a lease of its own: the two never write the same files).
 //!
 //! Invariants:
 //! - A run writes nothing before it holds the lease, and holds it by renewing it every third of
@@ -61,6 +62,8 @@ pub enum LeaseError {
 /// A held lease.
 pub struct Lease {
     store: Arc<Store>,
+    /// The lease object, relative to the root.
+    path: &'static str,
     record: Mutex<(LeaseRecord, Version)>,
     ttl: Duration,
     lost: AtomicBool,
@@ -87,7 +90,17 @@ impl Lease {
         run_id: &str,
         ttl: Duration,
     ) -> Result<Lease, LeaseError> {
-        let location = store.describe(LEASE_PATH);
+        Lease::acquire_at(store, LEASE_PATH, run_id, ttl).await
+    }
+
+    /// Takes the lease kept at `path` (relative to the root) for `run_id`.
+    pub async fn acquire_at(
+        store: Arc<Store>,
+        path: &'static str,
+        run_id: &str,
+        ttl: Duration,
+    ) -> Result<Lease, LeaseError> {
+        let location = store.describe(path);
         let started_at = Utc::now();
         for _ in 0..5 {
             let record = LeaseRecord {
@@ -99,10 +112,10 @@ impl Lease {
                 released: false,
             };
             let bytes = serde_json::to_vec_pretty(&record).expect("a lease serializes");
-            if store.create(LEASE_PATH, bytes.clone()).await? {
-                return Lease::held(store, record, ttl).await;
+            if store.create(path, bytes.clone()).await? {
+                return Lease::held(store, path, record, ttl).await;
             }
-            let Some((old, version)) = store.get_versioned(LEASE_PATH).await? else {
+            let Some((old, version)) = store.get_versioned(path).await? else {
                 continue; // released meanwhile
             };
             let holder: LeaseRecord =
@@ -113,12 +126,12 @@ impl Lease {
             if holder.expires_at > Utc::now() && !holder.released {
                 return Err(LeaseError::Held { location, holder });
             }
-            if store.update(LEASE_PATH, bytes, &version).await? {
+            if store.update(path, bytes, &version).await? {
                 if !holder.released {
                     tracing::warn!(expired_run = %holder.run_id, host = %holder.host,
                         "took over an expired lease: its run was killed or lost its way");
                 }
-                return Lease::held(store, record, ttl).await;
+                return Lease::held(store, path, record, ttl).await;
             }
         }
         Err(LeaseError::Lost { location })
@@ -126,28 +139,30 @@ impl Lease {
 
     async fn held(
         store: Arc<Store>,
+        path: &'static str,
         record: LeaseRecord,
         ttl: Duration,
     ) -> Result<Lease, LeaseError> {
         let (bytes, version) =
             store
-                .get_versioned(LEASE_PATH)
+                .get_versioned(path)
                 .await?
                 .ok_or_else(|| LeaseError::Lost {
-                    location: store.describe(LEASE_PATH),
+                    location: store.describe(path),
                 })?;
         let now: LeaseRecord =
             serde_json::from_slice(&bytes).map_err(|source| LeaseError::Unreadable {
-                location: store.describe(LEASE_PATH),
+                location: store.describe(path),
                 source,
             })?;
         if now.run_id != record.run_id {
             return Err(LeaseError::Lost {
-                location: store.describe(LEASE_PATH),
+                location: store.describe(path),
             });
         }
         Ok(Lease {
             store,
+            path,
             record: Mutex::new((record, version)),
             ttl,
             lost: AtomicBool::new(false),
@@ -162,19 +177,19 @@ impl Lease {
         let written_at = std::time::Instant::now();
         record.expires_at = Utc::now() + self.ttl;
         let bytes = serde_json::to_vec_pretty(&record).expect("a lease serializes");
-        if !self.store.update(LEASE_PATH, bytes, &held.1).await? {
+        if !self.store.update(self.path, bytes, &held.1).await? {
             self.lost.store(true, Ordering::SeqCst);
             return Err(LeaseError::Lost {
-                location: self.store.describe(LEASE_PATH),
+                location: self.store.describe(self.path),
             });
         }
         let version = self
             .store
-            .get_versioned(LEASE_PATH)
+            .get_versioned(self.path)
             .await?
             .map(|(_, v)| v)
             .ok_or_else(|| LeaseError::Lost {
-                location: self.store.describe(LEASE_PATH),
+                location: self.store.describe(self.path),
             })?;
         *held = (record, version);
         *self.valid_until.lock().expect("lease clock lock") = written_at + self.ttl.mul_f64(0.8);
@@ -217,7 +232,7 @@ impl Lease {
         record.expires_at = Utc::now() - chrono::TimeDelta::seconds(1);
         record.released = true;
         let bytes = serde_json::to_vec_pretty(&record).expect("a lease serializes");
-        if !self.store.update(LEASE_PATH, bytes, &held.1).await? {
+        if !self.store.update(self.path, bytes, &held.1).await? {
             tracing::warn!("the lease was no longer ours when releasing it; left as it is");
         }
         Ok(())
