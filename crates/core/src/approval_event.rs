@@ -482,6 +482,10 @@ fn read_overtime(e: &Value) -> Result<OvertimeEvent, Unreadable> {
 /// A local wall time as the pages write them.
 pub fn local_time(text: &str) -> Option<NaiveDateTime> {
     let text = text.trim();
+    // The usual form, without a format string to interpret on every call.
+    if let Some(time) = crate::tz::parse_wall_time(text) {
+        return Some(time);
+    }
     NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
         .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M"))
         .ok()

@@ -244,6 +244,21 @@ pub struct StateCounts {
 pub struct StateTables {
     pub partitions: BTreeMap<(EventTable, NaiveDate), RecordBatch>,
     pub counts: StateCounts,
+    /// Where each row went and how it was read, in row order of the partitions' keys.
+    pub placed: Vec<Placed>,
+}
+
+/// One row's approval, where it was placed and how it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    pub table: EventTable,
+    pub instance_code: String,
+    pub date: NaiveDate,
+    pub user_id: Option<String>,
+    pub open_id: Option<String>,
+    pub time_zone: &'static str,
+    pub zone_source: ZoneSource,
+    pub reverted: bool,
 }
 
 /// The events of one approval.
@@ -270,38 +285,29 @@ pub fn build(
     zone_of: &dyn Fn(&Applicant) -> Option<Zone>,
     default: Zone,
 ) -> StateTables {
-    let mut instances: BTreeMap<(EventTable, &str), Instance<'_>> = BTreeMap::new();
-    for landed in events {
-        let Some(code) = landed.event.common.instance_code.as_deref() else {
-            continue;
-        };
-        let (kind, revert) = match &landed.event.body {
-            EventBody::Out(_) => (ApprovalKind::Out, false),
-            EventBody::Leave(_) => (ApprovalKind::Leave, false),
-            EventBody::Overtime(_) => (ApprovalKind::Overtime, false),
-            EventBody::Revert(r) => (r.kind, true),
-            EventBody::Other => continue,
-        };
-        let instance = instances.entry((EventTable::of(kind), code)).or_default();
-        if revert {
-            instance.reverts.push(*landed);
-        } else {
-            instance.approvals.push(*landed);
-        }
-    }
     let mut rows: BTreeMap<(EventTable, NaiveDate), Rows> = BTreeMap::new();
     let mut counts = StateCounts::default();
-    for ((table, code), mut instance) in instances {
+    let mut placed = Vec::new();
+    for ((table, code), instance) in instances(events) {
         if instance.approvals.is_empty() {
             counts.pending_reverts += instance.reverts.len();
             continue;
         }
-        instance.approvals.sort_by(newest_first);
         let state = State::of(code, &instance, zone_of, default);
         *counts.rows.entry(table).or_default() += 1;
         counts.reverted += usize::from(state.reverted_at.is_some());
         counts.default_zone += usize::from(state.zone_source == ZoneSource::Default);
         counts.dst_adjusted += usize::from(state.dst_adjusted);
+        placed.push(Placed {
+            table,
+            instance_code: code.to_owned(),
+            date: state.date,
+            user_id: state.approval.applicant.user_id.clone(),
+            open_id: state.approval.applicant.open_id.clone(),
+            time_zone: state.zone.name,
+            zone_source: state.zone_source,
+            reverted: state.reverted_at.is_some(),
+        });
         rows.entry((table, state.date))
             .or_insert_with(|| Rows::new(table))
             .push(state);
@@ -312,7 +318,71 @@ pub fn build(
             .map(|(key, rows)| (key, rows.finish()))
             .collect(),
         counts,
+        placed,
     }
+}
+
+/// The approval an event is about: its table, its `instance_code` and whether the event is a
+/// revert. None for events of other types and for an approval event without a code.
+pub fn instance_of(event: &ApprovalEvent) -> Option<(EventTable, &str, bool)> {
+    let code = event.common.instance_code.as_deref()?;
+    let (kind, revert) = match &event.body {
+        EventBody::Out(_) => (ApprovalKind::Out, false),
+        EventBody::Leave(_) => (ApprovalKind::Leave, false),
+        EventBody::Overtime(_) => (ApprovalKind::Overtime, false),
+        EventBody::Revert(r) => (r.kind, true),
+        EventBody::Other => return None,
+    };
+    Some((EventTable::of(kind), code, revert))
+}
+
+/// Each approval's partition date — the local date its head event starts on (a date as sent:
+/// it does not depend on the zone) — or None while only reverts of it have landed.
+pub fn placements<'a>(
+    events: &[LandedApproval<'a>],
+) -> BTreeMap<(EventTable, &'a str), Option<NaiveDate>> {
+    instances(events)
+        .into_iter()
+        .map(|(key, instance)| {
+            let date = (!instance.approvals.is_empty()).then(|| {
+                local_time(&approval_of(head_of(&instance)).start_local)
+                    .expect("the reader accepts only local times")
+                    .date()
+            });
+            (key, date)
+        })
+        .collect()
+}
+
+/// The events grouped by approval, each approval's events newest first.
+fn instances<'a>(events: &[LandedApproval<'a>]) -> BTreeMap<(EventTable, &'a str), Instance<'a>> {
+    let mut instances: BTreeMap<(EventTable, &str), Instance<'_>> = BTreeMap::new();
+    for landed in events {
+        let Some((table, code, revert)) = instance_of(landed.event) else {
+            continue;
+        };
+        let instance = instances.entry((table, code)).or_default();
+        if revert {
+            instance.reverts.push(*landed);
+        } else {
+            instance.approvals.push(*landed);
+        }
+    }
+    for instance in instances.values_mut() {
+        instance.approvals.sort_by(newest_first);
+    }
+    instances
+}
+
+/// The event that gives an approval's fields: its newest V2 for a leave that has one (V2 is the
+/// richer), else its newest approval event.
+fn head_of<'a>(instance: &Instance<'a>) -> &'a ApprovalEvent {
+    instance
+        .approvals
+        .iter()
+        .find(|e| matches!(&e.event.body, EventBody::Leave(l) if l.v2))
+        .unwrap_or(&instance.approvals[0])
+        .event
 }
 
 /// A local range read in the approval's zone.
@@ -372,7 +442,6 @@ impl<'a> State<'a> {
         zone_of: &dyn Fn(&Applicant) -> Option<Zone>,
         default: Zone,
     ) -> State<'a> {
-        let newest = instance.approvals[0];
         let leave = |v2: bool| {
             instance.approvals.iter().find_map(|e| match &e.event.body {
                 EventBody::Leave(l) if l.v2 == v2 => Some((e.event_id, l)),
@@ -380,18 +449,7 @@ impl<'a> State<'a> {
             })
         };
         let (v1, v2) = (leave(false), leave(true));
-        // A leave's fields come from V2 when there is one, whichever of the two came last.
-        let head = match v2 {
-            Some((id, _)) => {
-                instance
-                    .approvals
-                    .iter()
-                    .find(|e| e.event_id == id)
-                    .expect("found above")
-                    .event
-            }
-            None => newest.event,
-        };
+        let head = head_of(instance);
         let approval = approval_of(head);
         let (zone, zone_source) = match zone_of(&approval.applicant) {
             Some(zone) => (zone, ZoneSource::User),

@@ -4,18 +4,23 @@
 //! approval's start), under the root's lease.
 //!
 //! Invariants:
-//! - Idempotent: a partition holds each event id once, sorted by id; a compaction adds the
-//!   events its partition lacks and rewrites it whole (an atomic put), and leaves a partition
-//!   that lacks nothing untouched. Rerunning it, or running it after one killed at any point,
-//!   gives the same files as one uninterrupted run over the same inbox.
+//! - Incremental: a run reads the inbox objects modified since the last run's cursor (less
+//!   [`RELIST_MARGIN`], for objects that became visible late), oldest first, [`DEFAULT_CHUNK`]
+//!   at a time, so its memory is bounded by the chunk and its partitions, not by the history.
+//!   The cursor moves only when every chunk is written.
+//! - Idempotent: an `approval_events` partition holds each event id once, sorted by id; a
+//!   compaction adds the events its partition lacks and rewrites it whole (an atomic put), and
+//!   leaves a partition that lacks nothing untouched. The approvals' tables are rebuilt per
+//!   partition from the events kept beside them (see [`crate::state`]). Rerunning it, or
+//!   running it after one killed at any point, gives the same files as one uninterrupted run
+//!   over the same inbox.
 //! - One compactor at a time per root: it holds a lease of its own, [`COMPACT_LEASE_PATH`],
 //!   and stops before writing if the lease was lost. It does not take the root's lease: a
 //!   backfill or sync writes the pull tables, their rejects, the resync cursor and the users'
 //!   zones, none of which a compaction writes (it reads the zones, replaced atomically), so
 //!   neither waits for the other. Receivers take no lease at all.
-//! - The state tables are a function of every landed event and the pull's zone map: each
-//!   compaction computes them whole, puts the partitions whose bytes differ and deletes those
-//!   no approval starts on any more, so a killed compaction's rerun converges on the same files.
+//! - The approvals' tables are a function of every landed event and the pull's zone map: a
+//!   partition is rebuilt when an event joins it or when one of its users' zones changed.
 //! - An event whose body cannot be read keeps its row in `approval_events` (ids, type, receipt,
 //!   `raw`), makes no state row, and is kept aside in `_rejects/events.ndjson` with its field and
 //!   reason, and counted; nothing is guessed over.
@@ -28,34 +33,41 @@ use std::time::Duration;
 use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use attendance_core::approval_event::{Applicant, ApprovalEvent, Unreadable};
-use attendance_core::event_state::{self, EventTable, LandedApproval, StateCounts};
+use attendance_core::event_state::{StateCounts, ZoneSource};
 use attendance_core::event_table::{
     APPROVAL_EVENTS, EventInput, approval_events_batch, approval_events_schema,
     approval_events_values,
 };
 use attendance_core::tz::{self, Zone};
-use attendance_lake::inbox::{self, LandedEvent};
+use attendance_lake::inbox::{self, INBOX_DIR, LandedEvent};
 use attendance_lake::lease::{Lease, LeaseError};
 use attendance_lake::store::{Store, StoreError};
 use attendance_lake::writer::{self, ParquetWriter};
 use attendance_lake::zones;
 use chrono::{DateTime, NaiveDate, Utc};
 use parquet::errors::ParquetError;
+use serde::{Deserialize, Serialize};
+
+use crate::state::{COMPACTED_DIR, Kept, StateBook, check_lease};
 
 /// What a compaction did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CompactSummary {
-    /// Events in the inbox.
+    /// Inbox objects read (those modified since the last run, less the relisting margin).
     pub events: usize,
     /// Rows added to `approval_events` (events no partition held yet).
     pub new_rows: usize,
-    /// Partitions rewritten, by date.
+    /// `approval_events` partitions rewritten, by date.
     pub partitions: Vec<NaiveDate>,
-    /// Events whose body could not be read: id, field, reason (their rows are kept).
+    /// Events read in this run whose body could not be read: id, field, reason (their rows
+    /// are kept in `approval_events`, and they are kept aside in the rejects).
     pub unreadable: Vec<(String, Unreadable)>,
-    /// What the state tables hold.
+    /// What the approvals' tables hold after the run (rows, reverted, default zone, pending
+    /// reverts), and of the rows rebuilt in it, those that needed the DST rule.
     pub state: StateCounts,
-    /// State partitions written (changed or new) and deleted, as paths under the root.
+    /// Approvals whose row was rebuilt in this run.
+    pub rebuilt: usize,
+    /// Partitions of the approvals' tables written (changed or new) and deleted.
     pub state_written: Vec<String>,
     pub state_deleted: Vec<String>,
 }
@@ -66,13 +78,17 @@ pub enum CompactError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Lease(#[from] LeaseError),
-    #[error("{path}: not a Parquet file of approval_events; move it away and compact again")]
+    #[error("{path}: not a Parquet file this compaction wrote; move it away and compact again")]
     Unreadable {
         path: String,
         #[source]
         source: ParquetError,
     },
-    #[error("the lease on the output root was lost: stopped before writing {path}")]
+    #[error(
+        "{path}: {reason}; the compaction's own state is damaged: remove {COMPACTED_DIR} and the three approval tables to rebuild them from the inbox"
+    )]
+    State { path: String, reason: String },
+    #[error("the compaction lease was lost: stopped before writing {path}")]
     LeaseLost { path: String },
 }
 
@@ -92,7 +108,25 @@ pub const COMPACT_LEASE_PATH: &str = "_events/compact-lease.json";
 /// Where the events that cannot be read are kept aside, one JSON object a line, by event id.
 pub const EVENT_REJECTS_PATH: &str = "_rejects/events.ndjson";
 
-/// Compacts the inbox of `store` into `approval_events`, as run `run_id`.
+/// How far the compaction cursor is: the newest inbox object compacted.
+pub const COMPACT_CURSOR_PATH: &str = "_events/compacted/cursor.json";
+
+/// Objects modified this long before the cursor are read again: an object can become visible
+/// after others modified later (a slow upload, a receiver's clock), and one read twice costs
+/// nothing but the read.
+pub const RELIST_MARGIN: Duration = Duration::from_secs(600);
+
+/// Inbox objects read and compacted at a time.
+pub const DEFAULT_CHUNK: usize = 20_000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Cursor {
+    /// The newest modification time among the objects compacted.
+    through: DateTime<Utc>,
+    run_id: String,
+}
+
+/// Compacts what landed in the inbox of `store` since the last run, as run `run_id`.
 ///
 /// Local times are read in each applicant's zone from the pull's map, else in `default_zone`.
 pub async fn compact(
@@ -101,11 +135,22 @@ pub async fn compact(
     lease_ttl: Duration,
     default_zone: Zone,
 ) -> Result<CompactSummary, CompactError> {
+    compact_in_chunks(store, run_id, lease_ttl, default_zone, DEFAULT_CHUNK).await
+}
+
+/// [`compact`], reading `chunk` inbox objects at a time.
+pub async fn compact_in_chunks(
+    store: Arc<Store>,
+    run_id: &str,
+    lease_ttl: Duration,
+    default_zone: Zone,
+    chunk: usize,
+) -> Result<CompactSummary, CompactError> {
     let lease = Arc::new(
         Lease::acquire_at(Arc::clone(&store), COMPACT_LEASE_PATH, run_id, lease_ttl).await?,
     );
     let renewal = lease.keep_renewed();
-    let result = compact_leased(&store, &lease, default_zone).await;
+    let result = compact_leased(&store, &lease, run_id, default_zone, chunk.max(1)).await;
     renewal.abort();
     if let Err(e) = lease.release().await {
         tracing::warn!(error = %attendance_core::chain::Chain(&e), "could not release the lease; it expires by itself");
@@ -116,39 +161,124 @@ pub async fn compact(
 async fn compact_leased(
     store: &Store,
     lease: &Lease,
+    run_id: &str,
     default_zone: Zone,
+    chunk: usize,
 ) -> Result<CompactSummary, CompactError> {
-    let landed = inbox::read_all(store).await?;
-    let mut summary = CompactSummary {
-        events: landed.len(),
-        ..CompactSummary::default()
+    let mut summary = CompactSummary::default();
+    let map = zones::load(store).await?;
+    let zone_of = |applicant: &Applicant| -> Option<Zone> {
+        let name = map.zone_of(applicant.user_id.as_deref(), applicant.open_id.as_deref())?;
+        // The map holds names the pull resolved; one that no longer resolves is not guessed at.
+        tz::zone(Some(name)).ok()
     };
-    struct Prepared<'a> {
-        landed: &'a LandedEvent,
-        raw: String,
-        received_at: DateTime<Utc>,
-        read: Option<ApprovalEvent>,
-    }
-    let prepared: Vec<Prepared<'_>> = landed
-        .iter()
-        .map(|event| {
-            let read = match ApprovalEvent::read(&event.body) {
-                Ok(read) => Some(read),
+    let zone_now = |applicant: &Applicant| match zone_of(applicant) {
+        Some(zone) => (zone, ZoneSource::User),
+        None => (default_zone, ZoneSource::Default),
+    };
+    let cursor: Option<Cursor> = match store.get(COMPACT_CURSOR_PATH).await? {
+        Some(bytes) => Some(
+            serde_json::from_slice(&bytes).map_err(|e| CompactError::State {
+                path: store.describe(COMPACT_CURSOR_PATH),
+                reason: e.to_string(),
+            })?,
+        ),
+        None => None,
+    };
+    let since = cursor
+        .as_ref()
+        .map(|c| c.through - chrono::Duration::from_std(RELIST_MARGIN).expect("ten minutes"));
+    let mut listing = store.list_files_modified_since(INBOX_DIR, since).await?;
+    listing.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+    let through = listing
+        .last()
+        .map(|(_, modified)| *modified)
+        .max(cursor.as_ref().map(|c| c.through));
+
+    let mut book = StateBook::load(store).await?;
+    book.touch_zone_changes(&zone_now);
+    let mut rejects = Rejects::load(store).await?;
+    let writer = ParquetWriter::new(
+        APPROVAL_EVENTS,
+        approval_events_schema(),
+        approval_events_values,
+        None,
+    );
+    for part in listing.chunks(chunk) {
+        let paths: Vec<String> = part.iter().map(|(path, _)| path.clone()).collect();
+        let landed = inbox::read_paths(store, &paths).await?;
+        summary.events += landed.len();
+        let prepared: Vec<Prepared<'_>> = landed.iter().map(Prepared::of).collect();
+        merge_approval_events(store, lease, &writer, &prepared, &mut summary).await?;
+        for p in &prepared {
+            match &p.read {
+                Ok(event) => book.route(
+                    event,
+                    Kept {
+                        instance_code: event.common.instance_code.clone().unwrap_or_default(),
+                        event_id: p.landed.id.clone(),
+                        received_at: p.received_at,
+                        raw: p.raw.clone(),
+                    },
+                ),
                 Err(why) => {
-                    summary.unreadable.push((event.id.clone(), why));
-                    None
+                    rejects.add(p, why);
+                    summary.unreadable.push((p.landed.id.clone(), why.clone()));
                 }
-            };
-            Prepared {
-                landed: event,
-                raw: event.body.to_string(),
-                received_at: DateTime::parse_from_rfc3339(&event.received_at)
-                    .map(|t| t.with_timezone(&Utc))
-                    .unwrap_or(DateTime::UNIX_EPOCH),
-                read,
             }
+        }
+        book.flush(store, lease, &zone_of, default_zone, &mut summary)
+            .await?;
+    }
+    // Zone changes alone, when nothing new landed.
+    book.flush(store, lease, &zone_of, default_zone, &mut summary)
+        .await?;
+    book.save(store, lease).await?;
+    rejects.save(store, lease).await?;
+    book.totals(&mut summary);
+    if let Some(through) = through
+        && cursor.as_ref().is_none_or(|c| c.through != through)
+    {
+        let bytes = serde_json::to_vec_pretty(&Cursor {
+            through,
+            run_id: run_id.to_owned(),
         })
-        .collect();
+        .expect("a cursor serialises");
+        check_lease(store, lease, COMPACT_CURSOR_PATH)?;
+        store.put(COMPACT_CURSOR_PATH, bytes).await?;
+    }
+    Ok(summary)
+}
+
+/// One landed event read.
+struct Prepared<'a> {
+    landed: &'a LandedEvent,
+    raw: String,
+    received_at: DateTime<Utc>,
+    read: Result<ApprovalEvent, Unreadable>,
+}
+
+impl<'a> Prepared<'a> {
+    fn of(landed: &'a LandedEvent) -> Prepared<'a> {
+        Prepared {
+            landed,
+            raw: landed.body.to_string(),
+            received_at: DateTime::parse_from_rfc3339(&landed.received_at)
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or(DateTime::UNIX_EPOCH),
+            read: ApprovalEvent::read(&landed.body),
+        }
+    }
+}
+
+/// Adds to each `approval_events` partition the events it lacks.
+async fn merge_approval_events(
+    store: &Store,
+    lease: &Lease,
+    writer: &ParquetWriter,
+    prepared: &[Prepared<'_>],
+    summary: &mut CompactSummary,
+) -> Result<(), CompactError> {
     let inputs: Vec<EventInput<'_>> = prepared
         .iter()
         .map(|p| EventInput {
@@ -156,7 +286,7 @@ async fn compact_leased(
             received_at: p.received_at,
             transport: p.landed.transport.as_str(),
             raw: &p.raw,
-            read: p.read.as_ref(),
+            read: p.read.as_ref().ok(),
             event_type: p.landed.event_type.as_deref(),
         })
         .collect();
@@ -164,12 +294,6 @@ async fn compact_leased(
     for input in &inputs {
         by_date.entry(input.date()).or_default().push(input);
     }
-    let writer = ParquetWriter::new(
-        APPROVAL_EVENTS,
-        approval_events_schema(),
-        approval_events_values,
-        None,
-    );
     for (date, events) in by_date {
         let path = partition_path(date);
         let existing = match store.get(&path).await? {
@@ -183,7 +307,7 @@ async fn compact_leased(
             }
             None => Vec::new(),
         };
-        let held: HashSet<String> = existing
+        let mut held: HashSet<String> = existing
             .iter()
             .flat_map(|b| {
                 let ids = b.column(0).as_string::<i32>();
@@ -192,9 +316,10 @@ async fn compact_leased(
                     .collect::<Vec<_>>()
             })
             .collect();
+        // The relisting margin can bring the same event twice into one chunk's view: once.
         let missing: Vec<EventInput<'_>> = events
             .into_iter()
-            .filter(|e| !held.contains(e.event_id))
+            .filter(|e| held.insert(e.event_id.to_owned()))
             .cloned()
             .collect();
         if missing.is_empty() {
@@ -207,52 +332,16 @@ async fn compact_leased(
                 path: store.describe(&path),
                 source,
             })?;
-        if lease.is_lost() {
-            return Err(CompactError::LeaseLost {
-                path: store.describe(&path),
-            });
-        }
+        check_lease(store, lease, &path)?;
         store.put(&path, bytes).await?;
         summary.new_rows += missing.len();
         summary.partitions.push(date);
     }
-    let approvals: Vec<LandedApproval<'_>> = prepared
-        .iter()
-        .filter_map(|p| {
-            Some(LandedApproval {
-                event_id: &p.landed.id,
-                received_at: p.received_at,
-                event: p.read.as_ref()?,
-            })
-        })
-        .collect();
-    write_states(store, lease, &approvals, default_zone, &mut summary).await?;
-    let rejects: Vec<EventReject<'_>> = prepared
-        .iter()
-        .filter(|p| p.read.is_none())
-        .map(|p| {
-            let why = summary
-                .unreadable
-                .iter()
-                .find(|(id, _)| *id == p.landed.id)
-                .map(|(_, why)| why)
-                .expect("every unread event has its reason");
-            EventReject {
-                event_id: &p.landed.id,
-                event_type: p.landed.event_type.as_deref(),
-                received_at: &p.landed.received_at,
-                field: &why.field,
-                reason: &why.reason,
-                raw: &p.landed.body,
-            }
-        })
-        .collect();
-    write_rejects(store, lease, rejects).await?;
-    Ok(summary)
+    Ok(())
 }
 
 /// One line of `_rejects/events.ndjson`.
-#[derive(serde::Serialize)]
+#[derive(Serialize)]
 struct EventReject<'a> {
     event_id: &'a str,
     event_type: Option<&'a str>,
@@ -262,110 +351,62 @@ struct EventReject<'a> {
     raw: &'a serde_json::Value,
 }
 
-/// Rewrites the events' rejects file when its lines changed (deleted when none is left).
-async fn write_rejects(
-    store: &Store,
-    lease: &Lease,
-    mut rejects: Vec<EventReject<'_>>,
-) -> Result<(), CompactError> {
-    rejects.sort_by(|a, b| a.event_id.cmp(b.event_id));
-    let mut bytes = Vec::new();
-    for reject in &rejects {
-        serde_json::to_writer(&mut bytes, reject).expect("a reject serialises");
-        bytes.push(b'\n');
-    }
-    let old = store.get(EVENT_REJECTS_PATH).await?;
-    if old.as_deref().unwrap_or_default() == bytes.as_slice() {
-        return Ok(());
-    }
-    if lease.is_lost() {
-        return Err(CompactError::LeaseLost {
-            path: store.describe(EVENT_REJECTS_PATH),
-        });
-    }
-    if bytes.is_empty() {
-        store.delete(EVENT_REJECTS_PATH).await?;
-    } else {
-        store.put(EVENT_REJECTS_PATH, bytes).await?;
-    }
-    Ok(())
+/// The rejects file, by event id, as read and as added to.
+struct Rejects {
+    lines: BTreeMap<String, String>,
+    changed: bool,
 }
 
-/// Computes the three state tables and brings their partitions to it.
-async fn write_states(
-    store: &Store,
-    lease: &Lease,
-    approvals: &[LandedApproval<'_>],
-    default_zone: Zone,
-    summary: &mut CompactSummary,
-) -> Result<(), CompactError> {
-    let map = zones::load(store).await?;
-    let zone_of = |applicant: &Applicant| -> Option<Zone> {
-        let name = map.zone_of(applicant.user_id.as_deref(), applicant.open_id.as_deref())?;
-        // The map holds names the pull resolved; one that no longer resolves is not guessed at.
-        tz::zone(Some(name)).ok()
-    };
-    let built = event_state::build(approvals, &zone_of, default_zone);
-    summary.state = built.counts;
-    let mut wanted: BTreeMap<String, RecordBatch> = built
-        .partitions
-        .into_iter()
-        .map(|((table, date), batch)| (table_partition_path(table.name(), date), batch))
-        .collect();
-    for table in EventTable::ALL {
-        let writer = ParquetWriter::new(
-            table.name(),
-            table.schema(),
-            |column| table.values_of(column),
-            None,
-        );
-        let prefix = format!("{}/", table.name());
-        let existing: HashSet<String> = store
-            .list_files(table.name())
-            .await?
-            .into_iter()
-            .filter(|p| p.ends_with(".parquet"))
-            .collect();
-        let paths: Vec<String> = wanted
-            .keys()
-            .filter(|p| p.starts_with(&prefix))
-            .cloned()
-            .collect();
-        for path in &paths {
-            let batch = wanted.remove(path).expect("listed above");
-            let bytes = writer
-                .encode(&batch)
-                .map_err(|source| CompactError::Unreadable {
-                    path: store.describe(path),
-                    source,
+impl Rejects {
+    async fn load(store: &Store) -> Result<Rejects, CompactError> {
+        let mut lines = BTreeMap::new();
+        if let Some(bytes) = store.get(EVENT_REJECTS_PATH).await? {
+            #[derive(Deserialize)]
+            struct Id {
+                event_id: String,
+            }
+            for line in String::from_utf8_lossy(&bytes).lines() {
+                let id: Id = serde_json::from_str(line).map_err(|e| CompactError::State {
+                    path: store.describe(EVENT_REJECTS_PATH),
+                    reason: e.to_string(),
                 })?;
-            if existing.contains(path)
-                && store.get(path).await?.as_deref() == Some(bytes.as_slice())
-            {
-                continue;
+                lines.insert(id.event_id, line.to_owned());
             }
-            if lease.is_lost() {
-                return Err(CompactError::LeaseLost {
-                    path: store.describe(path),
-                });
-            }
-            store.put(path, bytes).await?;
-            summary.state_written.push(path.clone());
         }
-        let kept: HashSet<&String> = paths.iter().collect();
-        let mut stale: Vec<&String> = existing.iter().filter(|p| !kept.contains(p)).collect();
-        stale.sort();
-        for path in stale {
-            if lease.is_lost() {
-                return Err(CompactError::LeaseLost {
-                    path: store.describe(path),
-                });
-            }
-            store.delete(path).await?;
-            summary.state_deleted.push(path.clone());
+        Ok(Rejects {
+            lines,
+            changed: false,
+        })
+    }
+
+    fn add(&mut self, p: &Prepared<'_>, why: &Unreadable) {
+        let line = serde_json::to_string(&EventReject {
+            event_id: &p.landed.id,
+            event_type: p.landed.event_type.as_deref(),
+            received_at: &p.landed.received_at,
+            field: &why.field,
+            reason: &why.reason,
+            raw: &p.landed.body,
+        })
+        .expect("a reject serialises");
+        if self.lines.get(&p.landed.id) != Some(&line) {
+            self.lines.insert(p.landed.id.clone(), line);
+            self.changed = true;
         }
     }
-    Ok(())
+
+    async fn save(&self, store: &Store, lease: &Lease) -> Result<(), CompactError> {
+        if !self.changed {
+            return Ok(());
+        }
+        let mut bytes = Vec::new();
+        for line in self.lines.values() {
+            bytes.extend_from_slice(line.as_bytes());
+            bytes.push(b'\n');
+        }
+        check_lease(store, lease, EVENT_REJECTS_PATH)?;
+        Ok(store.put(EVENT_REJECTS_PATH, bytes).await?)
+    }
 }
 
 /// The rows of a partition and new rows, together and sorted by `event_id`.

@@ -8,16 +8,21 @@
 //! - [`long_connection`]: discovery, the `pbbp2.Frame` WebSocket, pings, fragments, acks,
 //!   reconnects.
 //! - [`metrics`]: what both report to Prometheus.
-//! - [`compact`]: the landed events into the `approval_events` table, under the lease.
+//! - [`compact`]: what landed since the last run into `approval_events` and the approvals'
+//!   tables (`out_events`, `leave_events`, `overtime_events`), under a compaction lease.
+//! - [`state`]: the compaction's own state for the approvals' tables: the events kept beside
+//!   each partition, the index of the approvals, the reverts waiting for their approval.
 //!
 //! Depends on `attendance-feishu` (the envelope, frames, event heads, the client for discovery)
-//! and `attendance-lake` (the store). The receivers never take the output root's lease: they run
-//! beside backfills, syncs and compactions, and beside each other; the compaction does.
+//! and `attendance-lake` (the store). The receivers never take a lease: they run beside
+//! backfills, syncs and compactions, and beside each other; the compaction takes its own, not
+//! the root's.
 
 pub mod compact;
 pub mod landing;
 pub mod long_connection;
 pub mod metrics;
+pub mod state;
 pub mod webhook;
 
 pub use landing::{Landed, LandedEvent, Landing, LandingError, Transport};

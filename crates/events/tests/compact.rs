@@ -343,3 +343,222 @@ async fn the_pages_odd_forms_become_rows_and_what_cannot_be_read_is_kept_aside_w
         text
     );
 }
+
+/// Every public file of the four event tables under `root`: path → bytes.
+fn public_tables(root: &std::path::Path) -> BTreeSet<(String, Vec<u8>)> {
+    let mut found = BTreeSet::new();
+    for table in [
+        "approval_events",
+        "out_events",
+        "leave_events",
+        "overtime_events",
+    ] {
+        let Ok(partitions) = std::fs::read_dir(root.join(table)) else {
+            continue;
+        };
+        for partition in partitions {
+            for file in std::fs::read_dir(partition.unwrap().path()).unwrap() {
+                let file = file.unwrap().path();
+                if file.extension().is_some_and(|e| e == "parquet") {
+                    let rel = file.strip_prefix(root).unwrap().display().to_string();
+                    found.insert((rel, std::fs::read(&file).unwrap()));
+                }
+            }
+        }
+    }
+    found
+}
+
+async fn zone_map(store_dir: &std::path::Path, user: &str, zone: &str) {
+    let mut zones = attendance_lake::zones::UserZones::default();
+    let seen = std::collections::BTreeMap::from([(
+        user.to_owned(),
+        (NaiveDate::from_ymd_opt(2024, 9, 1).unwrap(), zone),
+    )]);
+    zones.merge(attendance_core::plan::EmployeeType::EmployeeId, &seen);
+    let store = Store::Local(store_dir.to_path_buf());
+    zones.save(&store).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_in_small_chunks_over_batches_of_landings_equal_one_run_over_everything() {
+    let tenant = SimTenant::start(SimConfig {
+        users: 30,
+        rate_limit_per_sec: 0,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let day = |d| NaiveDate::from_ymd_opt(2026, 3, d).unwrap();
+    let mut events = tenant.approval_events(day(1), day(20));
+    // Revoke a few, and land every revert before its approval.
+    let codes: Vec<String> = events
+        .iter()
+        .filter(|e| e.event_type == "leave_approvalV2" || e.event_type == "out_approval")
+        .map(|e| e.instance_code.clone())
+        .step_by(5)
+        .collect();
+    for code in &codes {
+        if let Some(revert) = tenant.revoke(code) {
+            events.insert(0, revert);
+        }
+    }
+    tenant.shutdown().await;
+    let incremental = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::Local(incremental.path().to_path_buf()));
+    let landing = Landing::new((*store).clone(), "r");
+    let chunked = |run_id: &'static str| {
+        let store = Arc::clone(&store);
+        async move {
+            attendance_events::compact::compact_in_chunks(
+                store,
+                run_id,
+                Duration::from_secs(30),
+                shanghai(),
+                7,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    // Four batches, each compacted in chunks of 7, then the zone of one applicant changes.
+    for (i, batch) in events.chunks(events.len() / 4 + 1).enumerate() {
+        for event in batch {
+            landing
+                .land(event.body.clone(), Transport::Webhook)
+                .await
+                .unwrap();
+        }
+        let summary = chunked(["b0", "b1", "b2", "b3"][i]).await;
+        assert!(summary.events >= batch.len());
+    }
+    let pending_before = chunked("b4").await.state.pending_reverts;
+    assert_eq!(pending_before, 0, "every revert found its approval");
+    let user = events
+        .iter()
+        .find(|e| e.event_type == "out_approval")
+        .and_then(|e| e.body["event"]["user_id"].as_str())
+        .unwrap()
+        .to_owned();
+    zone_map(incremental.path(), &user, "America/New_York").await;
+    let rezoned = chunked("z").await;
+    assert!(
+        rezoned.rebuilt > 0,
+        "the user's rows were read again in the new zone"
+    );
+    assert!(!rezoned.state_written.is_empty());
+
+    // One run over the same landed objects in a fresh root with that zone map.
+    let one_shot = tempfile::tempdir().unwrap();
+    let fresh = Arc::new(Store::Local(one_shot.path().to_path_buf()));
+    for event in attendance_lake::inbox::read_all(&store).await.unwrap() {
+        let path = attendance_lake::inbox::path_of(&event.id);
+        fresh
+            .put(&path, serde_json::to_vec(&event).unwrap())
+            .await
+            .unwrap();
+    }
+    zone_map(one_shot.path(), &user, "America/New_York").await;
+    let whole = run(&fresh, "w").await.unwrap();
+    assert_eq!(
+        public_tables(incremental.path()),
+        public_tables(one_shot.path())
+    );
+    let reverted: BTreeSet<&str> = events
+        .iter()
+        .filter(|e| e.event_type.ends_with("_revert"))
+        .map(|e| e.instance_code.as_str())
+        .collect();
+    assert!(reverted.len() >= codes.len());
+    assert_eq!(whole.state.reverted, reverted.len());
+    let rows: usize = whole.state.rows.values().sum();
+    assert!(rows > 20, "{rows}");
+}
+
+#[tokio::test]
+async fn a_run_reads_what_landed_since_the_last_one() {
+    let tenant = SimTenant::start(SimConfig {
+        users: 10,
+        rate_limit_per_sec: 0,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let day = |d| NaiveDate::from_ymd_opt(2026, 3, d).unwrap();
+    let events = tenant.approval_events(day(1), day(10));
+    tenant.shutdown().await;
+    assert!(events.len() > 10);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::Local(dir.path().to_path_buf()));
+    let landing = Landing::new((*store).clone(), "r");
+    // Two hours ago, one hour ago, now: the run after the second one reads the second and the
+    // third (within the relisting margin of the cursor), not the first.
+    let (first, rest) = events.split_at(events.len() / 2);
+    let (second, third) = rest.split_at(rest.len() - 5);
+    let age = |ago: &str| {
+        let status = std::process::Command::new("find")
+            .arg(dir.path().join("_events/inbox"))
+            .args([
+                "-type",
+                "f",
+                "-newermt",
+                "10 minutes ago",
+                "-exec",
+                "touch",
+                "-d",
+                ago,
+                "{}",
+                "+",
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    for event in first {
+        landing
+            .land(event.body.clone(), Transport::Webhook)
+            .await
+            .unwrap();
+    }
+    age("2 hours ago");
+    for event in second {
+        landing
+            .land(event.body.clone(), Transport::Webhook)
+            .await
+            .unwrap();
+    }
+    age("1 hour ago");
+    assert_eq!(
+        run(&store, "one").await.unwrap().events,
+        first.len() + second.len()
+    );
+    for event in third {
+        landing
+            .land(event.body.clone(), Transport::Webhook)
+            .await
+            .unwrap();
+    }
+    let two = run(&store, "two").await.unwrap();
+    assert_eq!(
+        two.events,
+        second.len() + third.len(),
+        "what landed since, and the margin"
+    );
+    assert_eq!(two.new_rows, third.len());
+    let three = run(&store, "three").await.unwrap();
+    assert_eq!(
+        three.events,
+        third.len(),
+        "the margin reads the newest again"
+    );
+    assert_eq!(
+        (three.new_rows, three.rebuilt),
+        (0, 0),
+        "and changes nothing"
+    );
+    assert_eq!(
+        ids_in(&files(dir.path())).len(),
+        events.len(),
+        "every event is one row"
+    );
+}

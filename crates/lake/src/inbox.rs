@@ -96,9 +96,17 @@ fn hex(bytes: &[u8]) -> String {
 /// Every landed event, in path order. Reads every object, [`READ_CONCURRENCY`] at a time:
 /// meant for roots whose inbox the compaction keeps small, for tests and for the demo.
 pub async fn read_all(store: &Store) -> Result<Vec<LandedEvent>, StoreError> {
-    use futures::{StreamExt, TryStreamExt};
     let files = store.list_files(INBOX_DIR).await?;
-    futures::stream::iter(files)
+    read_paths(store, &files).await
+}
+
+/// The landed events at these paths, in their order ([`READ_CONCURRENCY`] reads at a time);
+/// an object gone since it was listed is left out.
+pub async fn read_paths(store: &Store, paths: &[String]) -> Result<Vec<LandedEvent>, StoreError> {
+    use futures::{StreamExt, TryStreamExt};
+    // Owned paths: a stream of borrowed ones makes the future not `Send` for every lifetime
+    // (rust-lang/rust#102211), which a spawned compaction needs.
+    futures::stream::iter(paths.to_vec())
         .map(|rel| async move {
             let Some(bytes) = store.get(&rel).await? else {
                 // Gone between the listing and the read: nothing to report.
@@ -118,7 +126,7 @@ pub async fn read_all(store: &Store) -> Result<Vec<LandedEvent>, StoreError> {
         .await
 }
 
-/// Objects read at once by [`read_all`]: an object store answers each GET in milliseconds, and
+/// Objects read at once by [`read_paths`]: an object store answers each GET in milliseconds, and
 /// tens of them in flight hide that.
 pub const READ_CONCURRENCY: usize = 32;
 

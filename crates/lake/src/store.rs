@@ -15,6 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
@@ -160,12 +161,36 @@ impl Store {
     /// Every file under `dir` (recursively), as paths relative to the root, sorted.
     /// Names starting with `.` (temporary files) are left out.
     pub async fn list_files(&self, dir: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .list_files_modified(dir)
+            .await?
+            .into_iter()
+            .map(|(rel, _)| rel)
+            .collect())
+    }
+
+    /// [`Store::list_files`] with each file's last modification (an object's `Last-Modified`):
+    /// what the listing itself tells, no read per file on an object store.
+    pub async fn list_files_modified(
+        &self,
+        dir: &str,
+    ) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        self.list_files_modified_since(dir, None).await
+    }
+
+    /// [`Store::list_files_modified`], only the files modified at or after `since` (the others
+    /// are never held in memory: a listing of millions of old objects stays small).
+    pub async fn list_files_modified_since(
+        &self,
+        dir: &str,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
         let mut files = match self {
             Store::Local(root) => {
                 let base = root.join(dir);
                 let root = root.clone();
                 let dir_owned = dir.to_string();
-                tokio::task::spawn_blocking(move || walk(&root, &base))
+                tokio::task::spawn_blocking(move || walk(&root, &base, since))
                     .await
                     .expect("a directory walk never panics")
                     .map_err(|e| self.io("list", &dir_owned, e))?
@@ -174,6 +199,9 @@ impl Store {
                 let at = Self::object_path(prefix, dir);
                 let listed: Vec<_> = inner
                     .list(Some(&at))
+                    .try_filter(|m| {
+                        std::future::ready(since.is_none_or(|since| m.last_modified >= since))
+                    })
                     .try_collect()
                     .await
                     .map_err(|e| self.io("list", dir, e))?;
@@ -181,17 +209,19 @@ impl Store {
                 listed
                     .into_iter()
                     .map(|m| {
-                        m.location
+                        let rel = m
+                            .location
                             .parts()
                             .skip(skip)
                             .map(|p| p.as_ref().to_string())
                             .collect::<Vec<_>>()
-                            .join("/")
+                            .join("/");
+                        (rel, m.last_modified)
                     })
                     .collect()
             }
         };
-        files.retain(|f| !f.rsplit('/').next().unwrap_or("").starts_with('.'));
+        files.retain(|(f, _)| !f.rsplit('/').next().unwrap_or("").starts_with('.'));
         files.sort();
         Ok(files)
     }
@@ -373,7 +403,11 @@ impl Store {
 
 /// Files under `base`, relative to `root`; temporary files older than a day (left by a run that
 /// died before its rename) are removed on the way.
-fn walk(root: &Path, base: &Path) -> std::io::Result<Vec<String>> {
+fn walk(
+    root: &Path,
+    base: &Path,
+    since: Option<DateTime<Utc>>,
+) -> std::io::Result<Vec<(String, DateTime<Utc>)>> {
     let mut out = Vec::new();
     let mut stack = vec![base.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -394,12 +428,21 @@ fn walk(root: &Path, base: &Path) -> std::io::Result<Vec<String>> {
                 let _ = std::fs::remove_file(&path);
                 continue;
             }
+            let modified = match entry.metadata() {
+                Ok(meta) => DateTime::<Utc>::from(meta.modified()?),
+                // Removed between the listing and the look: not there any more.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if since.is_some_and(|since| modified < since) {
+                continue;
+            }
             if let Ok(rel) = path.strip_prefix(root) {
                 let rel: Vec<String> = rel
                     .components()
                     .map(|c| c.as_os_str().to_string_lossy().into_owned())
                     .collect();
-                out.push(rel.join("/"));
+                out.push((rel.join("/"), modified));
             }
         }
     }
