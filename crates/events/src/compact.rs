@@ -196,7 +196,7 @@ async fn compact_leased(
         .max(cursor.as_ref().map(|c| c.through));
 
     let mut book = StateBook::load(store).await?;
-    book.touch_zone_changes(&zone_now);
+    book.touch_zone_changes(store, &zone_now).await?;
     let mut rejects = Rejects::load(store).await?;
     let writer = ParquetWriter::new(
         APPROVAL_EVENTS,
@@ -212,15 +212,15 @@ async fn compact_leased(
         merge_approval_events(store, lease, &writer, &prepared, &mut summary).await?;
         for p in &prepared {
             match &p.read {
-                Ok(event) => book.route(
-                    event,
-                    Kept {
+                Ok(event) => {
+                    let kept = Kept {
                         instance_code: event.common.instance_code.clone().unwrap_or_default(),
                         event_id: p.landed.id.clone(),
                         received_at: p.received_at,
                         raw: p.raw.clone(),
-                    },
-                ),
+                    };
+                    book.route(store, event, kept).await?;
+                }
                 Err(why) => {
                     rejects.add(p, why);
                     summary.unreadable.push((p.landed.id.clone(), why.clone()));

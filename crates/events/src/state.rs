@@ -12,9 +12,13 @@
 //!   did not change and whose users' zones did not change is not touched.
 //! - Adding an event already kept changes nothing, so routing the same events again (a rerun
 //!   after a crash, the relisting margin) converges on the same files.
-//! - The index (`approvals.ndjson`: table, code, date, applicant, zone used, reverted) is what
-//!   lets a revert find its approval's partition and a zone change find the rows to rebuild; it
-//!   is rewritten after the partitions, and a stale one only costs a rebuild.
+//! - The index of approvals (`approvals/<shard>.ndjson`, 4,096 shards by a hash of the code:
+//!   table, code, date, reverted) lets an event find its approval's partition; a run loads only
+//!   the shards its events name. `users.ndjson` holds the zone each applicant's rows were read
+//!   in (a change rebuilds the partitions holding their rows), `partitions.ndjson` each
+//!   partition's counts. They are saved after the partitions, the index last: an event kept
+//!   but not reflected in the index (a run killed in between) rebuilds its partition when it
+//!   is routed again, so the index, the zones and the counts catch up.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, OnceLock};
@@ -25,9 +29,9 @@ use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use attendance_core::approval_event::{Applicant, ApprovalEvent};
-use attendance_core::event_state::{self, EventTable, LandedApproval, Placed, ZoneSource};
+use attendance_core::event_state::{self, EventTable, LandedApproval, ZoneSource};
 use attendance_core::table::Values;
-use attendance_core::tz::{self, Zone};
+use attendance_core::tz::Zone;
 use attendance_lake::lease::Lease;
 use attendance_lake::store::Store;
 use attendance_lake::writer::{self, ParquetWriter};
@@ -38,7 +42,9 @@ use crate::compact::{CompactError, CompactSummary, table_partition_path};
 
 /// Where the compaction keeps its own state, under the root.
 pub const COMPACTED_DIR: &str = "_events/compacted";
-const INDEX_PATH: &str = "_events/compacted/approvals.ndjson";
+const INDEX_DIR: &str = "_events/compacted/approvals";
+const USERS_PATH: &str = "_events/compacted/users.ndjson";
+const PARTITIONS_PATH: &str = "_events/compacted/partitions.ndjson";
 const PENDING_PATH: &str = "_events/compacted/pending-reverts.parquet";
 
 /// A partition of a state table.
@@ -167,53 +173,182 @@ pub(crate) fn check_lease(store: &Store, lease: &Lease, path: &str) -> Result<()
     Ok(())
 }
 
-/// Where an approval's row is and how it was read, as held in memory: a hundred-odd bytes an
-/// approval (the zone a static name, the applicant's ids boxed).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Entry {
-    date: NaiveDate,
-    user_id: Option<Box<str>>,
-    open_id: Option<Box<str>>,
-    /// The IANA name the row was read in ("" when the name read back is not one any more,
-    /// which makes the next run read it again).
-    time_zone: &'static str,
-    zone_source: ZoneSource,
-    reverted: bool,
+/// The index of approvals, in [`INDEX_SHARDS`] files by a hash of the code: a run loads the
+/// shards of the approvals its events name, never the whole index.
+struct Index {
+    shards: BTreeMap<u16, BTreeMap<ApprovalKey, Indexed>>,
+    dirty: BTreeSet<u16>,
 }
 
-impl Entry {
-    fn line(&self, (table, code): &ApprovalKey) -> Indexed {
-        Indexed {
-            table: table.name().to_owned(),
-            instance_code: code.clone(),
-            date: self.date,
-            user_id: self.user_id.as_deref().map(str::to_owned),
-            open_id: self.open_id.as_deref().map(str::to_owned),
-            time_zone: self.time_zone.to_owned(),
-            time_zone_source: self.zone_source.as_str().to_owned(),
-            reverted: self.reverted,
-        }
-    }
+/// Index files, so that a run of a few hundred events reads a few hundred small files.
+pub const INDEX_SHARDS: u16 = 4096;
+
+fn shard_of(code: &str) -> u16 {
+    // FNV-1a: stable across builds and platforms, unlike the standard library's hasher.
+    let hash = code.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    (hash % u64::from(INDEX_SHARDS)) as u16
 }
 
-/// One line of the index file.
+fn shard_path(shard: u16) -> String {
+    format!("{INDEX_DIR}/{shard:03x}.ndjson")
+}
+
+/// One approval in the index: where its row is, and whether it is reverted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Indexed {
     table: String,
     instance_code: String,
     date: NaiveDate,
+    reverted: bool,
+}
+
+impl Index {
+    async fn shard(
+        &mut self,
+        store: &Store,
+        shard: u16,
+    ) -> Result<&mut BTreeMap<ApprovalKey, Indexed>, CompactError> {
+        let slot = match self.shards.entry(shard) {
+            std::collections::btree_map::Entry::Occupied(loaded) => return Ok(loaded.into_mut()),
+            std::collections::btree_map::Entry::Vacant(slot) => slot,
+        };
+        let lines: Vec<Indexed> = read_lines(store, &shard_path(shard)).await?;
+        Ok(slot.insert(
+            lines
+                .into_iter()
+                .filter_map(|entry| {
+                    let table = table_named(&entry.table)?;
+                    Some(((table, entry.instance_code.clone()), entry))
+                })
+                .collect(),
+        ))
+    }
+
+    async fn entry(
+        &mut self,
+        store: &Store,
+        key: &ApprovalKey,
+    ) -> Result<Option<Indexed>, CompactError> {
+        let shard = self.shard(store, shard_of(&key.1)).await?;
+        Ok(shard.get(key).cloned())
+    }
+
+    /// Records where an approval's row is, when its shard is loaded: an approval whose shard
+    /// no event of the run loaded has no new event, so its date and revert are as recorded.
+    fn set(&mut self, table: EventTable, code: &str, date: NaiveDate, reverted: bool) {
+        let shard = shard_of(code);
+        let Some(entries) = self.shards.get_mut(&shard) else {
+            return;
+        };
+        let entry = Indexed {
+            table: table.name().to_owned(),
+            instance_code: code.to_owned(),
+            date,
+            reverted,
+        };
+        let key = (table, code.to_owned());
+        if entries.get(&key) != Some(&entry) {
+            entries.insert(key, entry);
+            self.dirty.insert(shard);
+        }
+    }
+
+    async fn save(&mut self, store: &Store, lease: &Lease) -> Result<(), CompactError> {
+        for shard in std::mem::take(&mut self.dirty) {
+            let path = shard_path(shard);
+            let mut text = Vec::new();
+            for entry in self.shards[&shard].values() {
+                serde_json::to_writer(&mut text, entry).expect("an index line serialises");
+                text.push(b'\n');
+            }
+            check_lease(store, lease, &path)?;
+            store.put(&path, text).await?;
+        }
+        Ok(())
+    }
+}
+
+fn table_named(name: &str) -> Option<EventTable> {
+    EventTable::ALL.into_iter().find(|t| t.name() == name)
+}
+
+/// An applicant as the rows name them.
+type ApplicantKey = (Option<String>, Option<String>);
+
+/// The zone an applicant's rows were read in: all of them, since a change rebuilds them all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct UserLine {
     user_id: Option<String>,
     open_id: Option<String>,
     time_zone: String,
     /// `user` or `default`.
     time_zone_source: String,
-    reverted: bool,
 }
 
-/// Everything the compaction knows of the state tables between runs, and what a run changes.
+/// What one partition of an approval table holds, for the totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct PartitionLine {
+    table: &'static str,
+    date: NaiveDate,
+    rows: usize,
+    reverted: usize,
+    default_zone: usize,
+}
+
+#[derive(Deserialize)]
+struct PartitionLineIn {
+    table: String,
+    date: NaiveDate,
+    rows: usize,
+    reverted: usize,
+    default_zone: usize,
+}
+
+async fn read_lines<T: serde::de::DeserializeOwned>(
+    store: &Store,
+    path: &str,
+) -> Result<Vec<T>, CompactError> {
+    let Some(bytes) = store.get(path).await? else {
+        return Ok(Vec::new());
+    };
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            serde_json::from_slice(line).map_err(|e| CompactError::State {
+                path: store.describe(path),
+                reason: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+async fn write_lines<T: Serialize>(
+    store: &Store,
+    lease: &Lease,
+    path: &str,
+    lines: impl Iterator<Item = T>,
+) -> Result<(), CompactError> {
+    let mut text = Vec::new();
+    for line in lines {
+        serde_json::to_writer(&mut text, &line).expect("a line serialises");
+        text.push(b'\n');
+    }
+    check_lease(store, lease, path)?;
+    Ok(store.put(path, text).await?)
+}
+
+/// Everything the compaction knows of the approval tables between runs, and what a run changes.
 pub struct StateBook {
-    index: BTreeMap<ApprovalKey, Entry>,
-    index_changed: bool,
+    index: Index,
+    /// Each applicant with rows: the zone and source their rows were read in.
+    users: BTreeMap<ApplicantKey, (String, ZoneSource)>,
+    users_changed: bool,
+    /// Each partition's counts.
+    partitions: BTreeMap<PartitionKey, PartitionLine>,
+    partitions_changed: bool,
     pending: BTreeMap<ApprovalKey, Vec<Kept>>,
     pending_changed: bool,
     /// Partitions to bring up to date: events to add to each.
@@ -222,39 +357,43 @@ pub struct StateBook {
     touched: BTreeSet<PartitionKey>,
     /// Approvals routed to a partition in this run but not yet in the index.
     routed: BTreeMap<ApprovalKey, NaiveDate>,
+    /// Partitions an event was routed to whose index entry does not reflect it yet (a run
+    /// killed after keeping the event but before saving the index): rebuilt even if the event
+    /// was kept already, so that the index, counts and zones catch up.
+    stale: BTreeSet<PartitionKey>,
 }
 
 impl StateBook {
     pub async fn load(store: &Store) -> Result<StateBook, CompactError> {
-        let mut index = BTreeMap::new();
-        if let Some(bytes) = store.get(INDEX_PATH).await? {
-            for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-                let entry: Indexed =
-                    serde_json::from_slice(line).map_err(|e| CompactError::State {
-                        path: store.describe(INDEX_PATH),
-                        reason: e.to_string(),
-                    })?;
-                let Some(table) = EventTable::ALL
-                    .into_iter()
-                    .find(|t| t.name() == entry.table)
-                else {
-                    continue;
+        let users = read_lines::<UserLine>(store, USERS_PATH)
+            .await?
+            .into_iter()
+            .map(|u| {
+                let source = if u.time_zone_source == "user" {
+                    ZoneSource::User
+                } else {
+                    ZoneSource::Default
                 };
-                let value = Entry {
-                    date: entry.date,
-                    user_id: entry.user_id.map(String::into_boxed_str),
-                    open_id: entry.open_id.map(String::into_boxed_str),
-                    time_zone: tz::zone(Some(&entry.time_zone)).map_or("", |z| z.name),
-                    zone_source: if entry.time_zone_source == "user" {
-                        ZoneSource::User
-                    } else {
-                        ZoneSource::Default
+                ((u.user_id, u.open_id), (u.time_zone, source))
+            })
+            .collect();
+        let partitions = read_lines::<PartitionLineIn>(store, PARTITIONS_PATH)
+            .await?
+            .into_iter()
+            .filter_map(|p| {
+                let table = table_named(&p.table)?;
+                Some((
+                    (table, p.date),
+                    PartitionLine {
+                        table: table.name(),
+                        date: p.date,
+                        rows: p.rows,
+                        reverted: p.reverted,
+                        default_zone: p.default_zone,
                     },
-                    reverted: entry.reverted,
-                };
-                index.insert((table, entry.instance_code), value);
-            }
-        }
+                ))
+            })
+            .collect();
         let mut pending: BTreeMap<ApprovalKey, Vec<Kept>> = BTreeMap::new();
         for kept in read_kept(store, PENDING_PATH).await? {
             // The table is in the event itself.
@@ -269,42 +408,87 @@ impl StateBook {
             }
         }
         Ok(StateBook {
-            index,
-            index_changed: false,
+            index: Index {
+                shards: BTreeMap::new(),
+                dirty: BTreeSet::new(),
+            },
+            users,
+            users_changed: false,
+            partitions,
+            partitions_changed: false,
             pending,
             pending_changed: false,
             work: BTreeMap::new(),
             touched: BTreeSet::new(),
             routed: BTreeMap::new(),
+            stale: BTreeSet::new(),
         })
     }
 
-    /// Marks for rebuilding the partitions of approvals whose applicant's zone is not the one
-    /// their row was read in.
-    pub fn touch_zone_changes(&mut self, zone_now: &dyn Fn(&Applicant) -> (Zone, ZoneSource)) {
-        for ((table, _), entry) in &self.index {
-            let applicant = Applicant {
-                user_id: entry.user_id.as_deref().map(str::to_owned),
-                open_id: entry.open_id.as_deref().map(str::to_owned),
+    /// Marks for rebuilding the partitions holding rows of applicants whose zone is not the one
+    /// their rows were read in (the pull learnt it, or it changed). Rare: only then are the
+    /// tables' partitions read, for their applicant columns.
+    pub async fn touch_zone_changes(
+        &mut self,
+        store: &Store,
+        zone_now: &(dyn Fn(&Applicant) -> (Zone, ZoneSource) + Sync),
+    ) -> Result<(), CompactError> {
+        let changed: HashSet<&ApplicantKey> = self
+            .users
+            .iter()
+            .filter(|((user_id, open_id), (zone, source))| {
+                let (now, now_source) = zone_now(&Applicant {
+                    user_id: user_id.clone(),
+                    open_id: open_id.clone(),
+                });
+                now.name != zone || now_source != *source
+            })
+            .map(|(key, _)| key)
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        for key in self.partitions.keys() {
+            let path = table_partition_path(key.0.name(), key.1);
+            let Some(bytes) = store.get(&path).await? else {
+                continue;
             };
-            let (zone, source) = zone_now(&applicant);
-            if zone.name != entry.time_zone || source != entry.zone_source {
-                self.touched.insert((*table, entry.date));
+            let (batches, _) =
+                writer::decode(bytes).map_err(|source| CompactError::Unreadable {
+                    path: store.describe(&path),
+                    source,
+                })?;
+            let holds = batches.iter().any(|b| {
+                let user = b.column(4).as_string::<i32>();
+                let open = b.column(5).as_string::<i32>();
+                let text = |a: &arrow_array::StringArray, i: usize| {
+                    arrow_array::Array::is_valid(a, i).then(|| a.value(i).to_owned())
+                };
+                (0..b.num_rows()).any(|i| changed.contains(&(text(user, i), text(open, i))))
+            });
+            if holds {
+                self.touched.insert(*key);
             }
         }
+        Ok(())
     }
 
     /// Sends one readable approval event to where its approval is kept.
-    pub fn route(&mut self, event: &ApprovalEvent, kept: Kept) {
+    pub async fn route(
+        &mut self,
+        store: &Store,
+        event: &ApprovalEvent,
+        kept: Kept,
+    ) -> Result<(), CompactError> {
         let Some((table, code, revert)) = event_state::instance_of(event) else {
-            return;
+            return Ok(());
         };
         let key = (table, code.to_owned());
-        let date = self
-            .index
-            .get(&key)
-            .map(|e| e.date)
-            .or_else(|| self.routed.get(&key).copied());
+        let indexed = self.index.entry(store, &key).await?;
+        let date = match &indexed {
+            Some(entry) => Some(entry.date),
+            None => self.routed.get(&key).copied(),
+        };
         let date = match (date, revert) {
             (Some(date), _) => date,
             (None, false) => {
@@ -314,14 +498,9 @@ impl StateBook {
                     event,
                 }];
                 let Some(Some(date)) = event_state::placements(&landed).into_values().next() else {
-                    return;
+                    return Ok(());
                 };
                 self.routed.insert(key.clone(), date);
-                // Its reverts that came first join it.
-                if let Some(reverts) = self.pending.remove(&key) {
-                    self.pending_changed = true;
-                    self.work.entry((table, date)).or_default().extend(reverts);
-                }
                 date
             }
             (None, true) => {
@@ -330,12 +509,22 @@ impl StateBook {
                     waiting.push(kept);
                     self.pending_changed = true;
                 }
-                return;
+                return Ok(());
             }
         };
+        // Its reverts that came first join it (again, after a run killed before saving them).
+        if let Some(reverts) = self.pending.remove(&key) {
+            self.pending_changed = true;
+            self.work.entry((table, date)).or_default().extend(reverts);
+            self.stale.insert((table, date));
+        }
+        let reflected = indexed.is_some_and(|entry| !revert || entry.reverted);
+        if !reflected {
+            self.stale.insert((table, date));
+        }
         self.work.entry((table, date)).or_default().push(kept);
+        Ok(())
     }
-
     /// Brings every partition with work up to date: kept events, then the public partition.
     pub async fn flush(
         &mut self,
@@ -353,7 +542,6 @@ impl StateBook {
             let path = kept_path(key);
             let mut kept = read_kept(store, &path).await?;
             let mut ids: HashSet<String> = kept.iter().map(|k| k.event_id.clone()).collect();
-            let before: BTreeSet<String> = kept.iter().map(|k| k.instance_code.clone()).collect();
             let mut changed = false;
             for k in adds {
                 if ids.insert(k.event_id.clone()) {
@@ -361,7 +549,8 @@ impl StateBook {
                     changed = true;
                 }
             }
-            if !changed && !touched.contains(&key) {
+            let stale = self.stale.remove(&key);
+            if !changed && !touched.contains(&key) && !stale {
                 continue;
             }
             let events: Vec<ApprovalEvent> = kept
@@ -455,66 +644,92 @@ impl StateBook {
                 }
             }
             write_kept(store, lease, &path, remaining).await?;
-            for code in before {
-                if self.index.remove(&(key.0, code)).is_some() {
-                    self.index_changed = true;
-                }
-            }
             summary.state.dst_adjusted += built.counts.dst_adjusted;
             summary.rebuilt += built.placed.len();
+            let counts = PartitionLine {
+                table: key.0.name(),
+                date: key.1,
+                rows: built.placed.len(),
+                reverted: built.placed.iter().filter(|p| p.reverted).count(),
+                default_zone: built
+                    .placed
+                    .iter()
+                    .filter(|p| p.zone_source == ZoneSource::Default)
+                    .count(),
+            };
+            let before = if counts.rows == 0 {
+                self.partitions.remove(&key)
+            } else {
+                self.partitions.insert(key, counts)
+            };
+            self.partitions_changed |= before.as_ref() != (counts.rows > 0).then_some(&counts);
             for placed in built.placed {
                 self.routed
                     .remove(&(placed.table, placed.instance_code.clone()));
-                self.index
-                    .insert((placed.table, placed.instance_code.clone()), entry(placed));
-                self.index_changed = true;
+                self.index.set(
+                    placed.table,
+                    &placed.instance_code,
+                    placed.date,
+                    placed.reverted,
+                );
+                let zone = (placed.time_zone.to_owned(), placed.zone_source);
+                let applicant = (placed.user_id, placed.open_id);
+                if self.users.get(&applicant) != Some(&zone) {
+                    self.users.insert(applicant, zone);
+                    self.users_changed = true;
+                }
             }
         }
         Ok(())
     }
 
-    /// Writes the pending reverts and the index, when they changed.
+    /// Writes the pending reverts, the index shards, the applicants' zones and the partitions'
+    /// counts that changed.
     pub async fn save(&mut self, store: &Store, lease: &Lease) -> Result<(), CompactError> {
         if self.pending_changed {
             let kept: Vec<Kept> = self.pending.values().flatten().cloned().collect();
             write_kept(store, lease, PENDING_PATH, kept).await?;
             self.pending_changed = false;
         }
-        if self.index_changed {
-            let mut text = Vec::new();
-            for (key, entry) in &self.index {
-                serde_json::to_writer(&mut text, &entry.line(key))
-                    .expect("an index line serialises");
-                text.push(b'\n');
-            }
-            check_lease(store, lease, INDEX_PATH)?;
-            store.put(INDEX_PATH, text).await?;
-            self.index_changed = false;
+        if self.users_changed {
+            let lines = self
+                .users
+                .iter()
+                .map(|((user_id, open_id), (zone, source))| UserLine {
+                    user_id: user_id.clone(),
+                    open_id: open_id.clone(),
+                    time_zone: zone.clone(),
+                    time_zone_source: source.as_str().to_owned(),
+                });
+            write_lines(store, lease, USERS_PATH, lines).await?;
+            self.users_changed = false;
         }
+        if self.partitions_changed {
+            write_lines(
+                store,
+                lease,
+                PARTITIONS_PATH,
+                self.partitions.values().copied(),
+            )
+            .await?;
+            self.partitions_changed = false;
+        }
+        // The index last: an index entry that reflects an event vouches for everything above.
+        self.index.save(store, lease).await?;
         Ok(())
     }
 
-    /// Rows, reverted rows, rows in the default zone, by the index; pending reverts.
+    /// Rows, reverted rows and rows read in the default zone of every partition; pending
+    /// reverts.
     pub fn totals(&self, summary: &mut CompactSummary) {
         let state = &mut summary.state;
         state.rows.clear();
-        for ((table, _), entry) in &self.index {
-            *state.rows.entry(*table).or_default() += 1;
-            state.reverted += usize::from(entry.reverted);
-            state.default_zone += usize::from(entry.zone_source == ZoneSource::Default);
+        for ((table, _), counts) in &self.partitions {
+            *state.rows.entry(*table).or_default() += counts.rows;
+            state.reverted += counts.reverted;
+            state.default_zone += counts.default_zone;
         }
         state.pending_reverts = self.pending.values().map(Vec::len).sum();
-    }
-}
-
-fn entry(placed: Placed) -> Entry {
-    Entry {
-        date: placed.date,
-        user_id: placed.user_id.map(String::into_boxed_str),
-        open_id: placed.open_id.map(String::into_boxed_str),
-        time_zone: placed.time_zone,
-        zone_source: placed.zone_source,
-        reverted: placed.reverted,
     }
 }
 

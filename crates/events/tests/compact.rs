@@ -18,6 +18,20 @@ fn shanghai() -> attendance_core::tz::Zone {
     attendance_core::tz::zone(Some("Asia/Shanghai")).unwrap()
 }
 
+/// A simulated tenant of ten users and its approval events of 2026-03-01..=10.
+async fn ten_days_of_events() -> (SimTenant, Vec<attendance_sim::SimEvent>) {
+    let tenant = SimTenant::start(SimConfig {
+        users: 10,
+        rate_limit_per_sec: 0,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let day = |d| NaiveDate::from_ymd_opt(2026, 3, d).unwrap();
+    let events = tenant.approval_events(day(1), day(10));
+    (tenant, events)
+}
+
 /// A compaction of `store` as run `run_id`, default zone Asia/Shanghai.
 async fn run(store: &Arc<Store>, run_id: &str) -> Result<CompactSummary, CompactError> {
     compact(
@@ -477,15 +491,7 @@ async fn runs_in_small_chunks_over_batches_of_landings_equal_one_run_over_everyt
 
 #[tokio::test]
 async fn a_run_reads_what_landed_since_the_last_one() {
-    let tenant = SimTenant::start(SimConfig {
-        users: 10,
-        rate_limit_per_sec: 0,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let day = |d| NaiveDate::from_ymd_opt(2026, 3, d).unwrap();
-    let events = tenant.approval_events(day(1), day(10));
+    let (tenant, events) = ten_days_of_events().await;
     tenant.shutdown().await;
     assert!(events.len() > 10);
     let dir = tempfile::tempdir().unwrap();
@@ -561,4 +567,45 @@ async fn a_run_reads_what_landed_since_the_last_one() {
         events.len(),
         "every event is one row"
     );
+}
+
+#[tokio::test]
+async fn a_run_killed_before_saving_its_index_is_caught_up_by_the_next() {
+    let (tenant, events) = ten_days_of_events().await;
+    let code = events
+        .iter()
+        .find(|e| e.event_type == "out_approval")
+        .unwrap()
+        .instance_code
+        .clone();
+    let revert = tenant.revoke(&code).unwrap();
+    tenant.shutdown().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::Local(dir.path().to_path_buf()));
+    let landing = Landing::new((*store).clone(), "r");
+    for event in &events {
+        landing
+            .land(event.body.clone(), Transport::Webhook)
+            .await
+            .unwrap();
+    }
+    let first = run(&store, "first").await.unwrap();
+    let tables = public_tables(dir.path());
+    // As if killed after keeping the events and writing the tables, before anything else.
+    let compacted = dir.path().join("_events/compacted");
+    std::fs::remove_dir_all(compacted.join("approvals")).unwrap();
+    for file in ["users.ndjson", "partitions.ndjson", "cursor.json"] {
+        std::fs::remove_file(compacted.join(file)).unwrap();
+    }
+    let again = run(&store, "again").await.unwrap();
+    assert_eq!(again.state, first.state, "counts caught up");
+    assert_eq!(public_tables(dir.path()), tables, "the same tables");
+    // The index is whole again: a revert finds its approval.
+    landing
+        .land(revert.body.clone(), Transport::Webhook)
+        .await
+        .unwrap();
+    let reverted = run(&store, "reverted").await.unwrap();
+    assert_eq!(reverted.state.pending_reverts, first.state.pending_reverts);
+    assert_eq!(reverted.state.reverted, first.state.reverted + 1);
 }
