@@ -260,13 +260,19 @@ struct Prepared<'a> {
 
 impl<'a> Prepared<'a> {
     fn of(landed: &'a LandedEvent) -> Prepared<'a> {
+        let received_at = DateTime::parse_from_rfc3339(&landed.received_at)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| Unreadable {
+                field: "received_at".into(),
+                reason: format!("{:?} is not an RFC 3339 time: {e}", landed.received_at),
+            });
         Prepared {
             landed,
             raw: landed.body.to_string(),
-            received_at: DateTime::parse_from_rfc3339(&landed.received_at)
-                .map(|t| t.with_timezone(&Utc))
-                .unwrap_or(DateTime::UNIX_EPOCH),
-            read: ApprovalEvent::read(&landed.body),
+            // A receipt time that cannot be read (never written so by a receiver) keeps the
+            // event's row at the epoch and sends it to the rejects, never to the approvals.
+            received_at: *received_at.as_ref().unwrap_or(&DateTime::UNIX_EPOCH),
+            read: received_at.and_then(|_| ApprovalEvent::read(&landed.body)),
         }
     }
 }

@@ -214,16 +214,19 @@ impl Index {
             std::collections::btree_map::Entry::Occupied(loaded) => return Ok(loaded.into_mut()),
             std::collections::btree_map::Entry::Vacant(slot) => slot,
         };
-        let lines: Vec<Indexed> = read_lines(store, &shard_path(shard)).await?;
-        Ok(slot.insert(
-            lines
-                .into_iter()
-                .filter_map(|entry| {
-                    let table = table_named(&entry.table)?;
-                    Some(((table, entry.instance_code.clone()), entry))
-                })
-                .collect(),
-        ))
+        let path = shard_path(shard);
+        let lines: Vec<Indexed> = read_lines(store, &path).await?;
+        let entries = lines
+            .into_iter()
+            .map(|entry| {
+                let table = table_named(&entry.table).ok_or_else(|| CompactError::State {
+                    path: store.describe(&path),
+                    reason: format!("{:?} is not a table of approvals", entry.table),
+                })?;
+                Ok(((table, entry.instance_code.clone()), entry))
+            })
+            .collect::<Result<_, CompactError>>()?;
+        Ok(slot.insert(entries))
     }
 
     async fn entry(
@@ -235,13 +238,17 @@ impl Index {
         Ok(shard.get(key).cloned())
     }
 
-    /// Records where an approval's row is, when its shard is loaded: an approval whose shard
-    /// no event of the run loaded has no new event, so its date and revert are as recorded.
-    fn set(&mut self, table: EventTable, code: &str, date: NaiveDate, reverted: bool) {
+    /// Records where an approval's row is (loading its shard if no event of the run did).
+    async fn set(
+        &mut self,
+        store: &Store,
+        table: EventTable,
+        code: &str,
+        date: NaiveDate,
+        reverted: bool,
+    ) -> Result<(), CompactError> {
         let shard = shard_of(code);
-        let Some(entries) = self.shards.get_mut(&shard) else {
-            return;
-        };
+        let entries = self.shard(store, shard).await?;
         let entry = Indexed {
             table: table.name().to_owned(),
             instance_code: code.to_owned(),
@@ -253,6 +260,7 @@ impl Index {
             entries.insert(key, entry);
             self.dirty.insert(shard);
         }
+        Ok(())
     }
 
     async fn save(&mut self, store: &Store, lease: &Lease) -> Result<(), CompactError> {
@@ -397,15 +405,17 @@ impl StateBook {
         let mut pending: BTreeMap<ApprovalKey, Vec<Kept>> = BTreeMap::new();
         for kept in read_kept(store, PENDING_PATH).await? {
             // The table is in the event itself.
-            let table = parse(&kept)
-                .ok()
-                .and_then(|e| event_state::instance_of(&e).map(|(t, _, _)| t));
-            if let Some(table) = table {
-                pending
-                    .entry((table, kept.instance_code.clone()))
-                    .or_default()
-                    .push(kept);
-            }
+            let damaged = |reason: String| CompactError::State {
+                path: store.describe(PENDING_PATH),
+                reason: format!("event {}: {reason}", kept.event_id),
+            };
+            let event = parse(&kept).map_err(damaged)?;
+            let (table, _, _) = event_state::instance_of(&event)
+                .ok_or_else(|| damaged("not an approval event".into()))?;
+            pending
+                .entry((table, kept.instance_code.clone()))
+                .or_default()
+                .push(kept);
         }
         Ok(StateBook {
             index: Index {
@@ -591,28 +601,32 @@ impl StateBook {
                 let built = event_state::build(&staying, zone_of, default_zone);
                 (moving, built)
             };
-            let mut moved: Vec<(Kept, Option<NaiveDate>)> = Vec::new();
+            // Moved events are kept at their destination before they leave this partition's
+            // file (a run killed in between finds them in both, and moves them again), and the
+            // destination is rebuilt. An approval left with reverts only (never expected) keeps
+            // them here, making no row.
+            let mut moved: BTreeMap<NaiveDate, Vec<Kept>> = BTreeMap::new();
             let mut remaining = Vec::with_capacity(kept.len());
             for k in kept {
                 match moving.get(k.instance_code.as_str()) {
-                    Some(date) => moved.push((k, *date)),
-                    None => remaining.push(k),
+                    Some(Some(date)) => moved.entry(*date).or_default().push(k),
+                    _ => remaining.push(k),
                 }
             }
-            for (k, date) in moved {
-                match date {
-                    Some(date) => {
-                        self.work.entry((key.0, date)).or_default().push(k);
-                        queue.insert((key.0, date));
-                    }
-                    None => {
-                        self.pending
-                            .entry((key.0, k.instance_code.clone()))
-                            .or_default()
-                            .push(k);
-                        self.pending_changed = true;
-                    }
-                }
+            for (date, events) in moved {
+                let destination = (key.0, date);
+                let destination_path = kept_path(destination);
+                let mut there = read_kept(store, &destination_path).await?;
+                let mut there_ids: HashSet<String> =
+                    there.iter().map(|k| k.event_id.clone()).collect();
+                there.extend(
+                    events
+                        .into_iter()
+                        .filter(|k| there_ids.insert(k.event_id.clone())),
+                );
+                write_kept(store, lease, &destination_path, there).await?;
+                self.stale.insert(destination);
+                queue.insert(destination);
             }
             // The public partition, then the kept events, then the index.
             let public = table_partition_path(key.0.name(), key.1);
@@ -666,12 +680,15 @@ impl StateBook {
             for placed in built.placed {
                 self.routed
                     .remove(&(placed.table, placed.instance_code.clone()));
-                self.index.set(
-                    placed.table,
-                    &placed.instance_code,
-                    placed.date,
-                    placed.reverted,
-                );
+                self.index
+                    .set(
+                        store,
+                        placed.table,
+                        &placed.instance_code,
+                        placed.date,
+                        placed.reverted,
+                    )
+                    .await?;
                 let zone = (placed.time_zone.to_owned(), placed.zone_source);
                 let applicant = (placed.user_id, placed.open_id);
                 if self.users.get(&applicant) != Some(&zone) {

@@ -609,3 +609,79 @@ async fn a_run_killed_before_saving_its_index_is_caught_up_by_the_next() {
     assert_eq!(reverted.state.pending_reverts, first.state.pending_reverts);
     assert_eq!(reverted.state.reverted, first.state.reverted + 1);
 }
+
+#[tokio::test]
+async fn an_approval_whose_newest_event_starts_elsewhere_moves_with_all_its_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::Local(dir.path().to_path_buf()));
+    let landing = Landing::new((*store).clone(), "r");
+    let out = |uuid: &str, code: &str, ts: &str, start: &str| {
+        json!({"ts": ts, "uuid": uuid, "type": "event_callback", "event": {
+            "type": "out_approval", "instance_code": code, "user_id": "u1",
+            "out_start_time": start, "out_end_time": start}})
+    };
+    for body in [
+        out("x-1", "X", "1725500000", "2024-09-05 09:00:00"),
+        out("y-1", "Y", "1725500000", "2024-09-05 13:00:00"),
+        json!({"ts": "1725500100", "uuid": "x-r", "type": "event_callback", "event": {
+            "type": "out_approval_revert", "instance_code": "X", "operate_time": "1725500100"}}),
+    ] {
+        landing.land(body, Transport::Webhook).await.unwrap();
+    }
+    run(&store, "one").await.unwrap();
+    // Edited later: X now starts three days on.
+    let edit = out("x-2", "X", "1725600000", "2024-09-08 09:00:00");
+    landing.land(edit, Transport::Webhook).await.unwrap();
+    let moved = run(&store, "two").await.unwrap();
+    assert_eq!(moved.state.rows.values().sum::<usize>(), 2, "X once, and Y");
+    assert_eq!(moved.state.reverted, 1);
+    // (code, reverted, events behind the row) of each row of a date.
+    let rows_on = |date: &str| -> Vec<(String, bool, usize)> {
+        let file = dir
+            .path()
+            .join(format!("out_events/date={date}/part-00000.parquet"));
+        let Ok(bytes) = std::fs::read(file) else {
+            return Vec::new();
+        };
+        let (batches, _) = attendance_lake::writer::decode(bytes).unwrap();
+        let b = &batches[0];
+        let codes = b
+            .column_by_name("instance_code")
+            .unwrap()
+            .as_string::<i32>();
+        let reverted = b.column_by_name("reverted_at").unwrap();
+        let ids = b.column_by_name("event_ids").unwrap();
+        let ids = ids
+            .as_any()
+            .downcast_ref::<arrow_array::ListArray>()
+            .unwrap();
+        (0..b.num_rows())
+            .map(|i| {
+                let is_reverted = arrow_array::Array::is_valid(reverted.as_ref(), i);
+                (codes.value(i).to_owned(), is_reverted, ids.value(i).len())
+            })
+            .collect()
+    };
+    assert_eq!(rows_on("2024-09-05"), [("Y".to_owned(), false, 1)]);
+    assert_eq!(
+        rows_on("2024-09-08"),
+        [("X".to_owned(), true, 3)],
+        "X moved with its first event and its revert"
+    );
+    // The index, zones and counts lost (a run killed before saving them): the next run puts
+    // them back, and a later revert of Y still finds its approval.
+    let tables = public_tables(dir.path());
+    let compacted = dir.path().join("_events/compacted");
+    std::fs::remove_dir_all(compacted.join("approvals")).unwrap();
+    for file in ["users.ndjson", "partitions.ndjson", "cursor.json"] {
+        std::fs::remove_file(compacted.join(file)).unwrap();
+    }
+    let again = run(&store, "three").await.unwrap();
+    assert_eq!(again.state, moved.state);
+    assert_eq!(public_tables(dir.path()), tables);
+    let revert_y = json!({"ts": "1725700000", "uuid": "y-r", "type": "event_callback", "event": {
+        "type": "out_approval_revert", "instance_code": "Y", "operate_time": "1725700000"}});
+    landing.land(revert_y, Transport::Webhook).await.unwrap();
+    let last = run(&store, "four").await.unwrap();
+    assert_eq!((last.state.reverted, last.state.pending_reverts), (2, 0));
+}
