@@ -190,6 +190,19 @@ fn demo_runs_end_to_end() {
         .map(|shard| std::fs::read_dir(shard.unwrap().path()).unwrap().count())
         .sum();
     assert_eq!(files, sent);
+    // And compacted into tables: every event a row of approval_events, the approvals rows of
+    // their tables.
+    assert!(
+        stdout.contains(&format!(
+            "events compact: compacted {sent} landed events: {sent} new rows of approval_events"
+        )),
+        "{stdout}"
+    );
+    let approval_tables = ["out_events", "leave_events", "overtime_events"]
+        .iter()
+        .filter(|table| out.join(table).is_dir())
+        .count();
+    assert!(approval_tables > 0, "no approval table:\n{stdout}");
 }
 
 #[test]
