@@ -99,7 +99,7 @@ pub fn partition_path(date: NaiveDate) -> String {
 
 /// The path of a date's partition file of any event table.
 pub fn table_partition_path(table: &str, date: NaiveDate) -> String {
-    format!("{table}/date={date}/part-00000.parquet")
+    attendance_lake::partition::part_path(table, date, 0)
 }
 
 /// The compactors' lease, beside the inbox.

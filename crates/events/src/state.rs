@@ -53,10 +53,8 @@ pub type PartitionKey = (EventTable, NaiveDate);
 pub type ApprovalKey = (EventTable, String);
 
 fn kept_path((table, date): PartitionKey) -> String {
-    format!(
-        "{COMPACTED_DIR}/{}/date={date}/events.parquet",
-        table.name()
-    )
+    let dir = attendance_lake::partition::partition_dir(table.name(), date);
+    format!("{COMPACTED_DIR}/{dir}/events.parquet")
 }
 
 /// One readable approval event, as kept.
@@ -85,16 +83,29 @@ fn kept_schema() -> SchemaRef {
     }))
 }
 
-fn kept_writer() -> ParquetWriter {
-    ParquetWriter::new(
-        "compacted_events",
-        kept_schema(),
-        |column| match column {
-            "instance_code" => Values::Repeated,
-            _ => Values::Unique,
-        },
-        None,
-    )
+/// The writer of the kept events, its properties built once.
+fn kept_writer() -> &'static ParquetWriter {
+    static WRITER: OnceLock<ParquetWriter> = OnceLock::new();
+    WRITER.get_or_init(|| {
+        ParquetWriter::new(
+            "compacted_events",
+            kept_schema(),
+            |column| match column {
+                "instance_code" => Values::Repeated,
+                _ => Values::Unique,
+            },
+            None,
+        )
+    })
+}
+
+/// The writer of an approval table, its properties built once.
+fn table_writer(table: EventTable) -> &'static ParquetWriter {
+    static WRITERS: OnceLock<[ParquetWriter; 3]> = OnceLock::new();
+    &WRITERS.get_or_init(|| {
+        EventTable::ALL
+            .map(|t| ParquetWriter::new(t.name(), t.schema(), |column| t.values_of(column), None))
+    })[table as usize]
 }
 
 async fn read_kept(store: &Store, path: &str) -> Result<Vec<Kept>, CompactError> {
@@ -632,16 +643,11 @@ impl StateBook {
             let public = table_partition_path(key.0.name(), key.1);
             match built.partitions.get(&key) {
                 Some(batch) => {
-                    let bytes = ParquetWriter::new(
-                        key.0.name(),
-                        key.0.schema(),
-                        |column| key.0.values_of(column),
-                        None,
-                    )
-                    .encode(batch)
-                    .map_err(|source| CompactError::Unreadable {
-                        path: store.describe(&public),
-                        source,
+                    let bytes = table_writer(key.0).encode(batch).map_err(|source| {
+                        CompactError::Unreadable {
+                            path: store.describe(&public),
+                            source,
+                        }
                     })?;
                     if store.get(&public).await?.as_deref() != Some(bytes.as_slice()) {
                         check_lease(store, lease, &public)?;
