@@ -12,6 +12,8 @@
 //! - [`event_table`]: the `approval_events` table, one row per distinct landed event.
 //! - [`event_state`]: `out_events`, `leave_events`, `overtime_events`: each approval's latest
 //!   state from its events, reverts applied, local times read in the applicant's zone.
+//! - [`external`]: third-party approval instances: their model, the rules they must meet
+//!   before they are sent, and their tables.
 //! - [`chain`]: an error with its causes on one line.
 //!
 //! Invariant of the crate: every function is a pure function of its arguments (the clock and the
@@ -24,6 +26,7 @@ pub mod approval_event;
 pub mod chain;
 pub mod event_state;
 pub mod event_table;
+pub mod external;
 pub mod flatten;
 pub mod plan;
 pub mod table;

@@ -12,8 +12,13 @@
 //!   limits each API separately). HTTP 429 / code 99991400 pauses that API for every task until
 //!   `x-ogw-ratelimit-reset` has passed, then runs it at 4/5 of the rate for a while, and tries again
 //!   without using up a retry.
-//! - Transport errors, HTTP 5xx and codes 1225000 / 1226000 are retried with exponential backoff
-//!   and jitter, a bounded number of times; parameter and permission errors are not.
+//! - Transport errors, HTTP 5xx and codes 1225000 / 1226000 / 1395001 are retried with
+//!   exponential backoff and jitter, a bounded number of times; parameter and permission errors
+//!   (1390001 included) are not.
+//! - Lists are followed to their last page; a repeated page_token, or `has_more` without one,
+//!   is a malformed answer, never an endless loop. Filters longer than an API takes
+//!   (`external_tasks`: 20 approval codes, 20 instance ids) are split into several requests
+//!   whose results are concatenated in order.
 //! - Neither the app secret nor a token is ever logged or put into an error.
 
 use std::fmt;
@@ -31,15 +36,22 @@ use tokio::time::Instant;
 
 use attendance_core::answer::QueryData;
 use attendance_core::chain::Chain;
+use attendance_core::external::ExternalInstance;
+use attendance_core::external::model::{CheckInstance, DiffInstance};
 use attendance_core::plan::EmployeeType;
 
 use crate::codes::{self, is_retryable, is_token_error};
-use crate::endpoints::{self, DEPARTMENT_USERS, DEPARTMENTS, GROUP_USERS, GROUPS, QUERY, TOKEN};
+use crate::endpoints::{
+    self, DEPARTMENT_USERS, DEPARTMENTS, EXTERNAL_APPROVAL, EXTERNAL_APPROVALS, EXTERNAL_INSTANCES,
+    EXTERNAL_INSTANCES_CHECK, EXTERNAL_TASKS, GROUP_USERS, GROUPS, QUERY, TOKEN,
+};
 use crate::error::PlatformError;
 use crate::frame;
 use crate::model::{
-    ContactUser, Department, Envelope, GroupListData, GroupSummary, GroupUsersData, ItemsData,
-    PageInfo, QueryRequest, TokenRequest, TokenResponse,
+    CheckData, CheckRequest, ContactUser, CreatedApprovalData, CreatedInstanceData, Department,
+    Envelope, ExternalTaskFilter, ExternalTaskGroup, ExternalTaskPage, GroupListData, GroupSummary,
+    GroupUsersData, ItemsData, MAX_EXTERNAL_TASK_FILTER, PageInfo, QueryRequest, TokenRequest,
+    TokenResponse,
 };
 
 /// App credentials. `Debug` never shows the secret.
@@ -96,6 +108,9 @@ pub struct ClientStats {
     pub list_requests: u64,
     /// Requests sent to the token endpoint.
     pub token_requests: u64,
+    /// HTTP requests sent to the third-party approval endpoints (instances, check, task list,
+    /// definitions), retries included.
+    pub external_requests: u64,
     /// Answers that were over the rate limit.
     pub rate_limited: u64,
     /// Retries after transient failures and refused tokens.
@@ -107,6 +122,7 @@ struct Counters {
     query_requests: AtomicU64,
     list_requests: AtomicU64,
     token_requests: AtomicU64,
+    external_requests: AtomicU64,
     rate_limited: AtomicU64,
     retries: AtomicU64,
 }
@@ -184,6 +200,11 @@ pub struct Client {
     group_users: Pacer,
     departments: Pacer,
     department_users: Pacer,
+    external_instances: Pacer,
+    external_check: Pacer,
+    external_tasks: Pacer,
+    external_approvals: Pacer,
+    external_approval: Pacer,
     counters: Counters,
 }
 
@@ -205,6 +226,9 @@ const MAX_TOKEN_RENEWALS_PER_CALL: usize = 3;
 /// Page size of the list endpoints (the documented maximum of the strictest of them).
 const PAGE_SIZE: u32 = 50;
 
+/// Page size of `external_tasks` (its documented maximum).
+const EXTERNAL_TASKS_PAGE_SIZE: u32 = 500;
+
 impl Client {
     pub fn new(config: ClientConfig) -> Result<Client, PlatformError> {
         let http = reqwest::Client::builder()
@@ -223,6 +247,11 @@ impl Client {
             group_users: Pacer::new(GROUP_USERS, rate, |c| &c.list_requests),
             departments: Pacer::new(DEPARTMENTS, rate, |c| &c.list_requests),
             department_users: Pacer::new(DEPARTMENT_USERS, rate, |c| &c.list_requests),
+            external_instances: Pacer::new(EXTERNAL_INSTANCES, rate, |c| &c.external_requests),
+            external_check: Pacer::new(EXTERNAL_INSTANCES_CHECK, rate, |c| &c.external_requests),
+            external_tasks: Pacer::new(EXTERNAL_TASKS, rate, |c| &c.external_requests),
+            external_approvals: Pacer::new(EXTERNAL_APPROVALS, rate, |c| &c.external_requests),
+            external_approval: Pacer::new(EXTERNAL_APPROVAL, rate, |c| &c.external_requests),
             counters: Counters::default(),
             config,
         })
@@ -234,6 +263,7 @@ impl Client {
             query_requests: c.query_requests.load(Ordering::Relaxed),
             list_requests: c.list_requests.load(Ordering::Relaxed),
             token_requests: c.token_requests.load(Ordering::Relaxed),
+            external_requests: c.external_requests.load(Ordering::Relaxed),
             rate_limited: c.rate_limited.load(Ordering::Relaxed),
             retries: c.retries.load(Ordering::Relaxed),
         }
@@ -424,6 +454,121 @@ impl Client {
             .collect())
     }
 
+    /// `POST approval/v4/external_instances`: creates or updates one third-party instance (the
+    /// body is the instance, times as decimal strings). A refusal of its fields is
+    /// [`codes::EXTERNAL_PARAM_INVALID`] (not retried, not fatal); "try again later"
+    /// ([`codes::EXTERNAL_TRY_LATER`]) is retried with backoff.
+    pub async fn create_external_instance(
+        &self,
+        instance: &ExternalInstance,
+    ) -> Result<(), PlatformError> {
+        let url = self.url(EXTERNAL_INSTANCES);
+        self.call::<CreatedInstanceData>(&self.external_instances, |http| {
+            http.post(&url)
+                .header("content-type", "application/json; charset=utf-8")
+                .json(instance)
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// `POST approval/v4/external_instances/check`: the instances (of those given) that the
+    /// platform holds at another version, or not at all (`update_time` `"0"`). One request:
+    /// the caller batches.
+    pub async fn check_external_instances(
+        &self,
+        instances: &[CheckInstance],
+    ) -> Result<Vec<DiffInstance>, PlatformError> {
+        let url = self.url(EXTERNAL_INSTANCES_CHECK);
+        let body = CheckRequest { instances };
+        let data = self
+            .call::<CheckData>(&self.external_check, |http| {
+                http.post(&url)
+                    .header("content-type", "application/json; charset=utf-8")
+                    .json(&body)
+            })
+            .await?;
+        Ok(data.diff_instances.unwrap_or_default())
+    }
+
+    /// `GET approval/v4/external_tasks`, every page: the third-party instances matching
+    /// `filter`, each with its matching tasks. The filters go in the GET's JSON body; more than
+    /// 20 approval codes or instance ids (the API's limit) are split into batches of 20 (each
+    /// list deduplicated first), each batch paged through, the results concatenated in order.
+    pub async fn list_external_tasks(
+        &self,
+        filter: &ExternalTaskFilter,
+    ) -> Result<Vec<ExternalTaskGroup>, PlatformError> {
+        let url = self.url(EXTERNAL_TASKS);
+        let code_batches = batches(&filter.approval_codes);
+        let id_batches = batches(&filter.instance_ids);
+        let mut all = Vec::new();
+        for codes in &code_batches {
+            for ids in &id_batches {
+                let body = ExternalTaskFilter {
+                    approval_codes: codes.clone(),
+                    instance_ids: ids.clone(),
+                    user_ids: filter.user_ids.clone(),
+                    status: filter.status.clone(),
+                };
+                let groups = self
+                    .paginate_by(
+                        &self.external_tasks,
+                        &url,
+                        EXTERNAL_TASKS_PAGE_SIZE,
+                        |http, page_url| {
+                            http.get(page_url)
+                                .header("content-type", "application/json; charset=utf-8")
+                                .json(&body)
+                        },
+                        |d: ExternalTaskPage| (d.data.unwrap_or_default(), d.page),
+                    )
+                    .await?;
+                all.extend(groups);
+            }
+        }
+        Ok(all)
+    }
+
+    /// `POST approval/v4/external_approvals` (ids as `open_department_id` and `user_id`):
+    /// creates or updates a third-party approval definition, and returns its code — the code
+    /// sent when it was known, else a new one the platform made.
+    pub async fn create_external_approval(
+        &self,
+        definition: &serde_json::Value,
+    ) -> Result<String, PlatformError> {
+        let url = format!(
+            "{}?department_id_type=open_department_id&user_id_type=user_id",
+            self.url(EXTERNAL_APPROVALS)
+        );
+        let data = self
+            .call::<CreatedApprovalData>(&self.external_approvals, |http| {
+                http.post(&url)
+                    .header("content-type", "application/json; charset=utf-8")
+                    .json(definition)
+            })
+            .await?;
+        data.approval_code
+            .filter(|code| !code.is_empty())
+            .ok_or_else(|| {
+                PlatformError::malformed(EXTERNAL_APPROVALS, 200, "code 0 without approval_code")
+            })
+    }
+
+    /// `GET approval/v4/external_approvals/:approval_code` (user ids as `user_id`): the
+    /// definition, as the platform's `data`.
+    pub async fn get_external_approval(
+        &self,
+        approval_code: &str,
+    ) -> Result<serde_json::Value, PlatformError> {
+        let url = format!(
+            "{}?user_id_type=user_id",
+            self.url(&EXTERNAL_APPROVAL.replace(":approval_code", &encode(approval_code)))
+        );
+        self.call::<serde_json::Value>(&self.external_approval, |http| http.get(&url))
+            .await
+    }
+
     /// Walks every page of a list endpoint.
     async fn paginate<D: DeserializeOwned, T>(
         &self,
@@ -431,17 +576,37 @@ impl Client {
         url: &str,
         split: impl Fn(D) -> (Vec<T>, PageInfo),
     ) -> Result<Vec<T>, PlatformError> {
+        self.paginate_by(
+            pacer,
+            url,
+            PAGE_SIZE,
+            |http, page_url| http.get(page_url),
+            split,
+        )
+        .await
+    }
+
+    /// Walks every page of a list endpoint, `page_size` items a page, each page's request made
+    /// by `build` for its URL (`page_size` and `page_token` in the query).
+    async fn paginate_by<D: DeserializeOwned, T>(
+        &self,
+        pacer: &Pacer,
+        url: &str,
+        page_size: u32,
+        build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+        split: impl Fn(D) -> (Vec<T>, PageInfo),
+    ) -> Result<Vec<T>, PlatformError> {
         let mut all = Vec::new();
         let mut token: Option<String> = None;
         let mut seen = std::collections::HashSet::new();
         loop {
             let sep = if url.contains('?') { '&' } else { '?' };
-            let mut page_url = format!("{url}{sep}page_size={PAGE_SIZE}");
+            let mut page_url = format!("{url}{sep}page_size={page_size}");
             if let Some(t) = &token {
                 page_url.push_str("&page_token=");
                 page_url.push_str(&encode(t));
             }
-            let data = self.call::<D>(pacer, |http| http.get(&page_url)).await?;
+            let data = self.call::<D>(pacer, |http| build(http, &page_url)).await?;
             let (items, page) = split(data);
             all.extend(items);
             match (page.has_more, page.page_token) {
@@ -726,6 +891,24 @@ impl Client {
     }
 }
 
+/// `values` deduplicated (first occurrence kept) and cut into batches of at most
+/// [`MAX_EXTERNAL_TASK_FILTER`]; no values is one empty batch (no filter).
+fn batches(values: &[String]) -> Vec<Vec<String>> {
+    let mut seen = std::collections::HashSet::new();
+    let unique: Vec<String> = values
+        .iter()
+        .filter(|v| seen.insert(v.as_str()))
+        .cloned()
+        .collect();
+    if unique.is_empty() {
+        return vec![Vec::new()];
+    }
+    unique
+        .chunks(MAX_EXTERNAL_TASK_FILTER)
+        .map(<[String]>::to_vec)
+        .collect()
+}
+
 /// Percent-encodes a path segment or query value.
 fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -743,4 +926,19 @@ fn encode(s: &str) -> String {
 /// token endpoint, whose bodies are never previewed).
 fn preview(body: &[u8]) -> String {
     String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_are_deduplicated_and_cut_into_batches_of_twenty() {
+        let values: Vec<String> = (0..45).map(|i| format!("c{}", i % 41)).collect();
+        let cut = batches(&values);
+        assert_eq!(cut.iter().map(Vec::len).collect::<Vec<_>>(), [20, 20, 1]);
+        assert_eq!(cut[0][0], "c0");
+        assert_eq!(cut[2][0], "c40");
+        assert_eq!(batches(&[]), vec![Vec::<String>::new()]);
+    }
 }

@@ -31,6 +31,15 @@ pub const GENERAL_ERROR: i64 = 1220600;
 pub const INTERNAL_ERROR: i64 = 1225000;
 /// An internal error of the shift service (HTTP 500): retried.
 pub const SHIFT_SERVICE_ERROR: i64 = 1226000;
+/// Third-party approvals: a field of the instance (or definition, or filter) is refused
+/// (`param is invalid`). Not retried: the same body would be refused again; it concerns that
+/// one instance, not the run.
+pub const EXTERNAL_PARAM_INVALID: i64 = 1390001;
+/// Third-party approvals: the token does not belong to a tenant (`tenant_id not found`).
+pub const EXTERNAL_TENANT_MISSING: i64 = 1390014;
+/// Third-party approvals: "There have been some errors. Please try again later" — the
+/// platform is busy or the same instance was synced too often: retried with backoff.
+pub const EXTERNAL_TRY_LATER: i64 = 1395001;
 
 /// Codes that mean the cached tenant_access_token must be dropped and fetched again.
 pub fn is_token_error(code: i64) -> bool {
@@ -40,7 +49,11 @@ pub fn is_token_error(code: i64) -> bool {
     )
 }
 
-/// Codes worth retrying: the platform's own internal errors.
+/// Codes worth retrying: the platform's own internal errors, and the third-party approval
+/// APIs' "try again later".
 pub fn is_retryable(code: i64) -> bool {
-    matches!(code, INTERNAL_ERROR | SHIFT_SERVICE_ERROR)
+    matches!(
+        code,
+        INTERNAL_ERROR | SHIFT_SERVICE_ERROR | EXTERNAL_TRY_LATER
+    )
 }

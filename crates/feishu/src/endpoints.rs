@@ -15,6 +15,16 @@ pub const GROUP_USERS: &str = "attendance/v1/groups/:group_id/list_user";
 pub const DEPARTMENTS: &str = "contact/v3/departments/:department_id/children";
 /// `GET`: a department's direct members.
 pub const DEPARTMENT_USERS: &str = "contact/v3/users/find_by_department";
+/// `POST`: creates or updates a third-party approval instance (the body is the instance).
+pub const EXTERNAL_INSTANCES: &str = "approval/v4/external_instances";
+/// `POST`: which of a list of third-party instances the platform holds at other versions.
+pub const EXTERNAL_INSTANCES_CHECK: &str = "approval/v4/external_instances/check";
+/// `GET` (filters in a JSON body): the status of third-party instances and their tasks.
+pub const EXTERNAL_TASKS: &str = "approval/v4/external_tasks";
+/// `POST`: creates or updates a third-party approval definition.
+pub const EXTERNAL_APPROVALS: &str = "approval/v4/external_approvals";
+/// `GET`: one third-party approval definition.
+pub const EXTERNAL_APPROVAL: &str = "approval/v4/external_approvals/:approval_code";
 
 /// The full path of `endpoint` as an axum route: `/open-apis/…` with `{name}` parameters.
 pub fn route(endpoint: &str) -> String {
@@ -41,6 +51,10 @@ mod tests {
         assert_eq!(
             route(QUERY),
             "/open-apis/attendance/v1/user_approvals/query"
+        );
+        assert_eq!(
+            route(EXTERNAL_APPROVAL),
+            "/open-apis/approval/v4/external_approvals/{approval_code}"
         );
     }
 }

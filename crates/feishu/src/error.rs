@@ -63,6 +63,12 @@ fn hint(code: i64) -> &'static str {
         codes::NO_PERMISSION => {
             " — grant the app attendance:task:readonly and widen its data scope in the attendance admin"
         }
+        codes::EXTERNAL_PARAM_INVALID => {
+            " — the platform refused the instance's fields: correct them in the source document (the msg names them) and send it again"
+        }
+        codes::EXTERNAL_TENANT_MISSING => {
+            " — the token does not belong to a tenant: check the app's credentials"
+        }
         _ => "",
     }
 }
@@ -99,6 +105,8 @@ impl PlatformError {
 
     /// Errors that will recur on every other request of the run, so continuing is pointless:
     /// no token to be had, bad credentials, a refused token, a malformed request, a tenant problem.
+    /// A third-party instance refused for its fields (1390001) is not: it concerns that one
+    /// instance, and the others go on.
     pub fn is_fatal(&self) -> bool {
         if self.endpoint() == endpoints::TOKEN {
             // Without a token nothing else can succeed; its own retries are already spent.
@@ -112,6 +120,7 @@ impl PlatformError {
                         | codes::BAD_SECRET
                         | codes::PARAM_INVALID
                         | codes::TENANT_MISSING
+                        | codes::EXTERNAL_TENANT_MISSING
                         | codes::GENERAL_ERROR
                 ) || is_token_error(*code)
                     || (*code >= 10000 && *code < 20000)

@@ -1,5 +1,5 @@
-//! Wire models of the Open Platform's envelope, its token endpoint, the query request and the
-//! group and contact list endpoints, field for field.
+//! Wire models of the Open Platform's envelope, its token endpoint, the query request, the
+//! group and contact list endpoints and the third-party approval endpoints, field for field.
 //!
 //! Invariants:
 //! - Every documented field is present and every field of an answer is optional: the platform
@@ -9,7 +9,9 @@
 //! - The query answer's own records (`data`) are [`attendance_core::answer`]'s: the flatten stage
 //!   reads them, and the client hands them on unread.
 
-use serde::{Deserialize, Serialize};
+use attendance_core::external::MsTime;
+use attendance_core::external::model::DiffInstance;
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// `{"code", "msg", "data"}`: the envelope of every Open Platform answer.
 #[derive(Debug, Deserialize)]
@@ -121,4 +123,142 @@ pub struct ContactUser {
     pub employee_no: Option<String>,
     pub name: Option<String>,
     pub department_ids: Option<Vec<String>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Third-party ("external") approvals.
+// ---------------------------------------------------------------------------------------------
+
+/// The filters of `GET approval/v4/external_tasks`, sent as the GET's JSON body. Empty lists
+/// and `None` are left out of the body (no filter). The client splits more than
+/// [`MAX_EXTERNAL_TASK_FILTER`] approval codes or instance ids into several requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ExternalTaskFilter {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub approval_codes: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub instance_ids: Vec<String>,
+    /// Approvers' user_ids: only their tasks are listed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub user_ids: Vec<String>,
+    /// A task status (`PENDING|APPROVED|REJECTED|TRANSFERRED|DONE`): only tasks in it are listed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+/// Most approval codes, and most instance ids, one `external_tasks` request may filter on.
+pub const MAX_EXTERNAL_TASK_FILTER: usize = 20;
+
+/// One instance of the `external_tasks` list, with its (listed) tasks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalTaskGroup {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub instance_id: String,
+    /// The platform's internal id of the definition (opaque).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub approval_id: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub approval_code: String,
+    /// The instance's status.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub status: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub update_time: MsTime,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub tasks: Vec<ExternalTaskState>,
+}
+
+/// One task's state in the `external_tasks` list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalTaskState {
+    /// The task_id.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub id: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub status: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub update_time: MsTime,
+}
+
+/// A field that may be absent (serde's `default`) or `null`: both read as the default.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// `data` of `POST approval/v4/external_instances`: `{"data": <the instance as synced>}`. The
+/// echo (an [`attendance_core::external::ExternalInstance`]) is kept as JSON, unread: the
+/// client does not need it, and an echo shaped a little differently from the body sent must
+/// not turn an accepted instance into a malformed answer (and a retry).
+#[derive(Debug, Deserialize)]
+pub(crate) struct CreatedInstanceData {}
+
+/// Body of `POST approval/v4/external_instances/check`.
+#[derive(Debug, Serialize)]
+pub(crate) struct CheckRequest<'a> {
+    pub(crate) instances: &'a [attendance_core::external::model::CheckInstance],
+}
+
+/// `data` of `POST approval/v4/external_instances/check`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CheckData {
+    #[serde(default)]
+    pub(crate) diff_instances: Option<Vec<DiffInstance>>,
+}
+
+/// `data` of `GET approval/v4/external_tasks`: `{data: [...], page_token?, has_more}`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ExternalTaskPage {
+    #[serde(default)]
+    pub(crate) data: Option<Vec<ExternalTaskGroup>>,
+    #[serde(flatten)]
+    pub(crate) page: PageInfo,
+}
+
+/// `data` of `POST approval/v4/external_approvals`: the definition's code (a new,
+/// server-generated one when the code sent was unknown).
+#[derive(Debug, Deserialize)]
+pub(crate) struct CreatedApprovalData {
+    pub(crate) approval_code: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_filters_stay_out_of_the_body() {
+        let filter = ExternalTaskFilter {
+            approval_codes: vec!["A".into()],
+            ..ExternalTaskFilter::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&filter).unwrap(),
+            r#"{"approval_codes":["A"]}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&ExternalTaskFilter::default()).unwrap(),
+            "{}"
+        );
+    }
+
+    #[test]
+    fn task_groups_read_nulls_and_missing_fields_as_defaults() {
+        let group: ExternalTaskGroup = serde_json::from_str(
+            r#"{"instance_id":"i1","approval_id":null,"update_time":1700000000000,"tasks":null}"#,
+        )
+        .unwrap();
+        assert_eq!(group.instance_id, "i1");
+        assert_eq!(group.update_time, MsTime(1_700_000_000_000));
+        assert!(group.tasks.is_empty() && group.approval_id.is_empty());
+        let page: ExternalTaskPage = serde_json::from_str(
+            r#"{"data":[{"instance_id":"i1","tasks":[{"id":"t1","status":"PENDING","update_time":"5"}]}],"has_more":true,"page_token":"x"}"#,
+        )
+        .unwrap();
+        assert_eq!(page.data.unwrap()[0].tasks[0].update_time, MsTime(5));
+        assert_eq!(page.page.page_token.as_deref(), Some("x"));
+    }
 }

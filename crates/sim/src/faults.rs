@@ -1,5 +1,6 @@
-//! Fault injection: which answers of the faultable APIs (the query and the four list
-//! endpoints) are replaced by the failures a client meets on the real platform.
+//! Fault injection: which answers of the faultable APIs (the query, the four list endpoints
+//! and the five third-party approval endpoints) are replaced by the failures a client meets on
+//! the real platform.
 //!
 //! Invariants:
 //! - One draw per request that passed the rate limit and auth, in arrival order, from an RNG
@@ -28,10 +29,20 @@ pub(crate) enum Api {
     ListUser,
     DepartmentChildren,
     FindByDepartment,
+    /// `POST approval/v4/external_instances`.
+    ExternalInstances,
+    /// `POST approval/v4/external_instances/check`.
+    ExternalCheck,
+    /// `GET approval/v4/external_tasks`.
+    ExternalTasks,
+    /// `POST approval/v4/external_approvals`.
+    ExternalApprovals,
+    /// `GET approval/v4/external_approvals/:approval_code`.
+    ExternalApproval,
 }
 
 impl Api {
-    pub(crate) const COUNT: usize = 5;
+    pub(crate) const COUNT: usize = 10;
 
     /// A dense index in `0..COUNT`, for per-API arrays.
     pub(crate) fn index(self) -> usize {
@@ -41,6 +52,11 @@ impl Api {
             Api::ListUser => 2,
             Api::DepartmentChildren => 3,
             Api::FindByDepartment => 4,
+            Api::ExternalInstances => 5,
+            Api::ExternalCheck => 6,
+            Api::ExternalTasks => 7,
+            Api::ExternalApprovals => 8,
+            Api::ExternalApproval => 9,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! A simulated Feishu / Lark tenant: an HTTP server on 127.0.0.1 that serves the tenant token,
-//! `attendance/v1/user_approvals/query`, the attendance group lists and the contact department
-//! tree the way the platform does, with switchable faults, for tests and the demo.
+//! `attendance/v1/user_approvals/query`, the attendance group lists, the contact department
+//! tree and the third-party ("external") approval APIs the way the platform does, with
+//! switchable faults, for tests and the demo.
 //!
 //! Invariants:
 //! - The data is a pure function of (seed, user index, date), generated per request: the same
@@ -11,15 +12,17 @@
 //!   name is their id of every type and who list only their fixed records.
 //! - Checks run in the platform's order (rate limit, auth, employee_type, body, user ids), and
 //!   every query request is counted in [`SimStats`], whatever its answer.
-//! - [`Faults`] strike the query and the four list endpoints (never the token endpoint), after
-//!   the rate limit and auth checks and before parameter checks; an answer replaced by a fault
-//!   serves no rows (a delay alone only postpones the real answer). A refused user
+//! - [`Faults`] strike the query, the four list endpoints and the five third-party approval
+//!   endpoints (never the token endpoint), after the rate limit and auth checks and before
+//!   parameter checks; an answer replaced by a fault serves no rows (a delay alone only
+//!   postpones the real answer). A refused user
 //!   ([`SimConfig::refused_user_ids`]) fails every query batch naming it, but stays listed in
 //!   groups and departments, like a departed employee.
 //! - Groups and departments are a pure function of the config too (see `directory.rs`): every
 //!   user is a direct member of exactly one department, and in zero, one or two groups.
 //! - List endpoints paginate with opaque page tokens (16 lowercase hex digits) that are stable
-//!   for a given seed and listing; the last page answers `"page_token":""`, `"has_more":false`.
+//!   for a given seed and listing; the last page answers `"page_token":""`, `"has_more":false`
+//!   (`external_tasks`'s last page has no `page_token` at all, as its page documents).
 //! - The server lives as long as the [`SimTenant`]: dropping it (or [`SimTenant::shutdown`])
 //!   stops it, and the long connection's listener, dispatcher and sockets with it.
 //! - Approval events (see `events.rs`) are built from the records the query API serves, so a
@@ -30,6 +33,12 @@
 //!   operator or a demo approve or revoke on demand and push the event(s); they are routed
 //!   outside `/open-apis/`, so no platform client reaches them, and they change the data only
 //!   through the overlay, like [`SimTenant::insert`] and [`SimTenant::revoke`].
+//! - Third-party approvals (`external.rs`): the tenant starts with
+//!   [`SimConfig::external_approvals`] definitions ([`external_approval_codes`]) and no
+//!   instance; instances synced to it are stored by `instance_id` with the platform's REPLACE /
+//!   UPDATE rules, answered by the check and task-list endpoints, and read back by
+//!   [`SimTenant::external_instances`]. [`external_documents`] makes source documents to sync.
+//!   [`ExternalSettings::try_later_share`] answers a share of creates and checks 1395001.
 //!
 //! Depends on `attendance-core` (the query's limits) and `attendance-feishu` (endpoints and codes,
 //! named once for both sides). It must never depend on the output root or the orchestration:
@@ -57,6 +66,9 @@ mod directory_tests;
 #[cfg(test)]
 mod event_tests;
 mod events;
+mod external;
+#[cfg(test)]
+mod external_tests;
 #[cfg(test)]
 mod fault_tests;
 mod faults;
@@ -92,9 +104,13 @@ pub use events::{
     EventSettings, HandshakeRefusal, LongConnectionSettings, LongConnectionStats, SimEvent,
     WebhookReport,
 };
+pub use external::{ExternalSettings, external_approval_codes, external_documents};
 
-/// Fault switches: the share of answers of the query and list endpoints that fail the way the
-/// platform sometimes does. All zero (the default) = a healthy platform. Shares are in `0..=1`;
+use attendance_core::external::ExternalInstance;
+
+/// Fault switches: the share of answers of the query, list and third-party approval endpoints
+/// that fail the way the platform sometimes does. All zero (the default) = a healthy platform.
+/// Shares are in `0..=1`;
 /// the five answer-replacing ones are exclusive and should sum to at most 1, `slow` can come on
 /// top of any of them.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -143,6 +159,11 @@ pub struct SimConfig {
     pub departments: usize,
     /// How approval events are pushed (webhook and long connection).
     pub events: EventSettings,
+    /// Number of third-party approval definitions the tenant starts with (their codes are
+    /// [`external_approval_codes`]`(seed, external_approvals)`).
+    pub external_approvals: usize,
+    /// How the third-party approval APIs behave.
+    pub external: ExternalSettings,
 }
 
 impl Default for SimConfig {
@@ -160,6 +181,8 @@ impl Default for SimConfig {
             groups: 5,
             departments: 8,
             events: EventSettings::default(),
+            external_approvals: 24,
+            external: ExternalSettings::default(),
         }
     }
 }
@@ -198,6 +221,18 @@ pub struct SimStats {
     pub find_by_department_calls: u64,
     /// Requests that met at least one fault (a slow 500 counts once), on any endpoint.
     pub faults_injected: u64,
+    /// Requests to `POST approval/v4/external_instances`, whatever the answer.
+    pub external_instance_calls: u64,
+    /// The `instance_id` of every `external_instances` body that parsed as JSON, in arrival
+    /// order, whatever the answer (refused, rate limited, faulted or accepted).
+    pub external_instances_received: Vec<String>,
+    /// Requests to `POST approval/v4/external_instances/check`, whatever the answer.
+    pub external_check_calls: u64,
+    /// Requests to `GET approval/v4/external_tasks`, whatever the answer.
+    pub external_task_list_calls: u64,
+    /// Requests to `POST approval/v4/external_approvals` and
+    /// `GET approval/v4/external_approvals/:approval_code`, whatever the answer.
+    pub external_approval_calls: u64,
 }
 
 /// One query request as received. `from` / `to` are the raw yyyyMMdd ints (0 when missing or
@@ -453,6 +488,34 @@ impl SimTenant {
             .unwrap_or_default()
     }
 
+    /// Sets the share of third-party instance creates and checks answered 1395001 ("try again
+    /// later") from the next request on.
+    pub fn set_external_try_later(&self, share: f64) {
+        self.state.external.set_try_later(share);
+    }
+
+    /// The third-party instances the tenant holds, sorted by instance_id.
+    pub fn external_instances(&self) -> Vec<ExternalInstance> {
+        self.state.external.instances()
+    }
+
+    /// The third-party instance with this id, as the tenant holds it.
+    pub fn external_instance(&self, instance_id: &str) -> Option<ExternalInstance> {
+        self.state.external.instance(instance_id)
+    }
+
+    /// Simulates data loss on the platform: drops these instances, and these
+    /// (instance_id, task_id) tasks. Unknown ids are ignored.
+    pub fn external_lose(&self, instance_ids: &[&str], tasks: &[(&str, &str)]) {
+        self.state.external.lose(instance_ids, tasks);
+    }
+
+    /// The codes of the third-party approval definitions, sorted (those the tenant started
+    /// with, and those created since).
+    pub fn external_approval_codes(&self) -> Vec<String> {
+        self.state.external.approval_codes()
+    }
+
     /// Stops the server, waiting (up to 5 s) for in-flight requests to finish.
     pub async fn shutdown(mut self) {
         for task in self.background.drain(..) {
@@ -519,6 +582,26 @@ fn router(
         .route(
             &route(endpoints::DEPARTMENT_USERS),
             get(lists::find_by_department_handler),
+        )
+        .route(
+            &route(endpoints::EXTERNAL_INSTANCES),
+            post(external::create_instance_handler),
+        )
+        .route(
+            &route(endpoints::EXTERNAL_INSTANCES_CHECK),
+            post(external::check_handler),
+        )
+        .route(
+            &route(endpoints::EXTERNAL_TASKS),
+            get(external::list_tasks_handler),
+        )
+        .route(
+            &route(endpoints::EXTERNAL_APPROVALS),
+            post(external::create_approval_handler),
+        )
+        .route(
+            &route(endpoints::EXTERNAL_APPROVAL),
+            get(external::get_approval_handler),
         )
         .with_state(state)
 }

@@ -58,7 +58,7 @@ fn params(query: Result<Query<Params>, QueryRejection>) -> Params {
 }
 
 /// Counts the call and its outcome, then sends (or drops) the answer.
-async fn finish(
+pub(crate) async fn finish(
     state: &TenantState,
     outcome: Outcome<()>,
     count_call: impl FnOnce(&mut SimStats),
@@ -79,13 +79,13 @@ struct Success<Data> {
     data: Data,
 }
 
-fn success_body(data: impl Serialize) -> Result<(String, ()), Rejection> {
+pub(crate) fn success_body(data: impl Serialize) -> Result<(String, ()), Rejection> {
     let body = serde_json::to_string(&Success {
         code: 0,
         msg: "success",
         data,
     })
-    .expect("structs of strings, bools and lists always serialize");
+    .expect("structs of strings, numbers, bools and lists always serialize");
     Ok((body, ()))
 }
 

@@ -1,6 +1,7 @@
 //! The simulated tenant's HTTP surface: the token and user_approvals/query endpoints, with the
-//! platform's auth, rate limiting, validation order, error bodies and stats bookkeeping, and
-//! the gate every faultable API passes through (rate limit, auth, faults).
+//! platform's auth, rate limiting, validation order, error bodies and stats bookkeeping, the
+//! gate every faultable API passes through (rate limit, auth, faults), and the shared state
+//! (the third-party approval store among it, see `external.rs`).
 //!
 //! Invariants:
 //! - Query checks run in the platform's order: rate limit, auth, employee_type, body, user ids.
@@ -36,6 +37,7 @@ use attendance_feishu::codes;
 
 use super::data::{IdType, Kind, Listing, Population};
 use super::directory::Directory;
+use super::external::ExternalStore;
 use super::faults::{Api, FaultAnswer, FaultInjector, FaultPlan, HTML_500_BODY};
 use super::{Faults, NO_CODE, QueryLogEntry, SimConfig, SimStats};
 
@@ -63,6 +65,8 @@ pub(crate) struct TenantState {
     refused: RwLock<HashSet<usize>>,
     pub(crate) stats: Mutex<SimStats>,
     overlay: RwLock<Overlay>,
+    /// Third-party approval definitions and instances.
+    pub(crate) external: ExternalStore,
 }
 
 /// Test-made changes on top of the generated data.
@@ -133,6 +137,7 @@ impl TenantState {
             }),
             token_ttl_secs: AtomicU64::new(config.token_ttl_secs),
             faults: Mutex::new(FaultInjector::new(config.seed, config.faults.clone())),
+            external: ExternalStore::new(&config),
             config,
             population,
             directory,
