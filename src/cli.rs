@@ -77,6 +77,11 @@ pub enum Command {
     /// `serve` is the webhook receiver, `connect` the long connection.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Third-party approvals (made in another system, mirrored into Feishu's approval center):
+    /// validate instance files, push them, check them against the platform, pull the platform's
+    /// task statuses, and load the instances as tables.
+    #[command(subcommand)]
+    External(ExternalCommand),
     /// Start the bundled simulated tenant on loopback and back-fill the last 60 days from it.
     #[cfg(feature = "sim")]
     #[command(
@@ -111,6 +116,122 @@ pub enum EventsCommand {
     /// Idempotent: run it as often as you like.
     #[command(after_help = "Example:\n  attendance-sync events compact --out s3://lake/attendance")]
     Compact(CompactArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExternalCommand {
+    /// Send the valid instances of a file (POST approval/v4/external_instances): by default
+    /// only those the check API reports missing or stale. Invalid instances are never sent:
+    /// they go to OUT/_rejects/external/ with every problem named (exit 3).
+    #[command(
+        after_help = "Example:\n  FEISHU_APP_ID=cli_xxx FEISHU_APP_SECRET=... attendance-sync external push \\\n    --instances hr-export.ndjson --out s3://lake/attendance"
+    )]
+    Push(ExternalPushArgs),
+    /// Reconcile a file with the platform: every instance asked of the check API, the
+    /// differences written to the external_diffs table (exit 3 when there is any).
+    #[command(
+        after_help = "Example:\n  attendance-sync external check --instances hr-export.ndjson --out s3://lake/attendance"
+    )]
+    Check(ExternalCheckArgs),
+    /// Snapshot the platform's task statuses of some approval codes
+    /// (GET approval/v4/external_tasks) into the external_task_status table.
+    #[command(
+        after_help = "Example:\n  attendance-sync external pull --approval-codes 84C18825-A3D2-41D0-891F-E7A2424C5D48 --out ./warehouse"
+    )]
+    Pull(ExternalPullArgs),
+    /// Land a file's instances as tables (external_instances, external_instance_tasks,
+    /// external_instance_ccs, external_i18n), partitioned by the local date of their start.
+    /// Needs no credentials.
+    #[command(
+        after_help = "Example:\n  attendance-sync external load --instances hr-export.ndjson --out ./warehouse --time-zone Asia/Shanghai"
+    )]
+    Load(ExternalLoadArgs),
+}
+
+/// How the external commands reach the platform.
+#[derive(Debug, Args, Clone)]
+pub struct PlatformArgs {
+    /// Open Platform host; Lark tenants use https://open.larksuite.com.
+    #[arg(long, env = "FEISHU_BASE_URL", default_value = DEFAULT_BASE_URL, value_name = "URL")]
+    pub base_url: String,
+    /// A file holding the app secret, instead of FEISHU_APP_SECRET.
+    #[arg(long, env = "FEISHU_APP_SECRET_FILE", value_name = "FILE")]
+    pub app_secret_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// The source and root of the external commands that read instance files.
+#[derive(Debug, Args, Clone)]
+pub struct InstancesArgs {
+    /// The instance file: one instance a line (NDJSON) or a JSON array, a path or an object
+    /// store URL (s3://…, gs://…, az://…), in the platform's model (approval_code, instance_id,
+    /// task_list, cc_list, i18n_resources, …).
+    #[arg(long, value_name = "FILE|URL")]
+    pub instances: String,
+    /// Output root, a directory or an object store URL, as for backfill: manifests go to
+    /// OUT/_runs/, rejected instances to OUT/_rejects/external/, tables to OUT/<table>/.
+    #[arg(long, value_name = "DIR|URL")]
+    pub out: String,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ExternalPushArgs {
+    #[command(flatten)]
+    pub instances: InstancesArgs,
+    /// Send every valid instance, without asking the check API first.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub platform: PlatformArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ExternalCheckArgs {
+    #[command(flatten)]
+    pub instances: InstancesArgs,
+    /// Seconds the external tables' lease lives without renewal.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub lease_ttl: u64,
+    #[command(flatten)]
+    pub platform: PlatformArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ExternalPullArgs {
+    /// The third-party approval codes whose tasks are listed (any number; asked 20 at a time).
+    #[arg(long, value_delimiter = ',', required = true, value_name = "CODES")]
+    pub approval_codes: Vec<String>,
+    /// List only the tasks of this status.
+    #[arg(long, value_parser = ["PENDING", "APPROVED", "REJECTED", "TRANSFERRED", "DONE"])]
+    pub status: Option<String>,
+    /// List only the tasks of these approvers (user_id).
+    #[arg(long, value_delimiter = ',', value_name = "IDS")]
+    pub user_ids: Vec<String>,
+    /// Output root, as for backfill.
+    #[arg(long, value_name = "DIR|URL")]
+    pub out: String,
+    /// Seconds the external tables' lease lives without renewal.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub lease_ttl: u64,
+    #[command(flatten)]
+    pub platform: PlatformArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ExternalLoadArgs {
+    #[command(flatten)]
+    pub instances: InstancesArgs,
+    /// The zone whose dates partition the instances (by their start).
+    #[arg(long, default_value = "Asia/Shanghai", value_name = "IANA", value_parser = parse_zone)]
+    pub time_zone: chrono_tz::Tz,
+    /// Seconds the external tables' lease lives without renewal.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub lease_ttl: u64,
+    /// Local directory where the instances wait, a file per date, before their date is written
+    /// (default: the system's temporary directory). Needs about the source's size.
+    #[arg(long, value_name = "DIR")]
+    pub spill_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args, Clone)]

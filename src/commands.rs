@@ -487,6 +487,10 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitStatus> {
             "\nevents compact: {}",
             crate::events::compact_report(&compacted, &args.out)
         );
+        let external =
+            crate::external::demo_round(&tenant, &client, &args.out, args.client.concurrency)
+                .await?;
+        print!("\nthird-party approvals, synced from another HR system:\n{external}");
         tenant.shutdown().await;
         if events.missing > 0 {
             anyhow::bail!("{} events sent were not landed", events.missing);

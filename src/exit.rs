@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use attendance_events::LongConnectionError;
 use attendance_events::compact::CompactError;
+use attendance_external::{ExternalError, SourceError};
 use attendance_feishu::{PlatformError, codes};
 use attendance_lake::commit::SinkError;
 use attendance_lake::lease::LeaseError;
@@ -103,7 +104,30 @@ impl ExitStatus {
         {
             return ExitStatus::Usage;
         }
+        if let Some(e) = e.downcast_ref::<ExternalError>() {
+            return ExitStatus::of_external_error(e);
+        }
         ExitStatus::Failure
+    }
+
+    /// The status of an error that stopped an external command: the operator's to fix (the
+    /// source, the root, refused credentials, another run's lease) or a failure.
+    fn of_external_error(e: &ExternalError) -> ExitStatus {
+        match e {
+            ExternalError::Source(
+                SourceError::NotFound { .. } | SourceError::BrokenArray { .. },
+            )
+            | ExternalError::Store(StoreError::BadUrl { .. })
+            | ExternalError::Lease(LeaseError::Held { .. } | LeaseError::Unreadable { .. })
+            | ExternalError::Unreadable { .. }
+            | ExternalError::SchemaMismatch { .. } => ExitStatus::Usage,
+            ExternalError::Platform { source, .. }
+                if matches!(source.code(), Some(codes::UNKNOWN_APP | codes::BAD_SECRET)) =>
+            {
+                ExitStatus::Usage
+            }
+            _ => ExitStatus::Failure,
+        }
     }
 }
 

@@ -5,13 +5,14 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, EventsCommand};
+use crate::cli::{Cli, Command, EventsCommand, ExternalCommand};
 use crate::exit::ExitStatus;
 
 mod cli;
 mod commands;
 mod events;
 mod exit;
+mod external;
 mod progress;
 mod summary;
 
@@ -64,6 +65,10 @@ fn main() -> ExitCode {
         Command::Events(EventsCommand::Serve(args)) => events::serve(args),
         Command::Events(EventsCommand::Connect(args)) => events::connect(args),
         Command::Events(EventsCommand::Compact(args)) => events::compact(args),
+        Command::External(ExternalCommand::Push(args)) => external::push(args),
+        Command::External(ExternalCommand::Check(args)) => external::check(args),
+        Command::External(ExternalCommand::Pull(args)) => external::pull(args),
+        Command::External(ExternalCommand::Load(args)) => external::load(args),
         #[cfg(feature = "sim")]
         Command::Demo(args) => commands::demo(args),
         #[cfg(feature = "sim")]

@@ -203,6 +203,35 @@ fn demo_runs_end_to_end() {
         .filter(|table| out.join(table).is_dir())
         .count();
     assert!(approval_tables > 0, "no approval table:\n{stdout}");
+    // And a third-party export pushed, checked, pulled and loaded, all 300 instances agreeing.
+    for needle in [
+        "300 documents, 300 valid, 0 rejected",
+        "300 sent, 0 refused by the platform, 0 failed",
+        "check            3 requests: 0 differences",
+        "300 instances",
+        "300 external_instances",
+    ] {
+        assert!(stdout.contains(needle), "{needle} missing from:\n{stdout}");
+    }
+    let instances: usize = TableFiles::rows(&out.join("external_instances"));
+    assert_eq!(instances, 300);
+}
+
+/// Rows of every part file under a table's directory.
+struct TableFiles;
+
+impl TableFiles {
+    fn rows(dir: &std::path::Path) -> usize {
+        let mut rows = 0;
+        for partition in std::fs::read_dir(dir).unwrap() {
+            for file in std::fs::read_dir(partition.unwrap().path()).unwrap() {
+                let bytes = std::fs::read(file.unwrap().path()).unwrap();
+                let (batches, _) = attendance_lake::writer::decode(bytes).unwrap();
+                rows += batches.iter().map(|b| b.num_rows()).sum::<usize>();
+            }
+        }
+        rows
+    }
 }
 
 #[test]

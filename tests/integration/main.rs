@@ -6,6 +6,7 @@ mod cli;
 mod deploy;
 mod event_tables;
 mod events;
+mod external;
 mod lease_resume;
 mod replay;
 mod resilience;

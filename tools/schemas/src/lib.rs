@@ -9,7 +9,7 @@
 //!   as Hive, Trino and a BigQuery load expect, except in Snowflake, where it is an expression
 //!   over the file name and comes first.
 //! - The Arrow types are read once, by `column_type`, into `ColumnType`: the types the writer
-//!   produces (Utf8, Int32, Int64, Float64, Timestamp(Microsecond, "UTC"), List, Struct) and
+//!   produces (Utf8, Boolean, Int32, Int64, Float64, Timestamp(Microsecond, "UTC"), List, Struct) and
 //!   nothing more. Its match names every Arrow type, so a new Arrow type fails to compile here,
 //!   and any type outside that set panics with the column's name: a writer change that needs a
 //!   new mapping is caught by the tests, not by a warehouse.
@@ -22,6 +22,7 @@
 //! | Arrow | BigQuery | Hive / Spark | Trino (Hive connector) | Snowflake |
 //! | --- | --- | --- | --- | --- |
 //! | Utf8 | STRING | STRING | varchar | VARCHAR |
+//! | Boolean | BOOL | BOOLEAN | boolean | BOOLEAN |
 //! | Int32 | INT64 | INT | integer | NUMBER(10,0) |
 //! | Int64 | INT64 | BIGINT | bigint | NUMBER(19,0) |
 //! | Float64 | FLOAT64 | DOUBLE | double | FLOAT |
@@ -55,6 +56,7 @@ use serde::Serialize;
 use arrow_schema::SchemaRef;
 use attendance_core::event_state::EventTable;
 use attendance_core::event_table::{APPROVAL_EVENTS, approval_events_schema};
+use attendance_core::external::table::ExternalTable;
 use attendance_core::table::{SCHEMA_VERSION, Table};
 
 /// What the generators need of a table whose schema files are published.
@@ -105,6 +107,18 @@ impl Published for EventTable {
     }
 }
 
+impl Published for ExternalTable {
+    fn name(self) -> &'static str {
+        ExternalTable::name(self)
+    }
+    fn schema(self) -> SchemaRef {
+        ExternalTable::schema(self)
+    }
+    fn source(self) -> &'static str {
+        "attendance_core::external::table::ExternalTable::schema()"
+    }
+}
+
 /// The partition column: the `date=YYYY-MM-DD` directory, not a column of the files.
 pub const PARTITION_COLUMN: &str = "date";
 /// The database (Hive, Snowflake) or schema (Trino) the tables are created in.
@@ -122,6 +136,7 @@ pub const REGENERATE_COMMAND: &str = "UPDATE_SCHEMAS=1 cargo test -p attendance-
 #[derive(Debug, Clone, PartialEq)]
 enum ColumnType {
     String,
+    Boolean,
     Int32,
     Int64,
     Float64,
@@ -170,6 +185,7 @@ fn column_type(data_type: &DataType, path: &str) -> ColumnType {
     };
     match data_type {
         DataType::Utf8 => ColumnType::String,
+        DataType::Boolean => ColumnType::Boolean,
         DataType::Int32 => ColumnType::Int32,
         DataType::Int64 => ColumnType::Int64,
         DataType::Float64 => ColumnType::Float64,
@@ -192,7 +208,6 @@ fn column_type(data_type: &DataType, path: &str) -> ColumnType {
             ColumnType::Struct(fields.iter().map(|field| column(field, path)).collect())
         }
         DataType::Null
-        | DataType::Boolean
         | DataType::Int8
         | DataType::Int16
         | DataType::UInt8
@@ -255,6 +270,7 @@ fn bigquery_field(column: &Column) -> BigQueryField {
     };
     let (field_type, fields) = match item_type {
         ColumnType::String => ("STRING", Vec::new()),
+        ColumnType::Boolean => ("BOOL", Vec::new()),
         ColumnType::Int32 | ColumnType::Int64 => ("INT64", Vec::new()),
         ColumnType::Float64 => ("FLOAT64", Vec::new()),
         ColumnType::UtcTimestampMicros => ("TIMESTAMP", Vec::new()),
@@ -358,6 +374,7 @@ fn hive_identifier(name: &str) -> String {
 fn hive_type(column_type: &ColumnType) -> String {
     match column_type {
         ColumnType::String => "STRING".to_string(),
+        ColumnType::Boolean => "BOOLEAN".to_string(),
         ColumnType::Int32 => "INT".to_string(),
         ColumnType::Int64 => "BIGINT".to_string(),
         ColumnType::Float64 => "DOUBLE".to_string(),
@@ -431,6 +448,7 @@ fn trino_identifier(name: &str) -> String {
 fn trino_type(column_type: &ColumnType) -> String {
     match column_type {
         ColumnType::String => "varchar".to_string(),
+        ColumnType::Boolean => "boolean".to_string(),
         ColumnType::Int32 => "integer".to_string(),
         ColumnType::Int64 => "bigint".to_string(),
         ColumnType::Float64 => "double".to_string(),
@@ -626,6 +644,7 @@ fn snowflake_quoted(name: &str) -> String {
 fn snowflake_type(column_type: &ColumnType) -> &'static str {
     match column_type {
         ColumnType::String => "VARCHAR",
+        ColumnType::Boolean => "BOOLEAN",
         ColumnType::Int32 => "NUMBER(10,0)",
         ColumnType::Int64 => "NUMBER(19,0)",
         ColumnType::Float64 => "FLOAT",
@@ -704,6 +723,7 @@ pub fn published_files() -> Vec<(String, String)> {
     let mut files: Vec<(String, String)> = Table::ALL.into_iter().flat_map(files_of).collect();
     files.extend(files_of(ApprovalEvents));
     files.extend(EventTable::ALL.into_iter().flat_map(files_of));
+    files.extend(ExternalTable::ALL.into_iter().flat_map(files_of));
     files
 }
 
@@ -809,7 +829,40 @@ mod tests {
             Field::new("rule_associated", DataType::Int64, true),
             Field::new("interval_seconds", DataType::Int64, true),
         ]);
+        let text = |name: &str| Field::new(name, DataType::Utf8, true);
+        let flag = |name: &str| Field::new(name, DataType::Boolean, true);
+        let form = struct_list(vec![
+            text("name"),
+            text("value"),
+            text("name_key"),
+            text("value_key"),
+        ]);
+        let actions = struct_list(vec![
+            text("action_type"),
+            text("action_name"),
+            text("action_name_key"),
+            flag("is_need_reason"),
+            flag("is_reason_required"),
+            flag("is_need_attachment"),
+        ]);
         let expectations = [
+            (
+                form,
+                (
+                    "ARRAY<STRUCT<name: STRING, value: STRING, name_key: STRING, value_key: STRING>>",
+                    "array(row(name varchar, value varchar, name_key varchar, value_key varchar))",
+                    "ARRAY",
+                ),
+            ),
+            (
+                actions,
+                (
+                    "ARRAY<STRUCT<action_type: STRING, action_name: STRING, action_name_key: STRING, is_need_reason: BOOLEAN, is_reason_required: BOOLEAN, is_need_attachment: BOOLEAN>>",
+                    "array(row(action_type varchar, action_name varchar, action_name_key varchar, is_need_reason boolean, is_reason_required boolean, is_need_attachment boolean))",
+                    "ARRAY",
+                ),
+            ),
+            (DataType::Boolean, ("BOOLEAN", "boolean", "BOOLEAN")),
             (
                 local_range,
                 (
@@ -868,6 +921,7 @@ mod tests {
         Table::ALL.into_iter().for_each(check_every_column);
         check_every_column(ApprovalEvents);
         EventTable::ALL.into_iter().for_each(check_every_column);
+        ExternalTable::ALL.into_iter().for_each(check_every_column);
     }
 
     fn check_every_column(table: impl Published) {
@@ -907,9 +961,15 @@ mod tests {
                     "{name}"
                 );
                 // `date` comes first in Snowflake: it is not read from VALUE.
+                // A reserved word (`value` is the external table's own VALUE) is quoted.
+                let written = if SNOWFLAKE_RESERVED.contains(&column.to_uppercase().as_str()) {
+                    format!("\"{column}\"")
+                } else {
+                    column.clone()
+                };
                 let bare = snowflake_columns[i + 1]
-                    .strip_prefix(column.as_str())
-                    .expect("a plain lower-case name is unquoted");
+                    .strip_prefix(written.as_str())
+                    .expect("a plain lower-case name is unquoted, a reserved one quoted");
                 assert_eq!(
                     bare,
                     format!(" {snowflake_type} AS (VALUE:\"{column}\"::{snowflake_type})"),
@@ -992,6 +1052,7 @@ mod tests {
                 assert_eq!(entry["name"], field.name().as_str(), "{name}");
                 let (expected_type, expected_mode) = match field.data_type() {
                     DataType::Utf8 => ("STRING", None),
+                    DataType::Boolean => ("BOOL", None),
                     DataType::Int32 | DataType::Int64 => ("INT64", None),
                     DataType::Float64 => ("FLOAT64", None),
                     DataType::Timestamp(..) => ("TIMESTAMP", None),
@@ -1051,16 +1112,16 @@ mod tests {
         }
         assert_eq!(
             published_files().len(),
-            (Table::ALL.len() + 1 + EventTable::ALL.len()) * 5
+            (Table::ALL.len() + 1 + EventTable::ALL.len() + ExternalTable::ALL.len()) * 5
         );
     }
 
     #[test]
     #[should_panic(
-        expected = "column outs.flag has Arrow type Boolean, which has no warehouse mapping"
+        expected = "column outs.ratio has Arrow type Float32, which has no warehouse mapping"
     )]
     fn a_type_the_writer_does_not_produce_panics_with_the_column_name() {
-        column(&Field::new("flag", DataType::Boolean, true), "outs");
+        column(&Field::new("ratio", DataType::Float32, true), "outs");
     }
 
     #[test]
