@@ -181,7 +181,10 @@ impl Check {
             if !fields.iter().any(|(known, _, _)| known == name) && !passthrough.contains(&&**name)
             {
                 let field = FieldPath { parent: path, name };
-                self.problem(field.to_string(), "is not a field of this object (misspelt?)");
+                self.problem(
+                    field.to_string(),
+                    "is not a field of this object (misspelt?)",
+                );
             }
         }
     }
@@ -200,9 +203,10 @@ impl Check {
                     field.to_string(),
                     format!("must be a millisecond epoch as a decimal string, got {value}"),
                 ),
-                Some(MsTime(0)) if matches!(rule, Rule::Time) => {
-                    self.problem(field.to_string(), "must be a millisecond epoch after 1970, not 0")
-                }
+                Some(MsTime(0)) if matches!(rule, Rule::Time) => self.problem(
+                    field.to_string(),
+                    "must be a millisecond epoch after 1970, not 0",
+                ),
                 Some(MsTime(ms)) if ms > 0 && ms < 100_000_000_000 => self.problem(
                     field.to_string(),
                     format!(
@@ -217,7 +221,9 @@ impl Check {
                     return;
                 };
                 match rule {
-                    Rule::Id if text.trim().is_empty() => self.problem(field.to_string(), "must not be empty"),
+                    Rule::Id if text.trim().is_empty() => {
+                        self.problem(field.to_string(), "must not be empty")
+                    }
                     Rule::OneOf(allowed) if !allowed.contains(&text) => self.problem(
                         field.to_string(),
                         format!("{text:?} is not one of {}", allowed.join(", ")),
