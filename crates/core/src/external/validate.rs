@@ -228,10 +228,10 @@ impl Check {
                         field.to_string(),
                         format!("{text:?} is not one of {}", allowed.join(", ")),
                     ),
-                    Rule::I18n if text.starts_with(I18N_PREFIX) => {
-                        if !self.keys_used.contains_key(text) {
-                            self.keys_used.insert(text.to_owned(), field.to_string());
-                        }
+                    Rule::I18n
+                        if text.starts_with(I18N_PREFIX) && !self.keys_used.contains_key(text) =>
+                    {
+                        self.keys_used.insert(text.to_owned(), field.to_string());
                     }
                     Rule::JsonText
                         if !text.is_empty() && serde_json::from_str::<Value>(text).is_err() =>
