@@ -215,6 +215,51 @@ async fn a_push_sends_what_the_check_reports_missing_or_stale_and_nothing_twice(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_rides_out_try_again_later_answers_and_sends_everything_once() {
+    let h = Harness::start().await;
+    let docs = h.documents(150);
+    // A third of the creates and checks answer 1395001 "try again later" and change nothing.
+    h.tenant.set_external_try_later(0.3);
+    let pushed = h.push(&h.write("all.ndjson", &docs), false).await;
+    assert_eq!((pushed.sent, pushed.failed, pushed.refused), (150, 0, 0));
+    assert!(
+        h.client.stats().retries > 0,
+        "1395001 is retried with backoff"
+    );
+    let errors = h.tenant.stats().errors_by_code;
+    assert!(errors.get(&1395001).copied().unwrap_or(0) > 0, "{errors:?}");
+    assert_eq!(h.tenant.external_instances(), valid(&docs));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_the_platform_refuses_is_not_retried_and_the_others_go_on() {
+    let h = Harness::start().await;
+    let mut docs = h.documents(30);
+    // Valid as a document, but no third-party approval of this app has the code: 1390001.
+    docs[4]["approval_code"] = json!("NOT-A-DEFINED-APPROVAL");
+    let refused_id = docs[4]["instance_id"].as_str().unwrap().to_owned();
+    let pushed = h.push(&h.write("all.ndjson", &docs), true).await;
+    assert_eq!((pushed.sent, pushed.refused, pushed.failed), (29, 1, 0));
+    assert!(pushed.is_partial());
+    let received = h.tenant.stats().external_instances_received;
+    assert_eq!(
+        received.iter().filter(|id| **id == refused_id).count(),
+        1,
+        "not retried"
+    );
+    let outcome = pushed
+        .outcomes
+        .iter()
+        .find(|o| o.instance_id.as_deref() == Some(refused_id.as_str()))
+        .unwrap();
+    assert!(
+        outcome.reason.as_deref().unwrap().contains("1390001"),
+        "{outcome:?}"
+    );
+    assert_eq!(h.tenant.external_instances().len(), 29);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_update_changes_nothing_and_the_next_check_reports_it() {
     let h = Harness::start().await;
     let docs = h.documents(20);
@@ -699,6 +744,107 @@ async fn load_lands_the_documents_with_texts_resolved_and_times_in_utc() {
         (0..b.num_rows()).any(|r| text(b, "status", r).as_deref() == Some("TRANSFERRED"))
     });
     assert!(transferred, "the data set has transfers");
+    // Every task, cc and text as the source has it: texts resolved, times in UTC, each in the
+    // partition of its instance.
+    type TaskRow = (
+        String,
+        Option<String>,
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+        String,
+    );
+    let mut expected_tasks: BTreeMap<(String, String), TaskRow> = BTreeMap::new();
+    let mut expected_ccs = BTreeMap::new();
+    let mut expected_texts = BTreeSet::new();
+    for i in &instances {
+        let date = start_date(i, chrono_tz::Asia::Shanghai).to_string();
+        for t in i.tasks() {
+            expected_tasks.insert(
+                (i.instance_id.clone(), t.task_id.clone()),
+                (
+                    t.status.clone(),
+                    t.title.as_deref().map(|x| i.resolve(x).to_owned()),
+                    Some(t.create_time.0 * 1000),
+                    t.end_time.instant().map(|ms| ms * 1000),
+                    t.user_id.clone(),
+                    date.clone(),
+                ),
+            );
+        }
+        for c in i.ccs() {
+            expected_ccs.insert(
+                (i.instance_id.clone(), c.cc_id.clone()),
+                (
+                    c.read_status.clone(),
+                    Some(c.update_time.0 * 1000),
+                    date.clone(),
+                ),
+            );
+        }
+        for r in &i.i18n_resources {
+            for t in &r.texts {
+                expected_texts.insert((
+                    i.instance_id.clone(),
+                    r.locale.clone(),
+                    r.is_default,
+                    t.key.clone(),
+                    t.value.clone(),
+                ));
+            }
+        }
+    }
+    let mut found_tasks = BTreeMap::new();
+    for (date, b) in &task_rows {
+        for r in 0..b.num_rows() {
+            found_tasks.insert(
+                (
+                    text(b, "instance_id", r).unwrap(),
+                    text(b, "task_id", r).unwrap(),
+                ),
+                (
+                    text(b, "status", r).unwrap(),
+                    text(b, "title", r),
+                    micros(b, "create_time", r),
+                    micros(b, "end_time", r),
+                    text(b, "user_id", r),
+                    date.clone(),
+                ),
+            );
+        }
+    }
+    assert_eq!(found_tasks, expected_tasks);
+    let mut found_ccs = BTreeMap::new();
+    for (date, b) in read_table(&h.out(), "external_instance_ccs") {
+        for r in 0..b.num_rows() {
+            found_ccs.insert(
+                (
+                    text(&b, "instance_id", r).unwrap(),
+                    text(&b, "cc_id", r).unwrap(),
+                ),
+                (
+                    text(&b, "read_status", r).unwrap(),
+                    micros(&b, "update_time", r),
+                    date.clone(),
+                ),
+            );
+        }
+    }
+    assert_eq!(found_ccs, expected_ccs);
+    let mut found_texts = BTreeSet::new();
+    for (_, b) in read_table(&h.out(), "external_i18n") {
+        let default = b.column_by_name("is_default").unwrap().as_boolean().clone();
+        for r in 0..b.num_rows() {
+            found_texts.insert((
+                text(&b, "instance_id", r).unwrap(),
+                text(&b, "locale", r).unwrap(),
+                default.value(r),
+                text(&b, "key", r).unwrap(),
+                text(&b, "value", r).unwrap(),
+            ));
+        }
+    }
+    assert_eq!(found_texts, expected_texts);
 
     // A rerun of the same source writes the same files.
     let snapshot = files(&h.out());
