@@ -228,6 +228,11 @@ pub struct ExternalLoadArgs {
     /// Seconds the external tables' lease lives without renewal.
     #[arg(long, default_value_t = 120, value_name = "SECONDS")]
     pub lease_ttl: u64,
+    /// The file is the whole truth for its approval codes: their instances it lacks are
+    /// deleted from the tables (by default a load upserts: the file's instances replace their
+    /// rows, every other row stays).
+    #[arg(long)]
+    pub full: bool,
     /// Local directory where the instances wait, a file per date, before their date is written
     /// (default: the system's temporary directory). Needs about the source's size.
     #[arg(long, value_name = "DIR")]

@@ -115,7 +115,12 @@ impl ExitStatus {
     fn of_external_error(e: &ExternalError) -> ExitStatus {
         match e {
             ExternalError::Source(
-                SourceError::NotFound { .. } | SourceError::BrokenArray { .. },
+                SourceError::NotFound { .. }
+                | SourceError::BrokenArray { .. }
+                | SourceError::Store {
+                    cause: StoreError::BadUrl { .. },
+                    ..
+                },
             )
             | ExternalError::Store(StoreError::BadUrl { .. })
             | ExternalError::Lease(LeaseError::Held { .. } | LeaseError::Unreadable { .. })

@@ -103,6 +103,7 @@ pub fn load(args: ExternalLoadArgs) -> anyhow::Result<ExitStatus> {
             run_id: run_id(),
             lease_ttl: Duration::from_secs(args.lease_ttl.max(3)),
             spill_dir: args.spill_dir.clone().unwrap_or_else(std::env::temp_dir),
+            full: args.full,
         };
         let summary = load::load(store, &request).await?;
         print!("{}", load_report(&summary, &args.instances.out));
@@ -279,11 +280,16 @@ pub fn load_report(s: &LoadSummary, out: &str) -> String {
             .collect();
         let _ = writeln!(
             text,
-            "  {:<16} {} ({} approval codes, {first} to {last} in {})",
+            "  {:<16} {} ({} approval codes, starts {first} to {last} in {}){}",
             "rows",
             rows.join(", "),
             s.approval_codes.len(),
-            s.time_zone
+            s.time_zone,
+            if s.full {
+                "; --full: their instances absent from the file deleted"
+            } else {
+                ""
+            }
         );
         let _ = writeln!(
             text,
@@ -375,6 +381,7 @@ pub async fn demo_round(
             run_id: run_id(),
             lease_ttl: Duration::from_secs(120),
             spill_dir: std::env::temp_dir(),
+            full: false,
         },
     )
     .await?;

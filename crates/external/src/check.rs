@@ -124,11 +124,13 @@ pub async fn find_diffs(
                 continue;
             }
             let mut again = entry.clone();
+            let mut matched = false;
             for task in tasks {
                 let Some(our_task) = instance.tasks().iter().find(|t| t.task_id == task.task_id)
                 else {
                     continue;
                 };
+                matched = true;
                 let (kind, platform) = if task.update_time == MsTime(0) {
                     (DiffKind::MissingTask, None)
                 } else {
@@ -144,7 +146,18 @@ pub async fn find_diffs(
                 });
                 again.tasks.retain(|t| t.task_id != task.task_id);
             }
-            if again.tasks.len() < entry.tasks.len() {
+            if !matched {
+                // Only tasks it was not asked about: the instance differs, though no task of
+                // ours can be named.
+                diffs.push(Diff {
+                    instance_id: instance.instance_id.clone(),
+                    task_id: None,
+                    approval_code: Some(instance.approval_code.clone()),
+                    kind: DiffKind::StaleInstance,
+                    ours: Some(instance.update_time),
+                    platform,
+                });
+            } else if again.tasks.len() < entry.tasks.len() {
                 pending.push(again);
             }
         }
@@ -159,9 +172,9 @@ pub(crate) async fn read_source(
 ) -> Result<(Vec<ExternalInstance>, intake::Intake), ExternalError> {
     let source = Source::open(src).await?;
     tokio::task::spawn_blocking(move || {
-        let mut valid = Vec::new();
-        let intake = intake::intake(&source, &mut |_, instance| valid.push(instance))?;
-        Ok((valid, intake))
+        let mut valid = intake::Collected::default();
+        let intake = intake::intake(&source, &mut valid)?;
+        Ok((valid.0.into_iter().flatten().collect(), intake))
     })
     .await
     .expect("the intake never panics")

@@ -55,7 +55,7 @@ pub enum ExternalError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Lease(#[from] LeaseError),
-    #[error("the platform refused {during}; nothing more was asked")]
+    #[error("{during} failed; no further request was sent")]
     Platform {
         during: &'static str,
         #[source]
@@ -120,7 +120,7 @@ pub(crate) async fn replace_snapshot(
             table,
             date,
             Some(batch).filter(|b| b.num_rows() > 0),
-            Arc::new(codes),
+            Arc::new(tables::Replaced::Codes(codes)),
             &|| !lease.is_lost(),
         )
         .await

@@ -3,17 +3,20 @@
 //! `external_i18n`.
 //!
 //! Invariants:
-//! - A source is the whole truth for its approval codes over the dates its instances start on:
-//!   in every partition from its first date to its last, the rows of its approval codes are
-//!   replaced by its rows, and every other row is kept. A rerun of the same source gives the
-//!   same files.
+//! - Upsert by instance: every instance of the source replaces its rows in the four tables,
+//!   wherever they were (an instance whose start moved to another date leaves no row behind),
+//!   and every other row is kept, so a daily export of what changed is loaded as it is. With
+//!   `full`, the source is also the whole truth for its approval codes: their rows whose
+//!   instance it lacks are deleted. A rerun of the same source gives the same files.
+//! - The partitions rewritten are those of the source's dates and those holding a replaced
+//!   row, found by reading the two key columns of each table's files.
 //! - Memory holds one date's instances, whatever the source's size: the valid instances are
 //!   first written to a spill directory, a file per date, then each date is built and written
 //!   in turn.
 //! - The partitions of a date are written table after table; a run stopped between them is
 //!   made whole by the next run of the same source.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -24,13 +27,13 @@ use attendance_core::external::ExternalInstance;
 use attendance_core::external::table::{ExternalTable, Rows};
 use attendance_lake::runs;
 use attendance_lake::store::Store;
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
 use crate::intake::{self, Intake, IntakeReport};
-use crate::source::Source;
-use crate::tables::{self, Change};
+use crate::source::{Position, Source};
+use crate::tables::{self, Change, Replaced};
 use crate::{ExternalError, leased};
 
 /// What a load needs.
@@ -44,6 +47,9 @@ pub struct LoadRequest {
     pub lease_ttl: Duration,
     /// Where the instances wait, a file per date, before their date is written.
     pub spill_dir: PathBuf,
+    /// The source is the whole truth for its approval codes: delete their rows whose instance
+    /// it lacks.
+    pub full: bool,
 }
 
 /// What a load did.
@@ -55,10 +61,12 @@ pub struct LoadSummary {
     pub time_zone: String,
     #[serde(flatten)]
     pub intake: IntakeReport,
-    /// The approval codes whose rows were replaced.
+    /// The approval codes of the source's instances.
     pub approval_codes: Vec<String>,
     /// The first and last date of the instances' starts.
     pub window: Option<(NaiveDate, NaiveDate)>,
+    /// Whether the source was the whole truth for its approval codes.
+    pub full: bool,
     /// Rows written, by table.
     pub rows: BTreeMap<&'static str, usize>,
     /// Partitions written and deleted.
@@ -83,7 +91,13 @@ pub async fn load(store: Arc<Store>, request: &LoadRequest) -> Result<LoadSummar
         tokio::task::spawn_blocking(move || spill_by_date(&source, zone, &spill_path))
             .await
             .expect("the intake never panics")?;
-    let Spilled { dates, codes } = spilled;
+    let Spilled {
+        dates,
+        codes,
+        ids,
+        skip,
+    } = spilled;
+    let skip = Arc::new(skip);
     let mut summary = LoadSummary {
         command: "load",
         run_id: request.run_id.clone(),
@@ -100,34 +114,42 @@ pub async fn load(store: Arc<Store>, request: &LoadRequest) -> Result<LoadSummar
             .map(|(a, b)| (*a, *b)),
         ..LoadSummary::default()
     };
-    if let Some((first, last)) = summary.window {
-        let codes = Arc::new(codes);
+    summary.full = request.full;
+    if summary.window.is_some() || request.full {
+        let replaced = Arc::new(Replaced::Instances {
+            ids,
+            all_of_codes: request.full.then_some(codes),
+        });
         let spill_dir = spill.path().to_path_buf();
         leased(&store, &request.run_id, request.lease_ttl, async |lease| {
             let still_ours = || !lease.is_lost();
-            let mut all_dates: BTreeSet<NaiveDate> = dates.keys().copied().collect();
+            // (table, date) to rewrite: the source's dates, and those holding a replaced row.
+            let mut to_write: BTreeMap<NaiveDate, BTreeSet<ExternalTable>> = BTreeMap::new();
             for table in ExternalTable::DOCUMENTS {
-                all_dates.extend(
-                    tables::partition_dates(&store, table)
-                        .await?
-                        .into_iter()
-                        .filter(|d| (first..=last).contains(d)),
-                );
+                let covered = tables::dates_covered(&store, table, &replaced).await?;
+                for date in covered.into_iter().chain(dates.keys().copied()) {
+                    to_write.entry(date).or_default().insert(table);
+                }
             }
             let writers: Vec<_> = ExternalTable::DOCUMENTS.map(tables::writer_of).into();
-            for date in all_dates {
+            for (date, tables_of_date) in to_write {
                 let file = dates
                     .contains_key(&date)
                     .then(|| date_file(&spill_dir, date));
-                let batches =
-                    tokio::task::spawn_blocking(move || build_date(file.as_deref(), zone))
-                        .await
-                        .expect("building never panics")?;
+                let skip = Arc::clone(&skip);
+                let batches = tokio::task::spawn_blocking(move || {
+                    build_date(file.as_deref(), zone, &|line| skip.contains(&(date, line)))
+                })
+                .await
+                .expect("building never panics")?;
                 for ((table, batch), writer) in ExternalTable::DOCUMENTS
                     .into_iter()
                     .zip(batches)
                     .zip(&writers)
                 {
+                    if !tables_of_date.contains(&table) {
+                        continue;
+                    }
                     *summary.rows.entry(table.name()).or_default() += batch.num_rows();
                     let change = tables::replace_partition(
                         &store,
@@ -135,7 +157,7 @@ pub async fn load(store: Arc<Store>, request: &LoadRequest) -> Result<LoadSummar
                         table,
                         date,
                         Some(batch).filter(|b| b.num_rows() > 0),
-                        Arc::clone(&codes),
+                        Arc::clone(&replaced),
                         &still_ours,
                     )
                     .await?;
@@ -158,6 +180,9 @@ struct Spilled {
     /// Instances per date.
     dates: BTreeMap<NaiveDate, usize>,
     codes: BTreeSet<String>,
+    ids: HashSet<String>,
+    /// Lines of the spill files taken back (copies superseded by a newer one).
+    skip: HashSet<(NaiveDate, u32)>,
 }
 
 /// Most spill files open at once; the others are reopened to append.
@@ -176,6 +201,92 @@ pub fn start_date(instance: &ExternalInstance, zone: Tz) -> NaiveDate {
     zone.from_utc_datetime(&utc.naive_utc()).date_naive()
 }
 
+/// The valid instances written to their date's spill file as they come.
+struct Spiller<'d> {
+    dir: &'d Path,
+    zone: Tz,
+    open: HashMap<NaiveDate, BufWriter<File>>,
+    spilled: Spilled,
+    /// Lines written per date file.
+    lines: HashMap<NaiveDate, u32>,
+    failure: Option<std::io::Error>,
+}
+
+impl Spiller<'_> {
+    fn ticket(date: NaiveDate, line: u32) -> u64 {
+        (u64::from(date.num_days_from_ce() as u32) << 32) | u64::from(line)
+    }
+
+    fn write(&mut self, date: NaiveDate, instance: &ExternalInstance) -> std::io::Result<()> {
+        if !self.open.contains_key(&date) {
+            if self.open.len() >= OPEN_SPILL_FILES {
+                for (_, mut writer) in self.open.drain() {
+                    writer.flush()?;
+                }
+            }
+            let file = File::options()
+                .create(true)
+                .append(true)
+                .open(date_file(self.dir, date))?;
+            self.open
+                .insert(date, BufWriter::with_capacity(64 * 1024, file));
+        }
+        let writer = self.open.get_mut(&date).expect("opened above");
+        serde_json::to_writer(&mut *writer, instance)?;
+        writer.write_all(b"\n")
+    }
+
+    /// The instance on line `line` of `date`'s file.
+    fn read_back(&mut self, date: NaiveDate, line: u32) -> std::io::Result<ExternalInstance> {
+        if let Some(writer) = self.open.get_mut(&date) {
+            writer.flush()?;
+        }
+        let reader = BufReader::new(File::open(date_file(self.dir, date))?);
+        let text = reader
+            .lines()
+            .nth(line as usize)
+            .ok_or_else(|| std::io::Error::other("a spilled line is missing"))??;
+        serde_json::from_str(&text).map_err(std::io::Error::other)
+    }
+}
+
+impl intake::Accept for Spiller<'_> {
+    fn accept(&mut self, _: Position, instance: ExternalInstance) -> u64 {
+        let date = start_date(&instance, self.zone);
+        *self.spilled.dates.entry(date).or_default() += 1;
+        if !self.spilled.codes.contains(&instance.approval_code) {
+            self.spilled.codes.insert(instance.approval_code.clone());
+        }
+        self.spilled.ids.insert(instance.instance_id.clone());
+        let line = self.lines.entry(date).or_default();
+        let ticket = Spiller::ticket(date, *line);
+        *line += 1;
+        if self.failure.is_none()
+            && let Err(e) = self.write(date, &instance)
+        {
+            self.failure = Some(e);
+        }
+        ticket
+    }
+
+    fn retract(&mut self, ticket: u64) -> Option<ExternalInstance> {
+        let date = NaiveDate::from_num_days_from_ce_opt((ticket >> 32) as i32)
+            .expect("tickets are made from dates");
+        let line = ticket as u32;
+        self.spilled.skip.insert((date, line));
+        if self.failure.is_some() {
+            return None;
+        }
+        match self.read_back(date, line) {
+            Ok(instance) => Some(instance),
+            Err(e) => {
+                self.failure = Some(e);
+                None
+            }
+        }
+    }
+}
+
 /// Reads the source, writing each valid instance to its date's spill file.
 fn spill_by_date(
     source: &Source,
@@ -186,53 +297,32 @@ fn spill_by_date(
         dir: dir.display().to_string(),
         source,
     };
-    let mut open: HashMap<NaiveDate, BufWriter<File>> = HashMap::new();
-    let mut spilled = Spilled {
-        dates: BTreeMap::new(),
-        codes: BTreeSet::new(),
+    let mut spiller = Spiller {
+        dir,
+        zone,
+        open: HashMap::new(),
+        spilled: Spilled {
+            dates: BTreeMap::new(),
+            codes: BTreeSet::new(),
+            ids: HashSet::new(),
+            skip: HashSet::new(),
+        },
+        lines: HashMap::new(),
+        failure: None,
     };
-    let mut failure: Option<std::io::Error> = None;
-    let intake = intake::intake(source, &mut |_, instance| {
-        if failure.is_some() {
-            return;
-        }
-        let date = start_date(&instance, zone);
-        *spilled.dates.entry(date).or_default() += 1;
-        if !spilled.codes.contains(&instance.approval_code) {
-            spilled.codes.insert(instance.approval_code.clone());
-        }
-        let written = (|| -> std::io::Result<()> {
-            if !open.contains_key(&date) {
-                if open.len() >= OPEN_SPILL_FILES {
-                    for (_, mut writer) in open.drain() {
-                        writer.flush()?;
-                    }
-                }
-                let file = File::options()
-                    .create(true)
-                    .append(true)
-                    .open(date_file(dir, date))?;
-                open.insert(date, BufWriter::with_capacity(64 * 1024, file));
-            }
-            let writer = open.get_mut(&date).expect("opened above");
-            serde_json::to_writer(&mut *writer, &instance)?;
-            writer.write_all(b"\n")
-        })();
-        if let Err(e) = written {
-            failure = Some(e);
-        }
-    })?;
-    if let Some(e) = failure {
+    let intake = intake::intake(source, &mut spiller)?;
+    if let Some(e) = spiller.failure {
         return Err(spill_error(e));
     }
-    for (_, mut writer) in open.drain() {
+    for (_, mut writer) in spiller.open.drain() {
         writer.flush().map_err(spill_error)?;
     }
-    Ok((intake, spilled))
+    Ok((intake, spiller.spilled))
 }
 
 fn for_each_spilled(
     file: &Path,
+    skip: &dyn Fn(u32) -> bool,
     visit: &mut dyn FnMut(ExternalInstance),
 ) -> Result<(), ExternalError> {
     let spill_error = |source| ExternalError::Spill {
@@ -240,8 +330,11 @@ fn for_each_spilled(
         source,
     };
     let reader = BufReader::new(File::open(file).map_err(spill_error)?);
-    for line in reader.lines() {
+    for (number, line) in reader.lines().enumerate() {
         let line = line.map_err(spill_error)?;
+        if skip(number as u32) {
+            continue;
+        }
         let instance: ExternalInstance = serde_json::from_str(&line)
             .map_err(|e| spill_error(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
         visit(instance);
@@ -253,10 +346,11 @@ fn for_each_spilled(
 fn build_date(
     file: Option<&Path>,
     zone: Tz,
+    skip: &dyn Fn(u32) -> bool,
 ) -> Result<[arrow_array::RecordBatch; 4], ExternalError> {
     let mut rows = ExternalTable::DOCUMENTS.map(Rows::new);
     if let Some(file) = file {
-        for_each_spilled(file, &mut |instance| {
+        for_each_spilled(file, skip, &mut |instance| {
             for table_rows in &mut rows {
                 table_rows.add_instance(&instance, zone.name());
             }

@@ -12,13 +12,18 @@
 //!   50 requests a second on these APIs), its retries (1395001 is retried with backoff;
 //!   1390001 is not: the instance is refused and the others go on). An error that would recur
 //!   on every request (credentials, a refused token) stops the run.
-//! - The manifest lists every document's outcome: sent, up to date, rejected, refused, failed.
+//! - The manifest lists every document's outcome: sent, up to date, rejected, refused, failed,
+//!   platform newer (an UPDATE the platform would skip), not sent (the run stopped first: an
+//!   error that would recur on every request stops new requests, the ones in flight are
+//!   finished and recorded). It is written whatever the run came to, with why it stopped.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use attendance_core::external::ExternalInstance;
+use attendance_core::external::model::UPDATE;
 use attendance_feishu::{Client, PlatformError, codes};
 use attendance_lake::runs;
 use attendance_lake::store::Store;
@@ -56,6 +61,22 @@ pub enum Outcome {
     Refused,
     /// Sent, and failed after the client's retries.
     Failed,
+    /// Not sent: the check found the platform's copy newer, and the instance's UPDATE mode
+    /// would have the platform skip it.
+    PlatformNewer,
+    /// Not sent: the run stopped first (see the manifest's `stopped`).
+    NotSent,
+}
+
+/// Requests of this run to the third-party APIs.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct RequestCounts {
+    /// Requests sent, checks included, retries included.
+    pub requests: u64,
+    /// Retries after transient failures (1395001 among them).
+    pub retries: u64,
+    /// Answers that were over the rate limit.
+    pub rate_limited: u64,
 }
 
 /// One line of the manifest's outcomes.
@@ -86,6 +107,11 @@ pub struct PushSummary {
     pub up_to_date: usize,
     pub refused: usize,
     pub failed: usize,
+    pub platform_newer: usize,
+    pub not_sent: usize,
+    /// Why the run stopped before sending everything, if it did.
+    pub stopped: Option<String>,
+    pub requests: RequestCounts,
     /// Seconds spent sending, and the create requests a second over them.
     pub send_seconds: f64,
     pub requests_per_second: f64,
@@ -95,7 +121,7 @@ pub struct PushSummary {
 impl PushSummary {
     /// Some instance was rejected, refused or failed.
     pub fn is_partial(&self) -> bool {
-        self.intake.rejected + self.refused + self.failed > 0
+        self.intake.rejected + self.refused + self.failed + self.not_sent > 0
     }
 }
 
@@ -136,58 +162,148 @@ pub async fn push(
         })
         .collect();
 
-    let to_send: BTreeSet<String> = if request.force {
-        instances.iter().map(|i| i.instance_id.clone()).collect()
-    } else {
-        let (diffs, requests) = check::find_diffs(client, &instances, request.concurrency).await?;
-        summary.check_requests = requests;
-        diffs.into_iter().map(|d| d.instance_id).collect()
+    let before = client.stats();
+    let result = send(client, &instances, request, &mut summary).await;
+    let after = client.stats();
+    summary.requests = RequestCounts {
+        requests: after.external_requests - before.external_requests,
+        retries: after.retries - before.retries,
+        rate_limited: after.rate_limited - before.rate_limited,
     };
+    // Every valid instance without an outcome was not sent: the run stopped first.
+    let decided: BTreeSet<&str> = summary
+        .outcomes
+        .iter()
+        .filter(|o| o.outcome != Outcome::Rejected)
+        .filter_map(|o| o.instance_id.as_deref())
+        .collect();
+    let not_sent: Vec<InstanceOutcome> = instances
+        .iter()
+        .filter(|i| !decided.contains(i.instance_id.as_str()))
+        .map(|i| outcome(i, Outcome::NotSent, None))
+        .collect();
+    summary.not_sent = not_sent.len();
+    summary.outcomes.extend(not_sent);
+    summary
+        .outcomes
+        .sort_by(|a, b| (a.outcome, &a.instance_id).cmp(&(b.outcome, &b.instance_id)));
+    if let Err(error) = &result {
+        summary.stopped = Some(attendance_core::chain::Chain(error).to_string());
+    }
+    runs::write_manifest(&store, &request.run_id, &summary).await?;
+    result.map(|()| summary)
+}
+
+/// Checks (unless forced) and sends, recording each instance's outcome in `summary`.
+async fn send(
+    client: &Client,
+    instances: &[ExternalInstance],
+    request: &PushRequest,
+    summary: &mut PushSummary,
+) -> Result<(), ExternalError> {
+    let by_id: HashMap<&str, &ExternalInstance> = instances
+        .iter()
+        .map(|i| (i.instance_id.as_str(), i))
+        .collect();
+    let to_send: BTreeSet<String> = if request.force {
+        by_id.keys().map(|id| id.to_string()).collect()
+    } else {
+        let (diffs, requests) = check::find_diffs(client, instances, request.concurrency).await?;
+        summary.check_requests = requests;
+        // Under UPDATE the platform skips an item not newer than its own: an instance whose
+        // every difference is the platform being newer would be sent for nothing, every run.
+        let mut worth_sending: HashMap<&str, bool> = HashMap::new();
+        for diff in &diffs {
+            let Some(instance) = by_id.get(diff.instance_id.as_str()) else {
+                continue;
+            };
+            let platform_newer = diff.platform.zip(diff.ours).is_some_and(|(p, o)| p > o);
+            let useless = instance.update_mode() == UPDATE && platform_newer;
+            *worth_sending
+                .entry(instance.instance_id.as_str())
+                .or_default() |= !useless;
+        }
+        for (id, worth) in &worth_sending {
+            if !worth {
+                summary.platform_newer += 1;
+                summary.outcomes.push(outcome(
+                    by_id[id],
+                    Outcome::PlatformNewer,
+                    Some("UPDATE mode and the platform's copy is newer: not sent".to_owned()),
+                ));
+            }
+        }
+        worth_sending
+            .into_iter()
+            .filter(|(_, worth)| *worth)
+            .map(|(id, _)| id.to_owned())
+            .collect()
+    };
+    // A rejected copy may share its id with the valid one: only the valid ones' count here.
+    let decided: BTreeSet<String> = summary
+        .outcomes
+        .iter()
+        .filter(|o| o.outcome != Outcome::Rejected)
+        .filter_map(|o| o.instance_id.clone())
+        .collect();
     let (send, skip): (Vec<&ExternalInstance>, Vec<&ExternalInstance>) = instances
         .iter()
+        .filter(|i| !decided.contains(&i.instance_id))
         .partition(|i| to_send.contains(i.instance_id.as_str()));
     summary.up_to_date = skip.len();
     summary
         .outcomes
         .extend(skip.iter().map(|i| outcome(i, Outcome::UpToDate, None)));
 
+    // After an error that would recur on every request, no new request is sent; those in
+    // flight are finished and recorded.
+    let stopped = AtomicBool::new(false);
     let sending = Instant::now();
     let mut results = futures::stream::iter(send)
-        .map(|instance| async move { (instance, client.create_external_instance(instance).await) })
+        .map(|instance| {
+            let stopped = &stopped;
+            async move {
+                if stopped.load(Ordering::Relaxed) {
+                    return (instance, None);
+                }
+                (
+                    instance,
+                    Some(client.create_external_instance(instance).await),
+                )
+            }
+        })
         .buffer_unordered(request.concurrency.max(1));
     let mut fatal: Option<PlatformError> = None;
     while let Some((instance, result)) = results.next().await {
         match result {
-            Ok(()) => {
+            None => {}
+            Some(Ok(())) => {
                 summary.sent += 1;
                 summary
                     .outcomes
                     .push(outcome(instance, Outcome::Sent, None));
             }
-            Err(error) if error.is_fatal() => {
-                fatal.get_or_insert(error);
-                break;
-            }
-            Err(error) => {
+            Some(Err(error)) => {
                 let refused = error.code() == Some(codes::EXTERNAL_PARAM_INVALID);
                 tracing::warn!(
                     instance_id = instance.instance_id,
                     error = %attendance_core::chain::Chain(&error),
                     "the platform did not take an instance"
                 );
-                if refused {
-                    summary.refused += 1;
-                } else {
-                    summary.failed += 1;
-                }
                 let kind = if refused {
+                    summary.refused += 1;
                     Outcome::Refused
                 } else {
+                    summary.failed += 1;
                     Outcome::Failed
                 };
                 summary
                     .outcomes
                     .push(outcome(instance, kind, Some(error.to_string())));
+                if error.is_fatal() {
+                    stopped.store(true, Ordering::Relaxed);
+                    fatal.get_or_insert(error);
+                }
             }
         }
     }
@@ -197,16 +313,12 @@ pub async fn push(
     if summary.send_seconds > 0.0 && attempts > 0 {
         summary.requests_per_second = attempts as f64 / summary.send_seconds;
     }
-    summary
-        .outcomes
-        .sort_by(|a, b| (a.outcome, &a.instance_id).cmp(&(b.outcome, &b.instance_id)));
-    runs::write_manifest(&store, &request.run_id, &summary).await?;
     match fatal {
         Some(source) => Err(ExternalError::Platform {
             during: "the push",
             source,
         }),
-        None => Ok(summary),
+        None => Ok(()),
     }
 }
 

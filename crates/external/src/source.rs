@@ -17,7 +17,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 
 use attendance_lake::store::{Store, StoreError};
-use serde::de::{DeserializeSeed, SeqAccess, Visitor};
+use serde::de::{DeserializeOwned, DeserializeSeed, SeqAccess, Visitor};
 use serde_json::Value;
 
 /// Where a document is in its source.
@@ -55,7 +55,7 @@ pub enum SourceError {
         #[source]
         cause: std::io::Error,
     },
-    #[error("--instances {source_name}: not found")]
+    #[error("--instances {source_name}: not found (or not a file)")]
     NotFound { source_name: String },
     #[error("--instances {source_name}: cannot fetch it")]
     Store {
@@ -64,7 +64,7 @@ pub enum SourceError {
         cause: StoreError,
     },
     #[error(
-        "--instances {source_name}: the JSON array is broken after {at} (fix the file, or write one instance a line)"
+        "--instances {source_name}: the JSON array is broken at {at} (fix the file, or write one instance a line)"
     )]
     BrokenArray {
         source_name: String,
@@ -128,6 +128,15 @@ impl Source {
         &self,
         visit: &mut dyn FnMut(Position, Result<Value, Unreadable>),
     ) -> Result<(), SourceError> {
+        self.for_each_as(visit)
+    }
+
+    /// [`Source::for_each`], each document read as a `T` (a `T` of a few fields skips the
+    /// others without building them).
+    pub fn for_each_as<T: DeserializeOwned>(
+        &self,
+        visit: &mut dyn FnMut(Position, Result<T, Unreadable>),
+    ) -> Result<(), SourceError> {
         let name = self.name().to_owned();
         let io = |cause| SourceError::Io {
             source_name: name.clone(),
@@ -143,21 +152,28 @@ impl Source {
     }
 }
 
-fn read(
+fn read<T: DeserializeOwned>(
     mut reader: impl BufRead,
     name: &str,
-    visit: &mut dyn FnMut(Position, Result<Value, Unreadable>),
+    visit: &mut dyn FnMut(Position, Result<T, Unreadable>),
 ) -> Result<(), SourceError> {
     let io = |cause| SourceError::Io {
         source_name: name.to_owned(),
         cause,
     };
-    // Peek at the first byte that is not white space.
+    // Peek at the first byte that is not white space (nor a UTF-8 byte order mark).
+    let mut at_start = true;
     let is_array = loop {
         let buf = reader.fill_buf().map_err(io)?;
         if buf.is_empty() {
             return Ok(());
         }
+        if at_start && buf.starts_with(BOM) {
+            reader.consume(BOM.len());
+            at_start = false;
+            continue;
+        }
+        at_start = false;
         match buf.iter().position(|b| !b.is_ascii_whitespace()) {
             Some(i) => {
                 let array = buf[i] == b'[';
@@ -176,10 +192,13 @@ fn read(
     }
 }
 
-fn read_lines(
+/// The UTF-8 byte order mark some exporters write first.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+fn read_lines<T: DeserializeOwned>(
     mut reader: impl BufRead,
     name: &str,
-    visit: &mut dyn FnMut(Position, Result<Value, Unreadable>),
+    visit: &mut dyn FnMut(Position, Result<T, Unreadable>),
 ) -> Result<(), SourceError> {
     let mut line = Vec::new();
     let mut number = 0;
@@ -199,7 +218,7 @@ fn read_lines(
         if text.is_empty() {
             continue;
         }
-        let parsed = serde_json::from_slice::<Value>(text).map_err(|e| Unreadable {
+        let parsed = serde_json::from_slice::<T>(text).map_err(|e| Unreadable {
             reason: format!("not JSON: {e}"),
             text: String::from_utf8_lossy(text).into_owned(),
         });
@@ -207,29 +226,29 @@ fn read_lines(
     }
 }
 
-fn read_array(
+fn read_array<T: DeserializeOwned>(
     reader: impl Read,
     name: &str,
-    visit: &mut dyn FnMut(Position, Result<Value, Unreadable>),
+    visit: &mut dyn FnMut(Position, Result<T, Unreadable>),
 ) -> Result<(), SourceError> {
-    struct Elements<'v> {
-        visit: &'v mut dyn FnMut(Position, Result<Value, Unreadable>),
+    struct Elements<'v, T> {
+        visit: &'v mut dyn FnMut(Position, Result<T, Unreadable>),
         count: usize,
     }
-    impl<'de> Visitor<'de> for &mut Elements<'_> {
+    impl<'de, T: DeserializeOwned> Visitor<'de> for &mut Elements<'_, T> {
         type Value = ();
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
             f.write_str("a JSON array of instances")
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            while let Some(value) = seq.next_element::<Value>()? {
+            while let Some(value) = seq.next_element::<T>()? {
                 (self.visit)(Position::Element(self.count), Ok(value));
                 self.count += 1;
             }
             Ok(())
         }
     }
-    impl<'de> DeserializeSeed<'de> for &mut Elements<'_> {
+    impl<'de, T: DeserializeOwned> DeserializeSeed<'de> for &mut Elements<'_, T> {
         type Value = ();
         fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
             d.deserialize_seq(self)
@@ -237,9 +256,10 @@ fn read_array(
     }
     let mut elements = Elements { visit, count: 0 };
     let mut de = serde_json::Deserializer::from_reader(reader);
+    // The element being read when the array broke: the one after the last read.
     let broken = |cause, count: usize| SourceError::BrokenArray {
         source_name: name.to_owned(),
-        at: Position::Element(count.saturating_sub(1)),
+        at: Position::Element(count),
         cause,
     };
     (&mut elements)
@@ -284,7 +304,10 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[1].0, Position::Element(1));
         let err = collect("[{\"a\":1}, {\"a\":").unwrap_err();
-        assert!(err.to_string().contains("broken after element 0"), "{err}");
+        assert!(err.to_string().contains("broken at element 1"), "{err}");
+        // A byte order mark is not part of the first document.
+        let got = collect("\u{feff}{\"a\":1}\n").unwrap();
+        assert_eq!(got[0].1.as_ref().unwrap()["a"], 1);
         assert!(collect("").unwrap().is_empty());
     }
 }

@@ -19,7 +19,7 @@ use attendance_external::pull::{PullRequest, pull};
 use attendance_external::push::{PushRequest, push};
 use attendance_feishu::{Client, ClientConfig, Credentials};
 use attendance_lake::store::Store;
-use attendance_sim::{SimConfig, SimTenant, external_documents};
+use attendance_sim::{ExternalSettings, SimConfig, SimTenant, external_documents};
 use serde_json::{Value, json};
 
 /// 2026-11-01T00:00:00Z: the documents' times end near it.
@@ -38,6 +38,10 @@ impl Harness {
         let tenant = SimTenant::start(SimConfig {
             users: 5,
             rate_limit_per_sec: 0,
+            external: ExternalSettings {
+                rate_limit_per_min: 0,
+                ..ExternalSettings::default()
+            },
             ..SimConfig::default()
         })
         .await
@@ -51,6 +55,7 @@ impl Harness {
             },
         );
         client_config.rate_limit_per_sec = 5000;
+        client_config.external_window = (0, Duration::ZERO);
         let client = Client::new(client_config).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
@@ -218,8 +223,9 @@ async fn a_push_sends_what_the_check_reports_missing_or_stale_and_nothing_twice(
 async fn a_push_rides_out_try_again_later_answers_and_sends_everything_once() {
     let h = Harness::start().await;
     let docs = h.documents(150);
-    // A third of the creates and checks answer 1395001 "try again later" and change nothing.
-    h.tenant.set_external_try_later(0.3);
+    // One in ten creates and checks answers 1395001 "try again later" and changes nothing
+    // (five attempts a request: a request fails only if all five draw it, 1 in 100,000).
+    h.tenant.set_external_try_later(0.1);
     let pushed = h.push(&h.write("all.ndjson", &docs), false).await;
     assert_eq!((pushed.sent, pushed.failed, pushed.refused), (150, 0, 0));
     assert!(
@@ -229,6 +235,11 @@ async fn a_push_rides_out_try_again_later_answers_and_sends_everything_once() {
     let errors = h.tenant.stats().errors_by_code;
     assert!(errors.get(&1395001).copied().unwrap_or(0) > 0, "{errors:?}");
     assert_eq!(h.tenant.external_instances(), valid(&docs));
+    // Each instance was taken once: a 1395001 answer changed nothing, so none is sent twice
+    // over.
+    let accepted = h.tenant.stats().external_instances_received.len() as u64
+        - errors.get(&1395001).copied().unwrap_or(0);
+    assert!(accepted >= 150, "{accepted}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,6 +271,83 @@ async fn an_instance_the_platform_refuses_is_not_retried_and_the_others_go_on() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_copies_of_an_instance_the_newest_is_kept_wherever_it_is() {
+    let h = Harness::start().await;
+    let docs = h.documents(3);
+    let time = attendance_core::external::MsTime::read(&docs[1]["update_time"])
+        .unwrap()
+        .0;
+    let mut newer = docs[1].clone();
+    newer["update_time"] = json!((time + 1000).to_string());
+    newer["status"] = json!("CANCELED");
+    // The newer copy first, an older one after it (an export sorted by something else).
+    let source = h.write(
+        "copies.ndjson",
+        &[
+            docs[0].clone(),
+            newer.clone(),
+            docs[2].clone(),
+            docs[1].clone(),
+        ],
+    );
+    let pushed = h.push(&source, true).await;
+    assert_eq!((pushed.sent, pushed.intake.rejected), (3, 1));
+    let rejected = &pushed.intake.rejects[0];
+    assert_eq!(rejected.position, attendance_external::Position::Line(4));
+    assert!(
+        rejected.problems[0].reason.contains("the copy at line 2"),
+        "{:?}",
+        rejected.problems
+    );
+    let stored = h
+        .tenant
+        .external_instance(docs[1]["instance_id"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(stored, validate(&newer).unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_stopped_by_refused_credentials_still_writes_its_manifest() {
+    let h = Harness::start().await;
+    let docs = h.documents(30);
+    let mut config = ClientConfig::new(
+        h.tenant.base_url(),
+        Credentials {
+            app_id: h.tenant.config().app_id.clone(),
+            app_secret: "not-the-secret".into(),
+        },
+    );
+    config.max_attempts = 1;
+    let client = Client::new(config).unwrap();
+    let request = PushRequest {
+        source: h.write("all.ndjson", &docs),
+        run_id: "push-refused".into(),
+        force: false,
+        concurrency: 4,
+    };
+    let error = push(&client, Arc::clone(&h.store), &request)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("no further request was sent"),
+        "{error}"
+    );
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(h.out().join("_runs/push-refused.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["not_sent"], 30);
+    assert!(
+        manifest["stopped"].as_str().unwrap().contains("10014"),
+        "{manifest}"
+    );
+    let outcomes = manifest["outcomes"].as_array().unwrap();
+    assert_eq!(outcomes.len(), 30);
+    assert!(outcomes.iter().all(|o| o["outcome"] == "not_sent"));
+    assert!(!manifest.to_string().contains("not-the-secret"));
+    assert!(h.tenant.external_instances().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_update_changes_nothing_and_the_next_check_reports_it() {
     let h = Harness::start().await;
     let docs = h.documents(20);
@@ -280,6 +368,10 @@ async fn an_older_update_changes_nothing_and_the_next_check_reports_it() {
         "the platform answers 0 and skips it silently"
     );
     assert_eq!(h.tenant.external_instances(), stored, "nothing changed");
+
+    // A push that checks first does not send it again: the platform would skip it again.
+    let again = h.push(&source, false).await;
+    assert_eq!((again.sent, again.platform_newer), (0, 1));
 
     let checked = h.check(&source).await;
     assert_eq!(checked.diffs.len(), 1, "{:?}", checked.diffs);
@@ -605,6 +697,14 @@ async fn every_invalid_instance_is_rejected_with_its_reason_and_never_sent() {
             "locale",
         ),
     ];
+    let with_token = variant("bad-19", &|d| {
+        d["status"] = json!("NOPE");
+        d["trusteeship_url_token"] = json!("tok-secret-123");
+    });
+    let cases: Vec<(Value, &str)> = cases
+        .into_iter()
+        .chain([(with_token, "status: \"NOPE\"")])
+        .collect();
     let good = variant("good-1", &|_| {});
     let mut lines: Vec<String> = cases.iter().map(|(d, _)| d.to_string()).collect();
     lines.push("{not json".into());
@@ -647,9 +747,14 @@ async fn every_invalid_instance_is_rejected_with_its_reason_and_never_sent() {
     let kept = std::fs::read_to_string(rejects_file).unwrap();
     assert_eq!(kept.lines().count(), cases.len() + 2);
     assert!(
-        kept.contains("\"line\":19"),
+        kept.contains("\"line\":20"),
         "the bad line is named by its number"
     );
+    assert!(
+        !kept.contains("tok-secret-123"),
+        "the trusteeship token is not kept aside"
+    );
+    assert!(kept.contains("<redacted>"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -665,6 +770,7 @@ async fn load_lands_the_documents_with_texts_resolved_and_times_in_utc() {
         run_id: "load-1".into(),
         lease_ttl: Duration::from_secs(30),
         spill_dir: h.dir.path().to_path_buf(),
+        full: false,
     };
     let summary = load(Arc::clone(&h.store), &request).await.unwrap();
     assert_eq!((summary.intake.valid, summary.intake.rejected), (400, 0));
@@ -855,37 +961,151 @@ async fn load_lands_the_documents_with_texts_resolved_and_times_in_utc() {
     load(Arc::clone(&h.store), &again).await.unwrap();
     assert_eq!(files(&h.out()), snapshot);
 
-    // A source of one approval code replaces that code's rows only.
-    let code = instances[0].approval_code.clone();
-    let mut fewer: Vec<Value> = docs
-        .iter()
-        .filter(|d| d["approval_code"] == json!(code))
-        .cloned()
-        .collect();
-    // One in the middle of the source's dates, so that its date is within the new window.
-    fewer.sort_by_key(|d| attendance_core::external::MsTime::read(&d["start_time"]).unwrap());
-    let dropped = fewer.remove(fewer.len() / 2);
-    let fewer_source = h.write("fewer.ndjson", &fewer);
+    let ids_in = |table: &str| -> BTreeMap<String, Vec<String>> {
+        let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (date, b) in read_table(&h.out(), table) {
+            for r in 0..b.num_rows() {
+                found
+                    .entry(text(&b, "instance_id", r).unwrap())
+                    .or_default()
+                    .push(date.clone());
+            }
+        }
+        found
+    };
+
+    // A daily export of what changed: one instance whose start moved to another date, and one
+    // new. Upserted: the moved one leaves no row behind, the 399 others stay as they were.
+    let mut moved = docs[10].clone();
+    let moved_id = moved["instance_id"].as_str().unwrap().to_owned();
+    let start = attendance_core::external::MsTime::read(&moved["start_time"])
+        .unwrap()
+        .0;
+    moved["start_time"] = json!((start - 40 * 86_400_000).to_string());
+    let mut new = docs[11].clone();
+    new["instance_id"] = json!("hr-new-1");
+    for (i, t) in new["task_list"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .enumerate()
+    {
+        t["task_id"] = json!(format!("hr-new-1-t{i}"));
+    }
+    if let Some(ccs) = new["cc_list"].as_array_mut() {
+        for (i, c) in ccs.iter_mut().enumerate() {
+            c["cc_id"] = json!(format!("hr-new-1-c{i}"));
+        }
+    }
+    let changes = h.write("changes.ndjson", &[moved.clone(), new]);
     load(
         Arc::clone(&h.store),
         &LoadRequest {
-            source: fewer_source,
+            source: changes,
             run_id: "load-3".into(),
             ..request.clone()
         },
     )
     .await
     .unwrap();
-    let after: BTreeSet<String> = read_table(&h.out(), "external_instances")
+    let moved_date = start_date(&validate(&moved).unwrap(), chrono_tz::Asia::Shanghai).to_string();
+    for table in [
+        "external_instances",
+        "external_instance_tasks",
+        "external_i18n",
+    ] {
+        let found = ids_in(table);
+        let dates: BTreeSet<&String> = found[&moved_id].iter().collect();
+        assert_eq!(
+            dates,
+            BTreeSet::from([&moved_date]),
+            "{table}: one date, the new one"
+        );
+    }
+    let after = ids_in("external_instances");
+    assert_eq!(after.len(), 401);
+    assert!(after.values().all(|d| d.len() == 1), "no instance twice");
+
+    // With --full, a source of one approval code is the whole truth for it: that code's
+    // instances it lacks are deleted, the other codes' rows stay.
+    let code = instances[0].approval_code.clone();
+    let mut of_code: Vec<Value> = docs
         .iter()
-        .flat_map(|(_, b)| {
-            (0..b.num_rows())
-                .map(|r| text(b, "instance_id", r).unwrap())
-                .collect::<Vec<_>>()
-        })
+        .filter(|d| d["approval_code"] == json!(code))
+        .cloned()
         .collect();
-    assert_eq!(after.len(), 399);
-    assert!(!after.contains(dropped["instance_id"].as_str().unwrap()));
+    let dropped = of_code.remove(0);
+    let of_code_count = of_code.len();
+    load(
+        Arc::clone(&h.store),
+        &LoadRequest {
+            source: h.write("of-code.ndjson", &of_code),
+            run_id: "load-4".into(),
+            full: true,
+            ..request.clone()
+        },
+    )
+    .await
+    .unwrap();
+    let after = ids_in("external_instances");
+    assert!(!after.contains_key(dropped["instance_id"].as_str().unwrap()));
+    let of_code_after = instances
+        .iter()
+        .filter(|i| i.approval_code == code && after.contains_key(&i.instance_id))
+        .count();
+    assert_eq!(of_code_after, of_code_count);
+    assert_eq!(after.len(), 400, "401 less the dropped one");
+    let tasks = ids_in("external_instance_tasks");
+    assert!(!tasks.contains_key(dropped["instance_id"].as_str().unwrap()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_keeps_the_newest_copy_of_an_instance_even_when_it_moved_dates() {
+    let h = Harness::start().await;
+    let docs = h.documents(2);
+    let old = docs[0].clone();
+    let mut new = old.clone();
+    let time = attendance_core::external::MsTime::read(&old["update_time"])
+        .unwrap()
+        .0;
+    let start = attendance_core::external::MsTime::read(&old["start_time"])
+        .unwrap()
+        .0;
+    new["update_time"] = json!((time + 1000).to_string());
+    new["start_time"] = json!((start - 40 * 86_400_000).to_string());
+    new["status"] = json!("CANCELED");
+    let source = h.write("copies.ndjson", &[old, docs[1].clone(), new.clone()]);
+    let request = LoadRequest {
+        source,
+        time_zone: chrono_tz::Asia::Shanghai,
+        run_id: "load-copies".into(),
+        lease_ttl: Duration::from_secs(30),
+        spill_dir: h.dir.path().to_path_buf(),
+        full: false,
+    };
+    let summary = load(Arc::clone(&h.store), &request).await.unwrap();
+    assert_eq!((summary.intake.valid, summary.intake.rejected), (2, 1));
+    let rejected = &summary.intake.rejects[0];
+    assert_eq!(rejected.position, attendance_external::Position::Line(1));
+    assert_eq!(rejected.document["instance_id"], new["instance_id"]);
+    let mut rows = Vec::new();
+    for (date, b) in read_table(&h.out(), "external_instances") {
+        for r in 0..b.num_rows() {
+            rows.push((
+                text(&b, "instance_id", r).unwrap(),
+                text(&b, "status", r).unwrap(),
+                date.clone(),
+            ));
+        }
+    }
+    let id = new["instance_id"].as_str().unwrap();
+    let of_id: Vec<_> = rows.iter().filter(|(i, _, _)| i == id).collect();
+    let new_date = start_date(&validate(&new).unwrap(), chrono_tz::Asia::Shanghai).to_string();
+    assert_eq!(
+        of_id,
+        vec![&(id.to_owned(), "CANCELED".to_owned(), new_date)]
+    );
+    assert_eq!(rows.len(), 2);
 }
 
 /// Every Parquet file under `root`, relative path and bytes.

@@ -9,7 +9,10 @@
 //!   refused in its turn (it expired too while the retry waited) is renewed again, at most three
 //!   times a call.
 //! - Every request passes its API's client-side rate limiter before it is sent (the platform
-//!   limits each API separately). HTTP 429 / code 99991400 pauses that API for every task until
+//!   limits each API separately); the third-party approval APIs also hold to at most 1000
+//!   requests in any minute ([`ClientConfig::external_window`]), exactly: full speed until a
+//!   minute's allowance is spent, then one as the oldest leaves the window. HTTP 429 / code
+//!   99991400 pauses that API for every task until
 //!   `x-ogw-ratelimit-reset` has passed, then runs it at 4/5 of the rate for a while, and tries again
 //!   without using up a retry.
 //! - Transport errors, HTTP 5xx and codes 1225000 / 1226000 / 1395001 are retried with
@@ -84,6 +87,10 @@ pub struct ClientConfig {
     pub max_attempts: u32,
     /// Times a rate-limited answer is waited out before the call fails.
     pub max_rate_limit_waits: u32,
+    /// The third-party approval APIs' longer limit: at most this many requests in any window
+    /// of this length, on each of them (the platform's: 1000 a minute, on top of 50 a second).
+    /// A count of 0 is no window.
+    pub external_window: (u32, Duration),
 }
 
 impl ClientConfig {
@@ -95,6 +102,7 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(30),
             max_attempts: 5,
             max_rate_limit_waits: 30,
+            external_window: (1000, Duration::from_secs(60)),
         }
     }
 }
@@ -141,6 +149,39 @@ struct Pacer {
     /// (nobody sends before, slow down until) — set by a 429.
     pause: std::sync::Mutex<(Instant, Instant)>,
     counter: fn(&Counters) -> &AtomicU64,
+    /// For APIs also limited over a longer window (the third-party ones: 1000 a minute): the
+    /// start times of the requests within the last window, at most its limit.
+    window: Option<Window>,
+}
+
+/// At most `limit` requests in any `length` of time: full speed until the window's allowance is
+/// spent, then one as the oldest leaves it. Exact, unlike a token bucket whose burst would let a
+/// window hold its allowance twice over.
+struct Window {
+    limit: usize,
+    length: Duration,
+    starts: std::sync::Mutex<std::collections::VecDeque<Instant>>,
+}
+
+impl Window {
+    /// Waits until one more request fits, and counts it.
+    async fn admit(&self) {
+        loop {
+            let wait_until = {
+                let mut starts = self.starts.lock().expect("window lock");
+                let now = Instant::now();
+                while starts.front().is_some_and(|t| *t + self.length <= now) {
+                    starts.pop_front();
+                }
+                if starts.len() < self.limit {
+                    starts.push_back(now);
+                    return;
+                }
+                *starts.front().expect("full, so not empty") + self.length
+            };
+            tokio::time::sleep_until(wait_until).await;
+        }
+    }
 }
 
 /// How long the limiter stays at four fifths of its rate after the platform's reset has passed:
@@ -162,7 +203,20 @@ impl Pacer {
             slow_limiter: RateLimiter::direct(quota(slower)),
             pause: std::sync::Mutex::new((now, now)),
             counter,
+            window: None,
         }
+    }
+
+    /// This pacer, also holding to at most `limit` requests in any `length` (0: no window).
+    fn with_window(mut self, (limit, length): (u32, Duration)) -> Pacer {
+        if limit > 0 {
+            self.window = Some(Window {
+                limit: limit as usize,
+                length,
+                starts: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            });
+        }
+        self
     }
 
     /// Waits until this API may be called again.
@@ -173,6 +227,9 @@ impl Pacer {
                 break;
             }
             tokio::time::sleep_until(paused_until).await;
+        }
+        if let Some(window) = &self.window {
+            window.admit().await;
         }
         self.limiter.until_ready().await;
         let (_, slow_until) = *self.pause.lock().expect("pacer lock");
@@ -239,6 +296,7 @@ impl Client {
                 PlatformError::transport("client", config.base_url.clone(), "cannot start", e)
             })?;
         let rate = config.rate_limit_per_sec;
+        let window = config.external_window;
         Ok(Client {
             http,
             token: Mutex::new(None),
@@ -247,11 +305,16 @@ impl Client {
             group_users: Pacer::new(GROUP_USERS, rate, |c| &c.list_requests),
             departments: Pacer::new(DEPARTMENTS, rate, |c| &c.list_requests),
             department_users: Pacer::new(DEPARTMENT_USERS, rate, |c| &c.list_requests),
-            external_instances: Pacer::new(EXTERNAL_INSTANCES, rate, |c| &c.external_requests),
-            external_check: Pacer::new(EXTERNAL_INSTANCES_CHECK, rate, |c| &c.external_requests),
-            external_tasks: Pacer::new(EXTERNAL_TASKS, rate, |c| &c.external_requests),
-            external_approvals: Pacer::new(EXTERNAL_APPROVALS, rate, |c| &c.external_requests),
-            external_approval: Pacer::new(EXTERNAL_APPROVAL, rate, |c| &c.external_requests),
+            external_instances: Pacer::new(EXTERNAL_INSTANCES, rate, |c| &c.external_requests)
+                .with_window(window),
+            external_check: Pacer::new(EXTERNAL_INSTANCES_CHECK, rate, |c| &c.external_requests)
+                .with_window(window),
+            external_tasks: Pacer::new(EXTERNAL_TASKS, rate, |c| &c.external_requests)
+                .with_window(window),
+            external_approvals: Pacer::new(EXTERNAL_APPROVALS, rate, |c| &c.external_requests)
+                .with_window(window),
+            external_approval: Pacer::new(EXTERNAL_APPROVAL, rate, |c| &c.external_requests)
+                .with_window(window),
             counters: Counters::default(),
             config,
         })

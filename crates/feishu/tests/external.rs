@@ -12,7 +12,7 @@ use attendance_feishu::{
     Client, ClientConfig, Credentials, ExternalTaskFilter, ExternalTaskGroup, ExternalTaskState,
     PlatformError, codes, endpoints,
 };
-use attendance_sim::{SimConfig, SimTenant, external_documents};
+use attendance_sim::{ExternalSettings, SimConfig, SimTenant, external_documents};
 use serde_json::json;
 
 /// 2026-01-01T00:00:00Z.
@@ -23,6 +23,10 @@ async fn tenant(external_approvals: usize) -> SimTenant {
         users: 5,
         rate_limit_per_sec: 0,
         external_approvals,
+        external: ExternalSettings {
+            rate_limit_per_min: 0,
+            ..ExternalSettings::default()
+        },
         ..SimConfig::default()
     })
     .await
@@ -39,6 +43,7 @@ fn client_of(tenant: &SimTenant) -> Client {
         },
     );
     client.rate_limit_per_sec = 1_000;
+    client.external_window = (0, Duration::ZERO);
     Client::new(client).unwrap()
 }
 
@@ -321,4 +326,40 @@ async fn a_refused_instance_is_sent_once_and_is_not_fatal() {
         msg: "tenant_id not found".into(),
     };
     assert!(tenantless.is_fatal());
+}
+
+#[tokio::test]
+async fn the_third_party_apis_hold_to_their_longer_window_exactly() {
+    // A window of 10 requests a second stands in for the platform's 1000 a minute.
+    let tenant = tenant(3).await;
+    let config = tenant.config();
+    let mut config = ClientConfig::new(
+        tenant.base_url(),
+        Credentials {
+            app_id: config.app_id.clone(),
+            app_secret: config.app_secret.clone(),
+        },
+    );
+    config.rate_limit_per_sec = 1_000;
+    config.external_window = (10, Duration::from_secs(1));
+    let client = Arc::new(Client::new(config).unwrap());
+    let all = instances(&tenant, 25);
+    let started = tokio::time::Instant::now();
+    let sends: Vec<_> = all
+        .iter()
+        .cloned()
+        .map(|instance| {
+            let client = Arc::clone(&client);
+            tokio::spawn(async move { client.create_external_instance(&instance).await })
+        })
+        .collect();
+    for send in sends {
+        send.await.unwrap().unwrap();
+    }
+    // Ten at once, ten more a second later, the last five a second after that: never more
+    // than ten in any second.
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(1990), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    assert_eq!(tenant.external_instances().len(), 25);
 }

@@ -77,13 +77,25 @@ const TASKS_PAGE_SIZE_MAX: usize = 500;
 pub(crate) const TRY_LATER_MSG: &str = "There have been some errors. Please try again later";
 
 /// How the tenant's third-party approval APIs behave.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ExternalSettings {
     /// Share (`0..=1`) of instance create and check requests (valid ones: after their own
     /// checks) answered HTTP 400 / code 1395001 "There have been some errors. Please try again
     /// later", changing nothing. [`super::SimTenant::set_external_try_later`] changes it at
     /// runtime.
     pub try_later_share: f64,
+    /// Requests admitted per fixed one-minute window on each third-party API, on top of the
+    /// per-second limit (the platform's: 1000); 0 = unlimited. Past it: HTTP 429 / 99991400.
+    pub rate_limit_per_min: u32,
+}
+
+impl Default for ExternalSettings {
+    fn default() -> ExternalSettings {
+        ExternalSettings {
+            try_later_share: 0.0,
+            rate_limit_per_min: 1000,
+        }
+    }
 }
 
 /// `n` third-party approval codes, UUID-like upper-case hex ("84C18825-A3D2-41D0-891F-…"),

@@ -670,6 +670,7 @@ async fn try_later_refuses_a_share_of_creates_and_checks_without_a_change() {
         let s = session(SimConfig {
             external: ExternalSettings {
                 try_later_share: 0.5,
+                ..ExternalSettings::default()
             },
             ..config()
         })
@@ -882,4 +883,38 @@ async fn the_documents_are_accepted_by_the_tenant() {
     assert_eq!(s.tenant.external_instances().len(), 60);
     let reply = s.list("?page_size=500", None).await;
     assert_eq!(reply.json["data"]["data"].as_array().unwrap().len(), 60);
+}
+
+#[tokio::test]
+async fn the_third_party_apis_refuse_past_their_minute_allowance() {
+    let s = session(SimConfig {
+        external: ExternalSettings {
+            rate_limit_per_min: 5,
+            ..ExternalSettings::default()
+        },
+        ..config()
+    })
+    .await;
+    for i in 0..5 {
+        let doc = instance(&s.codes[0], &format!("m{i}"), "PENDING", T0, vec![], vec![]);
+        s.created(&doc).await;
+    }
+    let doc = instance(&s.codes[0], "m5", "PENDING", T0, vec![], vec![]);
+    let reply = s.create(&doc).await;
+    assert_eq!(
+        (reply.http, &reply.json["code"]),
+        (429, &json!(99991400)),
+        "{}",
+        reply.text
+    );
+    assert_eq!(
+        s.tenant.external_instances().len(),
+        5,
+        "the sixth changed nothing"
+    );
+    // Each API has its own minute: the check still answers.
+    let reply = s
+        .check(json!({"instances": [{"instance_id": "m0", "update_time": T0.to_string(), "tasks": []}]}))
+        .await;
+    assert_eq!(reply.json["code"], 0, "{:?}", reply.json);
 }

@@ -44,6 +44,11 @@ pub(crate) enum Api {
 impl Api {
     pub(crate) const COUNT: usize = 10;
 
+    /// The third-party approval APIs (limited per minute too).
+    pub(crate) fn is_external(self) -> bool {
+        self.index() >= Api::ExternalInstances.index()
+    }
+
     /// A dense index in `0..COUNT`, for per-API arrays.
     pub(crate) fn index(self) -> usize {
         match self {

@@ -60,6 +60,8 @@ pub(crate) struct TenantState {
     tokens: Mutex<TokenStore>,
     token_ttl_secs: AtomicU64,
     rates: [Mutex<RateWindow>; Api::COUNT],
+    /// Per-minute windows, of the third-party APIs.
+    minute_rates: [Mutex<RateWindow>; Api::COUNT],
     faults: Mutex<FaultInjector>,
     /// Indexes of the users the query refuses.
     refused: RwLock<HashSet<usize>>,
@@ -143,6 +145,7 @@ impl TenantState {
             directory,
             started: Instant::now(),
             rates: std::array::from_fn(|_| Mutex::new(RateWindow { index: 0, used: 0 })),
+            minute_rates: std::array::from_fn(|_| Mutex::new(RateWindow { index: 0, used: 0 })),
             refused: RwLock::new(refused),
             stats: Mutex::new(fresh_stats()),
             overlay: RwLock::new(Overlay::default()),
@@ -312,6 +315,21 @@ pub(crate) fn gate<Rows: Default>(
     {
         return Outcome::unfaulted(
             rate_limited_response(limit, reset_secs),
+            codes::RATE_LIMITED,
+        );
+    }
+    // The third-party APIs are also limited per minute (fixed windows from the start).
+    let per_minute = state.config.external.rate_limit_per_min;
+    if per_minute > 0
+        && api.is_external()
+        && let Err(reset_secs) = lock(&state.minute_rates[api.index()]).admit_per(
+            state.started.elapsed(),
+            per_minute,
+            60,
+        )
+    {
+        return Outcome::unfaulted(
+            rate_limited_response(per_minute, reset_secs),
             codes::RATE_LIMITED,
         );
     }
@@ -583,7 +601,12 @@ struct RateWindow {
 impl RateWindow {
     /// Admits one request, or returns the whole seconds until the window resets (≥ 1).
     fn admit(&mut self, since_start: Duration, limit: u32) -> Result<(), u64> {
-        let index = since_start.as_secs();
+        self.admit_per(since_start, limit, 1)
+    }
+
+    /// [`RateWindow::admit`] over fixed windows of `seconds`.
+    fn admit_per(&mut self, since_start: Duration, limit: u32, seconds: u64) -> Result<(), u64> {
+        let index = since_start.as_secs() / seconds;
         if index != self.index {
             self.index = index;
             self.used = 0;
@@ -592,7 +615,7 @@ impl RateWindow {
             self.used += 1;
             return Ok(());
         }
-        let left = Duration::from_secs(index + 1).saturating_sub(since_start);
+        let left = Duration::from_secs((index + 1) * seconds).saturating_sub(since_start);
         Err(left.as_secs_f64().ceil().max(1.0) as u64)
     }
 }

@@ -336,9 +336,14 @@ impl Rows {
         self.column::<StringBuilder>().append_option(value);
     }
 
+    /// A time as µs; `0` and (from the platform's answers, which are not validated) a time
+    /// past what µs can hold are null.
     fn time(&mut self, value: Option<MsTime>) {
-        self.column::<TimestampMicrosecondBuilder>()
-            .append_option(value.and_then(MsTime::instant).map(|ms| ms * 1000));
+        self.column::<TimestampMicrosecondBuilder>().append_option(
+            value
+                .and_then(MsTime::instant)
+                .and_then(|ms| ms.checked_mul(1000)),
+        );
     }
 
     fn flag(&mut self, value: Option<bool>) {

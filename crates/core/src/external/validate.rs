@@ -47,6 +47,9 @@ pub const LOCALES: [&str; 16] = [
     "zh-CN", "zh-HK", "zh-TW", "en-US", "ja-JP", "ko-KR", "id-ID", "vi-VN", "th-TH", "pt-BR",
     "es-ES", "fr-FR", "de-DE", "it-IT", "ru-RU", "ms-MY",
 ];
+/// The latest time taken, 2200-01-01T00:00:00Z: later ones are microseconds or nanoseconds
+/// given for milliseconds (and would not fit a microsecond timestamp column much further on).
+pub const LATEST_MS: i64 = 7_258_118_400_000;
 /// Most tasks an instance may carry.
 pub const MAX_TASKS: usize = 300;
 /// Most ccs an instance may carry.
@@ -211,6 +214,12 @@ impl Check {
                     field.to_string(),
                     format!(
                         "{ms} is before 1973 as milliseconds: seconds were given, not milliseconds"
+                    ),
+                ),
+                Some(MsTime(ms)) if ms > LATEST_MS => self.problem(
+                    field.to_string(),
+                    format!(
+                        "{ms} is after 2200 as milliseconds: microseconds or nanoseconds were given, not milliseconds"
                     ),
                 ),
                 Some(_) => {}
@@ -707,8 +716,12 @@ mod tests {
         doc["start_time"] = json!("1767225600");
         doc["update_time"] = json!("0");
         doc["end_time"] = json!(-1);
+        doc["task_list"][0]["create_time"] = json!("1767225600000000");
+        doc["task_list"][0]["update_time"] = json!(9_300_000_000_000_000u64);
         let found = problems(&doc);
-        assert_eq!(found.len(), 3, "{found:#?}");
+        assert_eq!(found.len(), 5, "{found:#?}");
         assert!(found[0].contains("seconds were given"));
+        assert!(found[3].starts_with("task_list[0].create_time: 1767225600000000 is after 2200"));
+        assert!(found[4].contains("microseconds or nanoseconds"));
     }
 }

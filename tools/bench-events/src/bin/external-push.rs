@@ -1,7 +1,7 @@
-//! Pushes an instance file into a simulated tenant that allows 50 requests a second per API
-//! (the platform's limit), through the job's client at its default 50 a second, and prints one
-//! JSON line: instances sent, seconds spent sending, requests a second, and the share of the
-//! limit reached. For the `external push` benchmark.
+//! Pushes an instance file into a simulated tenant that allows 50 requests a second and 1000 a
+//! minute per API (the platform's limits), through the job's client at its defaults (the same),
+//! and prints one JSON line: instances sent, seconds spent sending, requests a second, the share
+//! of 50 a second reached, and the answers over the limit. For the `external push` benchmark.
 //!
 //! Usage: external-push FILE OUT_DIR [--check-first]
 
