@@ -14,9 +14,10 @@
 //! Invariants shared by the commands:
 //! - Nothing invalid reaches the platform or a table; every rejected document is written to
 //!   `_rejects/external/` and counted in the run's manifest (`_runs/<run_id>.json`).
-//! - The commands that write tables hold [`LEASE_PATH`], the external tables' own lease: two of
-//!   them never write the same root at once, and neither waits for a pull or a compaction,
-//!   which write other tables.
+//! - The commands that write tables hold a lease of the tables they write ([`lease_of`]): two
+//!   loads, two checks or two pulls never write one root at once, while a check, a pull and a
+//!   load (different tables) run side by side, and none waits for a pull of approvals or a
+//!   compaction, which write other tables.
 //! - Tables are written with the pull tables' Parquet writer, partitions replaced by approval
 //!   code ([`tables`]).
 //!
@@ -43,8 +44,18 @@ use parquet::errors::ParquetError;
 
 pub use source::{Position, Source, SourceError};
 
-/// The lease of the commands that write external tables.
-pub const LEASE_PATH: &str = "_external/lease.json";
+/// The lease of the writers of `table`: one for the four document tables (`load`), one for
+/// each snapshot.
+pub fn lease_of(table: ExternalTable) -> &'static str {
+    match table {
+        ExternalTable::Instances
+        | ExternalTable::Tasks
+        | ExternalTable::Ccs
+        | ExternalTable::I18n => "_external/load-lease.json",
+        ExternalTable::Diffs => "_external/check-lease.json",
+        ExternalTable::TaskStatus => "_external/pull-lease.json",
+    }
+}
 
 /// Why an external command stopped.
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +124,7 @@ pub(crate) async fn replace_snapshot(
     batch: arrow_array::RecordBatch,
     codes: std::collections::BTreeSet<String>,
 ) -> Result<Option<String>, ExternalError> {
-    let change = leased(store, run_id, ttl, async |lease| {
+    let change = leased(store, lease_of(table), run_id, ttl, async |lease| {
         tables::replace_partition(
             store,
             &tables::writer_of(table),
@@ -132,14 +143,15 @@ pub(crate) async fn replace_snapshot(
     })
 }
 
-/// Runs `work` under the external tables' lease on `store`, renewed while it runs.
+/// Runs `work` under the lease at `path` of `store`, renewed while it runs.
 pub(crate) async fn leased<T>(
     store: &Arc<Store>,
+    path: &'static str,
     run_id: &str,
     ttl: Duration,
     work: impl AsyncFnOnce(&Lease) -> Result<T, ExternalError>,
 ) -> Result<T, ExternalError> {
-    let lease = Arc::new(Lease::acquire_at(Arc::clone(store), LEASE_PATH, run_id, ttl).await?);
+    let lease = Arc::new(Lease::acquire_at(Arc::clone(store), path, run_id, ttl).await?);
     let renewal = lease.keep_renewed();
     let result = work(&lease).await;
     renewal.abort();

@@ -10,9 +10,10 @@
 //!   instance it lacks are deleted. A rerun of the same source gives the same files.
 //! - The partitions rewritten are those of the source's dates and those holding a replaced
 //!   row, found by reading the two key columns of each table's files.
-//! - Memory holds one date's instances, whatever the source's size: the valid instances are
-//!   first written to a spill directory, a file per date, then each date is built and written
-//!   in turn.
+//! - Memory holds one date's instances and the source's instance ids, whatever the source's
+//!   size: the valid instances are first written to a spill directory, a file per date, then
+//!   each date is built and written in turn. (A source on an object store is fetched whole, and
+//!   the rejected documents are held until their file is written.)
 //! - The partitions of a date are written table after table; a run stopped between them is
 //!   made whole by the next run of the same source.
 
@@ -121,55 +122,62 @@ pub async fn load(store: Arc<Store>, request: &LoadRequest) -> Result<LoadSummar
             all_of_codes: request.full.then_some(codes),
         });
         let spill_dir = spill.path().to_path_buf();
-        leased(&store, &request.run_id, request.lease_ttl, async |lease| {
-            let still_ours = || !lease.is_lost();
-            // (table, date) to rewrite: the source's dates, and those holding a replaced row.
-            let mut to_write: BTreeMap<NaiveDate, BTreeSet<ExternalTable>> = BTreeMap::new();
-            for table in ExternalTable::DOCUMENTS {
-                let covered = tables::dates_covered(&store, table, &replaced).await?;
-                for date in covered.into_iter().chain(dates.keys().copied()) {
-                    to_write.entry(date).or_default().insert(table);
-                }
-            }
-            let writers: Vec<_> = ExternalTable::DOCUMENTS.map(tables::writer_of).into();
-            for (date, tables_of_date) in to_write {
-                let file = dates
-                    .contains_key(&date)
-                    .then(|| date_file(&spill_dir, date));
-                let skip = Arc::clone(&skip);
-                let batches = tokio::task::spawn_blocking(move || {
-                    build_date(file.as_deref(), zone, &|line| skip.contains(&(date, line)))
-                })
-                .await
-                .expect("building never panics")?;
-                for ((table, batch), writer) in ExternalTable::DOCUMENTS
-                    .into_iter()
-                    .zip(batches)
-                    .zip(&writers)
-                {
-                    if !tables_of_date.contains(&table) {
-                        continue;
-                    }
-                    *summary.rows.entry(table.name()).or_default() += batch.num_rows();
-                    let change = tables::replace_partition(
-                        &store,
-                        writer,
-                        table,
-                        date,
-                        Some(batch).filter(|b| b.num_rows() > 0),
-                        Arc::clone(&replaced),
-                        &still_ours,
-                    )
-                    .await?;
-                    match change {
-                        Change::Written { path, .. } => summary.written.push(path),
-                        Change::Deleted { path } => summary.deleted.push(path),
-                        Change::Unchanged => {}
+        let lease = crate::lease_of(ExternalTable::Instances);
+        leased(
+            &store,
+            lease,
+            &request.run_id,
+            request.lease_ttl,
+            async |lease| {
+                let still_ours = || !lease.is_lost();
+                // (table, date) to rewrite: the source's dates, and those holding a replaced row.
+                let mut to_write: BTreeMap<NaiveDate, BTreeSet<ExternalTable>> = BTreeMap::new();
+                for table in ExternalTable::DOCUMENTS {
+                    let covered = tables::dates_covered(&store, table, &replaced).await?;
+                    for date in covered.into_iter().chain(dates.keys().copied()) {
+                        to_write.entry(date).or_default().insert(table);
                     }
                 }
-            }
-            Ok(())
-        })
+                let writers: Vec<_> = ExternalTable::DOCUMENTS.map(tables::writer_of).into();
+                for (date, tables_of_date) in to_write {
+                    let file = dates
+                        .contains_key(&date)
+                        .then(|| date_file(&spill_dir, date));
+                    let skip = Arc::clone(&skip);
+                    let batches = tokio::task::spawn_blocking(move || {
+                        build_date(file.as_deref(), zone, &|line| skip.contains(&(date, line)))
+                    })
+                    .await
+                    .expect("building never panics")?;
+                    for ((table, batch), writer) in ExternalTable::DOCUMENTS
+                        .into_iter()
+                        .zip(batches)
+                        .zip(&writers)
+                    {
+                        if !tables_of_date.contains(&table) {
+                            continue;
+                        }
+                        *summary.rows.entry(table.name()).or_default() += batch.num_rows();
+                        let change = tables::replace_partition(
+                            &store,
+                            writer,
+                            table,
+                            date,
+                            Some(batch).filter(|b| b.num_rows() > 0),
+                            Arc::clone(&replaced),
+                            &still_ours,
+                        )
+                        .await?;
+                        match change {
+                            Change::Written { path, .. } => summary.written.push(path),
+                            Change::Deleted { path } => summary.deleted.push(path),
+                            Change::Unchanged => {}
+                        }
+                    }
+                }
+                Ok(())
+            },
+        )
         .await?;
     }
     runs::write_manifest(&store, &request.run_id, &summary).await?;

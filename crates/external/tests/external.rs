@@ -11,7 +11,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{Array, RecordBatch};
 use attendance_core::external::model::ExternalInstance;
-use attendance_core::external::table::DiffKind;
+use attendance_core::external::table::{DiffKind, ExternalTable};
 use attendance_core::external::validate;
 use attendance_external::check::{CheckRequest, check};
 use attendance_external::load::{LoadRequest, load, start_date};
@@ -1106,6 +1106,54 @@ async fn a_load_keeps_the_newest_copy_of_an_instance_even_when_it_moved_dates() 
         vec![&(id.to_owned(), "CANCELED".to_owned(), new_date)]
     );
     assert_eq!(rows.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_load_waits_for_the_first_but_a_check_does_not() {
+    let h = Harness::start().await;
+    let docs = h.documents(20);
+    let source = h.write("all.ndjson", &docs);
+    h.push(&source, false).await;
+    let held = attendance_lake::lease::Lease::acquire_at(
+        Arc::clone(&h.store),
+        attendance_external::lease_of(ExternalTable::Instances),
+        "another-load",
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    let request = LoadRequest {
+        source: source.clone(),
+        time_zone: chrono_tz::Asia::Shanghai,
+        run_id: "load-blocked".into(),
+        lease_ttl: Duration::from_secs(30),
+        spill_dir: h.dir.path().to_path_buf(),
+        full: false,
+    };
+    let error = load(Arc::clone(&h.store), &request).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            attendance_external::ExternalError::Lease(
+                attendance_lake::lease::LeaseError::Held { .. }
+            )
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().contains("another-load"), "{error}");
+    assert!(read_table(&h.out(), "external_instances").is_empty());
+    // The check writes another table, under another lease.
+    let checked = h.check(&source).await;
+    assert!(checked.diffs.is_empty());
+    held.release().await.unwrap();
+    load(Arc::clone(&h.store), &request).await.unwrap();
+    assert_eq!(
+        read_table(&h.out(), "external_instances")
+            .iter()
+            .map(|(_, b)| b.num_rows())
+            .sum::<usize>(),
+        20
+    );
 }
 
 /// Every Parquet file under `root`, relative path and bytes.
