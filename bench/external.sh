@@ -14,13 +14,15 @@ T='wall %e user %U sys %S rss %M'
 "$B/external-instances" i2k.ndjson 2000 > gen2k.out
 "$B/external-instances" i10k.ndjson 10000 > gen10k.out
 "$B/external-instances" i200k.ndjson 200000 > gen200k.out
-cat gen1k.out gen2k.out gen10k.out gen200k.out
+# The same 200,000 over 20 times the dates (a date as busy as in the 10,000 file).
+"$B/external-instances" i200k-spread.ndjson 200000 42 --spread > gen200k-spread.out
+cat gen1k.out gen2k.out gen10k.out gen200k.out gen200k-spread.out
 # 1,000 creates (a minute's allowance) at 50 a second (--force: no check first), then the same
 # with the check first; then 2,000, past the minute's allowance.
 rm -rf push-out && "$B/external-push" i1k.ndjson "$W/push-out" > push1k.out && cat push1k.out
 rm -rf push-out && "$B/external-push" i1k.ndjson "$W/push-out" --check-first > push1k-check.out && cat push1k-check.out
 rm -rf push-out && "$B/external-push" i2k.ndjson "$W/push-out" > push2k.out && cat push2k.out
-for n in 10k 200k; do
+for n in 10k 200k 200k-spread; do
   for i in 1 2 3; do
     rm -rf "o$n"
     /usr/bin/time -f "$T" taskset -c 0 "$B/attendance-sync" external load --instances "i$n.ndjson" \

@@ -2,7 +2,10 @@
 //! (the simulated tenant's data set over its 24 approval codes): for the `external load` and
 //! `external push` benchmarks. Prints one JSON line: documents written, bytes, seconds.
 //!
-//! Usage: external-instances FILE N [SEED]
+//! With `--spread`, each slice of 10,000 instances starts 81 days before the previous one, so
+//! that a date holds as many instances whatever N (a longer history, not a busier one).
+//!
+//! Usage: external-instances FILE N [SEED] [--spread]
 
 use std::io::Write;
 use std::time::Instant;
@@ -10,13 +13,15 @@ use std::time::Instant;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
-        eprintln!("usage: external-instances FILE N [SEED]");
+        eprintln!("usage: external-instances FILE N [SEED] [--spread]");
         std::process::exit(2);
     }
     let n: usize = args[2].parse().expect("N is a number");
     let seed: u64 = args
         .get(3)
+        .filter(|a| !a.starts_with("--"))
         .map_or(42, |s| s.parse().expect("SEED is a number"));
+    let spread = args.iter().any(|a| a == "--spread");
     let started = Instant::now();
     let codes = attendance_sim::external_approval_codes(42, 24);
     // 2026-11-01T00:00:00Z: fixed, so that the same N always makes the same file.
@@ -28,8 +33,13 @@ fn main() {
     let slice = 10_000;
     for first in (0..n).step_by(slice) {
         let count = slice.min(n - first);
+        let slice_anchor = if spread {
+            anchor_ms - (first / slice) as i64 * 81 * 86_400_000
+        } else {
+            anchor_ms
+        };
         let docs =
-            attendance_sim::external_documents(seed + first as u64, count, &codes, anchor_ms);
+            attendance_sim::external_documents(seed + first as u64, count, &codes, slice_anchor);
         for (i, mut doc) in docs.into_iter().enumerate() {
             // Ids unique across slices.
             let id = format!("hr-{:07}", first + i);
