@@ -696,6 +696,68 @@ async fn every_invalid_instance_is_rejected_with_its_reason_and_never_sent() {
             }),
             "locale",
         ),
+        (
+            variant("bad-20", &|d| {
+                d["task_list"][0]["status"] = json!("FORWARDED")
+            }),
+            "task_list[0].status: \"FORWARDED\" is not one of",
+        ),
+        (
+            variant("bad-21", &|d| {
+                d["task_list"][0]["display_method"] = json!("TRUSTEESHIP")
+            }),
+            "task_list[0].display_method",
+        ),
+        (
+            variant("bad-22", &|d| {
+                d["task_list"][0]["action_configs"] = json!([{"action_type": "ASK_MORE"}])
+            }),
+            "action_configs[0].action_name: is required",
+        ),
+        (
+            variant("bad-23", &|d| d["user_name"] = json!("@i18n@nobody")),
+            "user_name: uses \"@i18n@nobody\"",
+        ),
+        (
+            variant("bad-24", &|d| {
+                d["department_name"] = json!("@i18n@nowhere-dept")
+            }),
+            "department_name: uses",
+        ),
+        (
+            variant("bad-25", &|d| {
+                d["form"] = json!([{"name": "Days", "value": "@i18n@no-value"}])
+            }),
+            "form[0].value: uses",
+        ),
+        (
+            variant(
+                "bad-26",
+                &|d| {
+                    d["task_list"][0]["action_configs"] =
+                        json!([{"action_type": "ASK_MORE", "action_name": "@i18n@no-action"}])
+                },
+            ),
+            "action_configs[0].action_name: uses",
+        ),
+        (
+            variant("bad-27", &|d| d["start_time"] = json!("0")),
+            "start_time: must be a millisecond epoch after 1970, not 0",
+        ),
+        (
+            variant("bad-28", &|d| d["update_time"] = json!(1_790_000_000)),
+            "update_time: 1790000000 is before 1973 as milliseconds: seconds were given",
+        ),
+        (
+            variant("bad-29", &|d| d["extra"] = json!("{not json")),
+            "extra: must be JSON text",
+        ),
+        (
+            variant("bad-30", &|d| {
+                d["task_list"][0]["generate_type"] = json!("")
+            }),
+            "task_list[0].generate_type",
+        ),
     ];
     let with_token = variant("bad-19", &|d| {
         d["status"] = json!("NOPE");
@@ -747,7 +809,7 @@ async fn every_invalid_instance_is_rejected_with_its_reason_and_never_sent() {
     let kept = std::fs::read_to_string(rejects_file).unwrap();
     assert_eq!(kept.lines().count(), cases.len() + 2);
     assert!(
-        kept.contains("\"line\":20"),
+        kept.contains(&format!("\"line\":{}", cases.len() + 1)),
         "the bad line is named by its number"
     );
     assert!(
