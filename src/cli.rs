@@ -82,6 +82,10 @@ pub enum Command {
     /// task statuses, and load the instances as tables.
     #[command(subcommand)]
     External(ExternalCommand),
+    /// The records kept aside under OUT/_rejects/ (the pull's, the events', the third-party
+    /// commands'): what they are and why.
+    #[command(subcommand)]
+    Rejects(RejectsCommand),
     /// Start the bundled simulated tenant on loopback and back-fill the last 60 days from it.
     #[cfg(feature = "sim")]
     #[command(
@@ -116,6 +120,29 @@ pub enum EventsCommand {
     /// Idempotent: run it as often as you like.
     #[command(after_help = "Example:\n  attendance-sync events compact --out s3://lake/attendance")]
     Compact(CompactArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RejectsCommand {
+    /// Count the records kept aside by source, table, field and reason, with the values that
+    /// were wrong. Reads only; exits 0.
+    #[command(
+        after_help = "Example:\n  attendance-sync rejects list --out s3://lake/attendance --from 2026-09-01"
+    )]
+    List(RejectsListArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RejectsListArgs {
+    /// Output root, as for backfill.
+    #[arg(long, value_name = "DIR|URL")]
+    pub out: String,
+    /// Only the records filed under this date or later (the events' file, undated, always).
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+    pub from: Option<NaiveDate>,
+    /// Only the records filed under this date or earlier.
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+    pub to: Option<NaiveDate>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, EventsCommand, ExternalCommand};
+use crate::cli::{Cli, Command, EventsCommand, ExternalCommand, RejectsCommand};
 use crate::exit::ExitStatus;
 
 mod cli;
@@ -69,6 +69,7 @@ fn main() -> ExitCode {
         Command::External(ExternalCommand::Check(args)) => external::check(args),
         Command::External(ExternalCommand::Pull(args)) => external::pull(args),
         Command::External(ExternalCommand::Load(args)) => external::load(args),
+        Command::Rejects(RejectsCommand::List(args)) => external::rejects_list(args),
         #[cfg(feature = "sim")]
         Command::Demo(args) => commands::demo(args),
         #[cfg(feature = "sim")]

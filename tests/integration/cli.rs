@@ -408,3 +408,50 @@ fn a_list_on_the_command_line_replaces_the_job_files_list() {
         .to_string();
     assert!(statuses.trim().ends_with(" 4"), "{statuses}");
 }
+
+#[test]
+fn rejects_list_counts_what_was_kept_aside_by_table_field_and_reason() {
+    let tenant = small_tenant(5);
+    let ws = Workspace::new();
+    backfill(&tenant, &ws, &fixtures(), "2026-09-01", "2026-09-30", &[]).assert_ok();
+    let kept = rejects(&ws.out());
+    let bad_zone: Vec<_> = kept
+        .iter()
+        .filter(|r| r["user_id"] == "fx_badzone")
+        .collect();
+    assert!(
+        !bad_zone.is_empty(),
+        "the fixture with an unknown zone is kept aside"
+    );
+    let out = ws.out().display().to_string();
+    let listed = run_bin(&["rejects", "list", "--out", &out], &[]);
+    listed.assert_ok();
+    let text = listed.stdout();
+    assert!(
+        text.starts_with(&format!("{} record", kept.len())) && text.contains(" kept aside in "),
+        "{text}"
+    );
+    let line = text
+        .lines()
+        .find(|l| l.contains("\"Asia/Beijing\""))
+        .unwrap_or_else(|| panic!("no Asia/Beijing group in:\n{text}"));
+    assert!(
+        line.contains("time_zone") && line.contains("unknown time zone"),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("\"Asia/Beijing\" ×{}", bad_zone.len())),
+        "{line}"
+    );
+    // Dates outside every reject: nothing.
+    let none = run_bin(
+        &["rejects", "list", "--out", &out, "--from", "2027-01-01"],
+        &[],
+    );
+    none.assert_ok();
+    assert!(
+        none.stdout().starts_with("0 records kept aside"),
+        "{}",
+        none.stdout()
+    );
+}

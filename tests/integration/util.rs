@@ -257,8 +257,12 @@ pub fn rejects(root: &Path) -> Vec<serde_json::Value> {
     let dir = root.join("_rejects");
     let mut all = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
-        // Only the pull's date partitions: `_rejects/events.ndjson` is the compaction's.
-        for e in entries.map(Result::unwrap).filter(|e| e.path().is_dir()) {
+        // Only the pull's date partitions: `_rejects/events.ndjson` is the compaction's,
+        // `_rejects/external/` the third-party commands'.
+        for e in entries
+            .map(Result::unwrap)
+            .filter(|e| e.path().is_dir() && e.file_name().to_string_lossy().starts_with("date="))
+        {
             let file = e.path().join("rejects.ndjson");
             for line in std::fs::read_to_string(file).unwrap().lines() {
                 all.push(serde_json::from_str(line).unwrap());
