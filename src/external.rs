@@ -400,11 +400,7 @@ pub async fn demo_round(
         bytes.push(b'\n');
     }
     store.put(rel, bytes).await?;
-    let source = if out.contains("://") {
-        format!("{}/{rel}", out.trim_end_matches('/'))
-    } else {
-        std::path::Path::new(out).join(rel).display().to_string()
-    };
+    let source = store.describe(rel);
     let mut text = String::new();
     let pushed = push::push(
         client,

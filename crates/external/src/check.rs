@@ -25,7 +25,6 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::intake::{self, IntakeReport};
-use crate::source::Source;
 use crate::{ExternalError, replace_snapshot};
 
 /// Instances asked about in one check request.
@@ -166,20 +165,6 @@ pub async fn find_diffs(
     Ok((diffs, requests))
 }
 
-/// Reads the source: its valid instances, and what was rejected.
-pub(crate) async fn read_source(
-    src: &str,
-) -> Result<(Vec<ExternalInstance>, intake::Intake), ExternalError> {
-    let source = Source::open(src).await?;
-    tokio::task::spawn_blocking(move || {
-        let mut valid = intake::Collected::default();
-        let intake = intake::intake(&source, &mut valid)?;
-        Ok((valid.0.into_iter().flatten().collect(), intake))
-    })
-    .await
-    .expect("the intake never panics")
-}
-
 /// Checks every instance of `request.source` and writes the differences.
 pub async fn check(
     client: &Client,
@@ -187,7 +172,7 @@ pub async fn check(
     request: &CheckRequest,
 ) -> Result<CheckSummary, ExternalError> {
     let started: DateTime<Utc> = Utc::now();
-    let (instances, intake) = read_source(&request.source).await?;
+    let (instances, intake) = intake::read_all(&request.source).await?;
     let mut summary = CheckSummary {
         command: "check",
         run_id: request.run_id.clone(),

@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::ExternalError;
 use crate::source::{Position, Source, SourceError};
 
 /// Where the rejected documents of external runs are kept.
@@ -108,6 +109,18 @@ impl Accept for Collected {
     fn retract(&mut self, ticket: u64) -> Option<ExternalInstance> {
         self.0.get_mut(ticket as usize).and_then(Option::take)
     }
+}
+
+/// Opens and reads `src` whole: its valid instances, in source order, and what was rejected.
+pub async fn read_all(src: &str) -> Result<(Vec<ExternalInstance>, Intake), ExternalError> {
+    let source = Source::open(src).await?;
+    tokio::task::spawn_blocking(move || {
+        let mut valid = Collected::default();
+        let intake = intake(&source, &mut valid)?;
+        Ok((valid.0.into_iter().flatten().collect(), intake))
+    })
+    .await
+    .expect("the intake never panics")
 }
 
 /// The trusteeship credential, never written to a rejects file.

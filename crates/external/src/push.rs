@@ -32,7 +32,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::ExternalError;
-use crate::check::{self, read_source};
+use crate::check;
 use crate::intake::IntakeReport;
 use crate::source::Position;
 
@@ -132,7 +132,7 @@ pub async fn push(
     request: &PushRequest,
 ) -> Result<PushSummary, ExternalError> {
     let started: DateTime<Utc> = Utc::now();
-    let (instances, intake) = read_source(&request.source).await?;
+    let (instances, intake) = crate::intake::read_all(&request.source).await?;
     let mut summary = PushSummary {
         command: "push",
         run_id: request.run_id.clone(),
@@ -143,7 +143,7 @@ pub async fn push(
             .await?,
         ..PushSummary::default()
     };
-    summary.outcomes = summary
+    let rejected: Vec<InstanceOutcome> = summary
         .intake
         .rejects
         .iter()
@@ -174,7 +174,6 @@ pub async fn push(
     let decided: BTreeSet<&str> = summary
         .outcomes
         .iter()
-        .filter(|o| o.outcome != Outcome::Rejected)
         .filter_map(|o| o.instance_id.as_deref())
         .collect();
     let not_sent: Vec<InstanceOutcome> = instances
@@ -184,6 +183,7 @@ pub async fn push(
         .collect();
     summary.not_sent = not_sent.len();
     summary.outcomes.extend(not_sent);
+    summary.outcomes.extend(rejected);
     summary
         .outcomes
         .sort_by(|a, b| (a.outcome, &a.instance_id).cmp(&(b.outcome, &b.instance_id)));
@@ -194,7 +194,8 @@ pub async fn push(
     result.map(|()| summary)
 }
 
-/// Checks (unless forced) and sends, recording each instance's outcome in `summary`.
+/// Checks (unless forced) and sends, recording each valid instance's outcome in `summary`
+/// (the rejected documents' are added after).
 async fn send(
     client: &Client,
     instances: &[ExternalInstance],
@@ -205,6 +206,7 @@ async fn send(
         .iter()
         .map(|i| (i.instance_id.as_str(), i))
         .collect();
+    let mut platform_newer: BTreeSet<&str> = BTreeSet::new();
     let to_send: BTreeSet<String> = if request.force {
         by_id.keys().map(|id| id.to_string()).collect()
     } else {
@@ -225,6 +227,7 @@ async fn send(
         }
         for (id, worth) in &worth_sending {
             if !worth {
+                platform_newer.insert(id);
                 summary.platform_newer += 1;
                 summary.outcomes.push(outcome(
                     by_id[id],
@@ -239,16 +242,9 @@ async fn send(
             .map(|(id, _)| id.to_owned())
             .collect()
     };
-    // A rejected copy may share its id with the valid one: only the valid ones' count here.
-    let decided: BTreeSet<String> = summary
-        .outcomes
-        .iter()
-        .filter(|o| o.outcome != Outcome::Rejected)
-        .filter_map(|o| o.instance_id.clone())
-        .collect();
     let (send, skip): (Vec<&ExternalInstance>, Vec<&ExternalInstance>) = instances
         .iter()
-        .filter(|i| !decided.contains(&i.instance_id))
+        .filter(|i| !platform_newer.contains(i.instance_id.as_str()))
         .partition(|i| to_send.contains(i.instance_id.as_str()));
     summary.up_to_date = skip.len();
     summary

@@ -17,7 +17,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 
 use attendance_lake::store::{Store, StoreError};
-use serde::de::{DeserializeOwned, DeserializeSeed, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde_json::Value;
 
 /// Where a document is in its source.
@@ -128,15 +128,6 @@ impl Source {
         &self,
         visit: &mut dyn FnMut(Position, Result<Value, Unreadable>),
     ) -> Result<(), SourceError> {
-        self.for_each_as(visit)
-    }
-
-    /// [`Source::for_each`], each document read as a `T` (a `T` of a few fields skips the
-    /// others without building them).
-    pub fn for_each_as<T: DeserializeOwned>(
-        &self,
-        visit: &mut dyn FnMut(Position, Result<T, Unreadable>),
-    ) -> Result<(), SourceError> {
         let name = self.name().to_owned();
         let io = |cause| SourceError::Io {
             source_name: name.clone(),
@@ -152,10 +143,10 @@ impl Source {
     }
 }
 
-fn read<T: DeserializeOwned>(
+fn read(
     mut reader: impl BufRead,
     name: &str,
-    visit: &mut dyn FnMut(Position, Result<T, Unreadable>),
+    visit: &mut dyn FnMut(Position, Result<Value, Unreadable>),
 ) -> Result<(), SourceError> {
     let io = |cause| SourceError::Io {
         source_name: name.to_owned(),
@@ -195,10 +186,10 @@ fn read<T: DeserializeOwned>(
 /// The UTF-8 byte order mark some exporters write first.
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
-fn read_lines<T: DeserializeOwned>(
+fn read_lines(
     mut reader: impl BufRead,
     name: &str,
-    visit: &mut dyn FnMut(Position, Result<T, Unreadable>),
+    visit: &mut dyn FnMut(Position, Result<Value, Unreadable>),
 ) -> Result<(), SourceError> {
     let mut line = Vec::new();
     let mut number = 0;
@@ -218,7 +209,7 @@ fn read_lines<T: DeserializeOwned>(
         if text.is_empty() {
             continue;
         }
-        let parsed = serde_json::from_slice::<T>(text).map_err(|e| Unreadable {
+        let parsed = serde_json::from_slice::<Value>(text).map_err(|e| Unreadable {
             reason: format!("not JSON: {e}"),
             text: String::from_utf8_lossy(text).into_owned(),
         });
@@ -226,29 +217,29 @@ fn read_lines<T: DeserializeOwned>(
     }
 }
 
-fn read_array<T: DeserializeOwned>(
+fn read_array(
     reader: impl Read,
     name: &str,
-    visit: &mut dyn FnMut(Position, Result<T, Unreadable>),
+    visit: &mut dyn FnMut(Position, Result<Value, Unreadable>),
 ) -> Result<(), SourceError> {
-    struct Elements<'v, T> {
-        visit: &'v mut dyn FnMut(Position, Result<T, Unreadable>),
+    struct Elements<'v> {
+        visit: &'v mut dyn FnMut(Position, Result<Value, Unreadable>),
         count: usize,
     }
-    impl<'de, T: DeserializeOwned> Visitor<'de> for &mut Elements<'_, T> {
+    impl<'de> Visitor<'de> for &mut Elements<'_> {
         type Value = ();
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
             f.write_str("a JSON array of instances")
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            while let Some(value) = seq.next_element::<T>()? {
+            while let Some(value) = seq.next_element::<Value>()? {
                 (self.visit)(Position::Element(self.count), Ok(value));
                 self.count += 1;
             }
             Ok(())
         }
     }
-    impl<'de, T: DeserializeOwned> DeserializeSeed<'de> for &mut Elements<'_, T> {
+    impl<'de> DeserializeSeed<'de> for &mut Elements<'_> {
         type Value = ();
         fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
             d.deserialize_seq(self)

@@ -128,19 +128,6 @@ pub enum Change {
     Unchanged,
 }
 
-/// The dates of `table`'s partitions in the root.
-pub async fn partition_dates(
-    store: &Store,
-    table: ExternalTable,
-) -> Result<BTreeSet<NaiveDate>, ExternalError> {
-    Ok(store
-        .list_files(table.name())
-        .await?
-        .iter()
-        .filter_map(|rel| parse_part(rel).map(|(date, _)| date))
-        .collect())
-}
-
 /// Replaces the rows `replaced` covers in `table`'s partition of `date` with `fresh`.
 pub async fn replace_partition(
     store: &Store,

@@ -114,7 +114,7 @@ impl Store {
         })
     }
 
-    /// Where `rel` is, for messages.
+    /// Where `rel` is, for messages: its path or URL, as an operator (or `--instances`) names it.
     pub fn describe(&self, rel: &str) -> String {
         match self {
             Store::Local(root) => root.join(rel).display().to_string(),

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use attendance_core::external::{MsTime, validate};
 
-use super::tests::{Reply, assert_error, config, post, token};
+use super::tests::{Reply, assert_error, config, post, read_reply, token};
 use super::{ExternalSettings, SimConfig, SimTenant, external_approval_codes, external_documents};
 
 const INSTANCES: &str = "/open-apis/approval/v4/external_instances";
@@ -78,17 +78,7 @@ impl Session {
                 .header("content-type", "application/json; charset=utf-8")
                 .body(body.to_string());
         }
-        let response = request.send().await.unwrap();
-        let http = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap();
-        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply {
-            http,
-            headers,
-            text,
-            json,
-        }
+        read_reply(request.send().await.unwrap()).await
     }
 
     async fn get_approval(&self, code: &str) -> Reply {
@@ -96,23 +86,15 @@ impl Session {
             "{}{APPROVALS}/{code}?user_id_type=user_id",
             self.tenant.base_url()
         );
-        let response = self
-            .client
-            .get(url)
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap();
-        let http = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap();
-        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply {
-            http,
-            headers,
-            text,
-            json,
-        }
+        read_reply(
+            self.client
+                .get(url)
+                .bearer_auth(&self.token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 }
 

@@ -58,7 +58,7 @@ pub(super) async fn get(
     read_reply(request.send().await.unwrap()).await
 }
 
-async fn read_reply(response: reqwest::Response) -> Reply {
+pub(super) async fn read_reply(response: reqwest::Response) -> Reply {
     let http = response.status().as_u16();
     let headers = response.headers().clone();
     let text = response.text().await.unwrap();
