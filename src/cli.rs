@@ -129,11 +129,33 @@ pub enum RejectsCommand {
     #[command(
         after_help = "Example:\n  attendance-sync rejects list --out s3://lake/attendance --from 2026-09-01"
     )]
-    List(RejectsListArgs),
+    List(RejectsArgs),
+    /// Read the pull's records kept aside again with today's rules and --zone-alias, without
+    /// asking the platform: those that now pass become rows of their partitions (under the
+    /// root's lease, with a manifest) and leave _rejects/; the others stay, their reasons
+    /// brought up to date. Idempotent; exits 0 when the replay ran, whatever is left.
+    #[command(
+        after_help = "Example:\n  attendance-sync rejects replay --out s3://lake/attendance --zone-alias Asia/Beijing=Asia/Shanghai"
+    )]
+    Replay(RejectsReplayArgs),
 }
 
 #[derive(Debug, Args, Clone)]
-pub struct RejectsListArgs {
+pub struct RejectsReplayArgs {
+    #[command(flatten)]
+    pub rejects: RejectsArgs,
+    /// The kind of user id the root holds, as for backfill.
+    #[arg(long, default_value_t = EmployeeType::EmployeeId, value_parser = employee_type_parser())]
+    pub employee_type: EmployeeType,
+    #[command(flatten)]
+    pub zones: ZoneAliasArgs,
+    /// Seconds the lease on the output root lives without renewal, as for backfill.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub lease_ttl: u64,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RejectsArgs {
     /// Output root, as for backfill.
     #[arg(long, value_name = "DIR|URL")]
     pub out: String,
@@ -391,6 +413,8 @@ pub struct JobArgs {
     /// Feishu is Asia/Shanghai; Lark tenants may use another.
     #[arg(long, default_value = "Asia/Shanghai", value_name = "IANA", value_parser = parse_zone)]
     pub time_zone: chrono_tz::Tz,
+    #[command(flatten)]
+    pub zones: ZoneAliasArgs,
     /// Start over: ignore the windows an interrupted run of this same backfill already committed
     /// (by default a rerun resumes after them).
     #[arg(long)]
@@ -447,6 +471,8 @@ pub struct ReplayArgs {
     /// Answers handled at once.
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub concurrency: usize,
+    #[command(flatten)]
+    pub zones: ZoneAliasArgs,
     #[command(flatten)]
     pub spill: SpillArgs,
 }
@@ -743,6 +769,40 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(seconds))
 }
 
+/// Zone names the tenant sends, read as others.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ZoneAliasArgs {
+    /// Read the zone name FROM, as the tenant sends it, as TO: an IANA name or a fixed offset.
+    /// Repeatable. Example: --zone-alias Asia/Beijing=Asia/Shanghai. In a job file:
+    /// zone_aliases = { "Asia/Beijing" = "Asia/Shanghai" }. Records whose zone no rule reads are
+    /// kept in _rejects/; `rejects replay` reads them again with today's aliases.
+    #[arg(long = "zone-alias", value_name = "FROM=TO", value_parser = parse_zone_alias)]
+    pub zone_alias: Vec<(String, String)>,
+}
+
+impl ZoneAliasArgs {
+    /// The aliases, each checked when parsed.
+    pub fn aliases(&self) -> attendance_core::tz::ZoneAliases {
+        let mut aliases = attendance_core::tz::ZoneAliases::default();
+        for (from, to) in &self.zone_alias {
+            aliases
+                .insert(from, to)
+                .expect("checked by parse_zone_alias");
+        }
+        aliases
+    }
+}
+
+fn parse_zone_alias(s: &str) -> Result<(String, String), String> {
+    let (from, to) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not FROM=TO, e.g. Asia/Beijing=Asia/Shanghai"))?;
+    attendance_core::tz::ZoneAliases::default()
+        .insert(from, to)
+        .map_err(|e| e.to_string())?;
+    Ok((from.trim().to_string(), to.trim().to_string()))
+}
+
 fn parse_zone(s: &str) -> Result<chrono_tz::Tz, String> {
     s.parse::<chrono_tz::Tz>()
         .map_err(|_| format!("'{s}' is not an IANA time zone name such as Asia/Shanghai"))
@@ -810,7 +870,11 @@ pub fn expand_job_file(
                 "key '{key}': secrets are not read from job files; set FEISHU_APP_ID / FEISHU_APP_SECRET in the environment or point app_secret_file at a file"
             )));
         }
-        let flag = key.replace('_', "-");
+        // The one key whose name is not its flag's: a table of aliases, one --zone-alias each.
+        let flag = match key.as_str() {
+            "zone_aliases" => "zone-alias".to_string(),
+            _ => key.replace('_', "-"),
+        };
         let arg = sub
             .get_arguments()
             .chain(cmd.get_arguments())
@@ -848,6 +912,12 @@ pub fn expand_job_file(
             }
             _ if is_flag => {
                 return Err(file_err(format!("key '{key}': expected true or false")));
+            }
+            toml::Value::Table(aliases) if flag == "zone-alias" => {
+                for (from, to) in aliases {
+                    synthetic.push(format!("--{flag}").into());
+                    synthetic.push(format!("{from}={}", as_text(to)?).into());
+                }
             }
             toml::Value::Array(items) => {
                 let parts: Result<Vec<String>, _> = items.iter().map(as_text).collect();

@@ -151,6 +151,7 @@ fn request_of(
         record_to: job.record_responses.clone(),
         spill: job.spill.config(),
         with_events,
+        zone_aliases: Arc::new(job.zones.aliases()),
     }
 }
 
@@ -200,6 +201,7 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitStatus> {
         record_to: None,
         spill: args.spill.config(),
         with_events: false,
+        zone_aliases: Arc::new(args.zones.aliases()),
     };
     runtime()?.block_on(async {
         let summary = attendance_pull::backfill(&replay, &request).await?;
@@ -429,6 +431,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitStatus> {
             record_to: args.record_responses.clone(),
             spill: args.spill.config(),
             with_events: false,
+            zone_aliases: Arc::default(),
         };
         let summary = attendance_pull::backfill(&client, &request).await?;
         let (summary, status) = conclude(summary).await;
@@ -448,6 +451,29 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitStatus> {
             args.out
         );
         report_problem(&summary);
+
+        // The records kept aside for a zone no rule reads, read again with the alias this
+        // tenant's team knows; the other names in no table stay aside.
+        let mut zone_aliases = attendance_core::tz::ZoneAliases::default();
+        zone_aliases
+            .insert("Asia/Beijing", "Asia/Shanghai")
+            .expect("an IANA name");
+        let replay = attendance_pull::rejects_replay::RejectsReplayRequest {
+            out: args.out.clone(),
+            from: None,
+            to: None,
+            employee_type: attendance_core::plan::EmployeeType::EmployeeId,
+            zone_aliases: Arc::new(zone_aliases),
+            lease_ttl: std::time::Duration::from_secs(120),
+        };
+        print!(
+            "\n{}",
+            crate::rejects::replay(&replay).await?.replacen(
+                "rejects replay",
+                "rejects replay --zone-alias Asia/Beijing=Asia/Shanghai,",
+                1
+            )
+        );
 
         let events = crate::events::demo_events(&tenant, &args.out, today).await?;
         println!(

@@ -1,4 +1,4 @@
-//! The `external push|check|pull|load` commands and `rejects list`: flags into requests, the
+//! The `external push|check|pull|load` commands: flags into requests, the
 //! summaries printed, outcomes into exit codes.
 
 use std::fmt::Write as _;
@@ -15,7 +15,6 @@ use attendance_lake::store::Store;
 
 use crate::cli::{
     self, ExternalCheckArgs, ExternalLoadArgs, ExternalPullArgs, ExternalPushArgs, PlatformArgs,
-    RejectsListArgs,
 };
 use crate::commands::runtime;
 use crate::exit::ExitStatus;
@@ -26,7 +25,7 @@ fn client_of(args: &PlatformArgs) -> anyhow::Result<Client> {
     Ok(Client::new(config)?)
 }
 
-async fn root(out: &str) -> anyhow::Result<Arc<Store>> {
+pub(crate) async fn root(out: &str) -> anyhow::Result<Arc<Store>> {
     let store = Store::open(out)?;
     store.check().await?;
     Ok(Arc::new(store))
@@ -114,75 +113,6 @@ pub fn load(args: ExternalLoadArgs) -> anyhow::Result<ExitStatus> {
             ExitStatus::Partial
         })
     })
-}
-
-pub fn rejects_list(args: RejectsListArgs) -> anyhow::Result<ExitStatus> {
-    runtime()?.block_on(async {
-        let store = root(&args.out).await?;
-        let tally = attendance_lake::rejects::tally(&store, args.from, args.to).await?;
-        print!("{}", rejects_report(&tally, &args.out));
-        Ok(ExitStatus::Success)
-    })
-}
-
-/// What `_rejects/` holds, as printed: a line a group, largest first.
-pub fn rejects_report(tally: &attendance_lake::rejects::RejectsTally, out: &str) -> String {
-    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
-    let mut text = format!(
-        "{} kept aside in {} under {}/_rejects/\n",
-        plural(tally.records, "record"),
-        plural(tally.files, "file"),
-        out.trim_end_matches('/')
-    );
-    if tally.groups.is_empty() {
-        return text;
-    }
-    let _ = writeln!(
-        text,
-        "  {:>6}  {:<16} {:<18} {:<20} reason",
-        "count", "source", "table", "field"
-    );
-    for g in &tally.groups {
-        let mut values: Vec<(&String, &usize)> = g.values.iter().collect();
-        values.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        let shown: Vec<String> = values
-            .iter()
-            .take(3)
-            .map(|(v, n)| format!("{v:?} ×{n}"))
-            .collect();
-        let more = values.len().saturating_sub(3);
-        let _ = writeln!(
-            text,
-            "  {:>6}  {:<16} {:<18} {:<20} {}{}",
-            g.count,
-            g.source,
-            g.table,
-            g.field,
-            g.reason,
-            if shown.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " — {}{}",
-                    shown.join(", "),
-                    if more > 0 {
-                        format!(", {more} more values")
-                    } else {
-                        String::new()
-                    }
-                )
-            }
-        );
-    }
-    if tally.unreadable_lines > 0 {
-        let _ = writeln!(
-            text,
-            "  {} lines are not JSON, in {}",
-            tally.unreadable_lines,
-            tally.unreadable_files.join(", ")
-        );
-    }
-    text
 }
 
 /// The intake's line and the first rejected documents with their problems.

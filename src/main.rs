@@ -14,6 +14,7 @@ mod events;
 mod exit;
 mod external;
 mod progress;
+mod rejects;
 mod summary;
 
 /// jemalloc, handing back pages unused for 100 ms (purged as it next allocates: no background
@@ -69,7 +70,8 @@ fn main() -> ExitCode {
         Command::External(ExternalCommand::Check(args)) => external::check(args),
         Command::External(ExternalCommand::Pull(args)) => external::pull(args),
         Command::External(ExternalCommand::Load(args)) => external::load(args),
-        Command::Rejects(RejectsCommand::List(args)) => external::rejects_list(args),
+        Command::Rejects(RejectsCommand::List(args)) => rejects::rejects_list(args),
+        Command::Rejects(RejectsCommand::Replay(args)) => rejects::rejects_replay(args),
         #[cfg(feature = "sim")]
         Command::Demo(args) => commands::demo(args),
         #[cfg(feature = "sim")]

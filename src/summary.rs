@@ -93,6 +93,20 @@ impl fmt::Display for Summary<'_> {
             normalized.dst.dst_gap_shifted, normalized.dst.dst_ambiguous_earlier
         );
         w(f, "dst adjusted", v)?;
+        let zones = &normalized.dst.zones;
+        if !zones.is_empty() || !s.zone_aliases.is_empty() {
+            let v = format!(
+                "{} rows at a fixed offset, {} through a Windows zone ID",
+                zones.fixed_offset, zones.windows_id
+            );
+            w(f, "zones read", v)?;
+            let targets: std::collections::BTreeSet<&str> =
+                s.zone_aliases.iter().map(|(_, to)| to.as_str()).collect();
+            for to in targets {
+                let n = zones.by_alias.get(to).copied().unwrap_or(0);
+                w(f, "", format!("read as {to} by alias: {n}"))?;
+            }
+        }
         let rate = extracted.request_rate();
         let c = &extracted.requests;
         let pace = match extracted.rate_limit {

@@ -322,7 +322,15 @@ fn data_samples_parse_into_rows() {
             run_id: "r".into(),
             ingested_at_micros: 0,
         };
-        let flat = flatten::flatten(&data, Status::APPROVED, window, &users, &stamp).unwrap();
+        let flat = flatten::flatten(
+            &data,
+            Status::APPROVED,
+            window,
+            &users,
+            &stamp,
+            &Default::default(),
+        )
+        .unwrap();
         let rows = flat.total_rows();
         assert!(rows >= 4, "{name}: {rows} rows");
         seen.insert(name, (rows, flat.rejects.len()));

@@ -173,6 +173,15 @@ fn demo_runs_end_to_end() {
         assert!(stdout.contains(needle), "{needle} missing from:\n{stdout}");
     }
     assert!(TableData::read(&out, Table::Outs).rows() > 0);
+    // The records kept aside for Asia/Beijing read again with the alias; the rest stay.
+    assert!(
+        stdout.contains("rejects replay --zone-alias Asia/Beijing=Asia/Shanghai,"),
+        "{stdout}"
+    );
+    assert!(
+        rejects(&out).iter().all(|r| r["value"] != "Asia/Beijing"),
+        "{stdout}"
+    );
     // The day of events, pushed over both transports, each landed once.
     let sent: usize = stdout
         .split("the tenant pushed ")

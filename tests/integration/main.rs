@@ -13,3 +13,4 @@ mod resilience;
 mod storage;
 mod sync_plan;
 mod util;
+mod zones;

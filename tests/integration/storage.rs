@@ -148,7 +148,7 @@ fn output_files_follow_the_layout_and_format_contract() {
         .iter()
         .find(|k| k.key == "attendance_sync.schema_version")
         .unwrap();
-    assert_eq!(version.value.as_deref(), Some("1"));
+    assert_eq!(version.value.as_deref(), Some("2"));
     let rg = meta.row_group(0);
     use attendance_core::table::Values;
     use parquet::basic::Encoding;
@@ -468,7 +468,7 @@ fn the_manifest_counts_equal_the_rows_in_the_files() {
             .contains(manifests[0].file_name().unwrap().to_str().unwrap())
     );
     assert_eq!(m["exit_code"], 0);
-    assert_eq!(m["schema_version"], "1");
+    assert_eq!(m["schema_version"], "2");
     assert_eq!(m["statuses"], serde_json::json!([2, 3]));
     assert_eq!(m["users"].as_array().unwrap().len(), users.len());
     assert_eq!(m["windows"].as_array().unwrap().len(), 2);

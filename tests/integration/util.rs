@@ -1,6 +1,7 @@
 //! What every end-to-end test shares: the simulated tenant on its own runtime, a workspace with
 //! a users file and an output root, running the binary, and reading its tables back.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -292,4 +293,26 @@ pub fn user_ids_in(root: &Path) -> std::collections::BTreeSet<String> {
 
 pub fn run_in(args: &[&str], env: &[(&str, &str)]) -> Run {
     run_bin(args, env)
+}
+
+/// Every file under `dir` (relative path → bytes), hidden temporaries left out.
+pub fn tree(root: &Path, dir: &str) -> BTreeMap<String, Vec<u8>> {
+    let mut found = BTreeMap::new();
+    let mut stack = vec![root.join(dir)];
+    while let Some(at) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&at) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() {
+                stack.push(path);
+            } else if !name.starts_with('.') {
+                let rel = path.strip_prefix(root).unwrap().display().to_string();
+                found.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    found
 }

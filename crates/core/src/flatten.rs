@@ -4,8 +4,10 @@
 //! Invariants:
 //! - Every list element of the answer ends up in exactly one place: a row of its table under the
 //!   (user, date) it came under, or a [`Reject`] carrying its bytes as sent and the reason.
-//! - A record is never read as UTC unless the platform said so (an empty zone); an unknown zone or
-//!   a malformed time rejects the record, it is not guessed.
+//! - A record is never read as UTC unless the platform said so (an empty zone); a zone that is no
+//!   alias, IANA name, fixed offset or Windows ID ([`crate::tz`]), or a malformed time, rejects the
+//!   record, it is not guessed. `time_zone` keeps the name as sent; `time_zone_iana` and
+//!   `utc_offset_seconds` say what it was read as.
 //! - Rows land only under dates of the queried window and users of the queried batch: anything
 //!   else would be written into a partition this query does not own (rejected instead).
 //! - Empty time strings mean "not set" (a pending approval has no pass time) and become nulls.
@@ -32,7 +34,7 @@ use crate::table::{
     AbsenceColumns, AbsenceRow, Columns, Head, OvertimeColumns, OvertimeRow, ProcessIds, RunStamp,
     Table, TripColumns, TripRow,
 };
-use crate::tz::{self, Resolution, Zone};
+use crate::tz::{self, ReadAs, Resolution, Zone, ZoneAliases};
 
 /// One answer's rows of one table: a batch in the answer's order and each row's partition date.
 #[derive(Debug)]
@@ -50,11 +52,12 @@ pub struct Flattened {
     pub rejects: Vec<Reject>,
     pub counts: DstCounts,
     /// Each user's zone as of their latest placed user_approval: `user_id` → (its date, the
-    /// resolved IANA name, "UTC" for an empty one). See [`note_zone`].
+    /// zone's canonical name, [`Zone::name`]: "UTC" for an empty one). See [`note_zone`].
     pub zones: BTreeMap<String, (NaiveDate, &'static str)>,
 }
 
-/// Records that `user` was in `zone` on `date`, unless a later date is known already. Of two
+/// Records that `user` was in `zone` on `date`, unless a later date is known already; a named
+/// zone wins over a fixed offset whatever the dates ([`tz::is_fixed_offset_name`]). Of two
 /// zones seen on the same date the greater name is kept, so the result does not depend on the
 /// order answers or elements come in.
 pub fn note_zone(
@@ -64,11 +67,21 @@ pub fn note_zone(
     zone: &'static str,
 ) {
     match zones.get_mut(user) {
-        Some(seen) => *seen = (*seen).max((date, zone)),
+        Some(seen) => *seen = later_zone(*seen, (date, zone)),
         None => {
             zones.insert(user.to_owned(), (date, zone));
         }
     }
+}
+
+/// Of two sightings of a user's zone, the one to keep (see [`note_zone`]).
+fn later_zone(
+    a: (NaiveDate, &'static str),
+    b: (NaiveDate, &'static str),
+) -> (NaiveDate, &'static str) {
+    let key =
+        |(date, name): (NaiveDate, &'static str)| (!tz::is_fixed_offset_name(name), date, name);
+    if key(b) > key(a) { b } else { a }
 }
 
 /// Every zone of `from` into `into`, by the rule of [`note_zone`].
@@ -82,7 +95,7 @@ pub fn merge_zones(
     }
     for (user, (date, zone)) in from {
         match into.get_mut(&user) {
-            Some(seen) => *seen = (*seen).max((date, zone)),
+            Some(seen) => *seen = later_zone(*seen, (date, zone)),
             None => {
                 into.insert(user, (date, zone));
             }
@@ -128,6 +141,9 @@ pub struct Reject {
     /// The `date` as sent (`yyyyMMdd`), which may itself be what is wrong.
     pub date: Option<String>,
     pub approval_id: Option<String>,
+    /// The user-date's `time_zone` as sent (`None` when it sent none), which `rejects replay`
+    /// needs to read the record again.
+    pub time_zone: Option<String>,
     pub status: Status,
     pub field: String,
     pub value: Option<String>,
@@ -136,17 +152,41 @@ pub struct Reject {
 }
 
 /// Rows written with a time that needed the DST rule: counted once per row, whichever and
-/// however many of its times needed it (a record rejected for another reason is not counted).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+/// however many of its times needed it (a record rejected for another reason is not counted);
+/// and rows whose zone was not read as an IANA name. Serialized, only the DST counts: the zone
+/// counts go with the aliases that explain them.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct FlattenCounts {
     pub dst_gap_shifted: u64,
     pub dst_ambiguous_earlier: u64,
+    #[serde(skip)]
+    pub zones: ZoneCounts,
+}
+
+/// Rows whose zone name was read other than as an IANA name.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct ZoneCounts {
+    pub fixed_offset: u64,
+    pub windows_id: u64,
+    /// By the canonical name the alias reads as.
+    pub by_alias: BTreeMap<&'static str, u64>,
+}
+
+impl ZoneCounts {
+    pub fn is_empty(&self) -> bool {
+        self.fixed_offset == 0 && self.windows_id == 0 && self.by_alias.is_empty()
+    }
 }
 
 impl std::ops::AddAssign for FlattenCounts {
     fn add_assign(&mut self, other: FlattenCounts) {
         self.dst_gap_shifted += other.dst_gap_shifted;
         self.dst_ambiguous_earlier += other.dst_ambiguous_earlier;
+        self.zones.fixed_offset += other.zones.fixed_offset;
+        self.zones.windows_id += other.zones.windows_id;
+        for (name, n) in other.zones.by_alias {
+            *self.zones.by_alias.entry(name).or_default() += n;
+        }
     }
 }
 
@@ -166,7 +206,7 @@ impl DstCounts {
     pub fn total_without(&self, excluded: &BTreeSet<String>) -> FlattenCounts {
         let mut total = FlattenCounts::default();
         for (_, counts) in self.0.iter().filter(|(u, _)| !excluded.contains(*u)) {
-            total += *counts;
+            total += counts.clone();
         }
         total
     }
@@ -180,19 +220,22 @@ struct Problem {
     reason: String,
 }
 
-/// Flattens one answer of the query for `status` over `window` and `batch`.
+/// Flattens one answer of the query for `status` over `window` and `batch`, its zone names read
+/// through `aliases` first.
 pub fn flatten(
     data: &QueryData,
     status: Status,
     window: Window,
     batch: &[String],
     stamp: &RunStamp,
+    aliases: &ZoneAliases,
 ) -> Result<Flattened, FlattenError> {
     let batch: HashSet<&str> = batch.iter().map(String::as_str).collect();
     let scope = Scope {
         status,
         window,
         batch: &batch,
+        aliases,
     };
     match serde_json::from_str::<Option<TypedQueryData>>(data.json()) {
         Ok(typed) => flatten_typed(data, typed.unwrap_or_default(), &scope, stamp),
@@ -205,6 +248,7 @@ struct Scope<'s> {
     status: Status,
     window: Window,
     batch: &'s HashSet<&'s str>,
+    aliases: &'s ZoneAliases,
 }
 
 /// One table's column builders for an answer, and the date of each row.
@@ -342,6 +386,8 @@ fn flatten_typed(
             user_id,
             status: scope.status,
             zone,
+            zone_sent: zone_name.filter(|n| !n.trim().is_empty()).unwrap_or("UTC"),
+            midnight: date.and_time(chrono::NaiveTime::MIN).and_utc(),
             gap: false,
             ambiguous: false,
         };
@@ -430,6 +476,7 @@ fn flatten_raw(
                     user_id: loose_field(raw.get(), "user_id"),
                     date: loose_field(raw.get(), "date"),
                     approval_id: None,
+                    time_zone: loose_field(raw.get(), "time_zone"),
                     status: scope.status,
                     field: e.path().to_string(),
                     value: None,
@@ -459,6 +506,8 @@ fn flatten_raw(
             user_id,
             status: scope.status,
             zone,
+            zone_sent: zone_name.filter(|n| !n.trim().is_empty()).unwrap_or("UTC"),
+            midnight: date.and_time(chrono::NaiveTime::MIN).and_utc(),
             gap: false,
             ambiguous: false,
         };
@@ -532,11 +581,13 @@ fn placement(
         }
         (_, Some(d)) => d,
     };
-    let zone = tz::zone(time_zone).map_err(|_| {
+    let zone = scope.aliases.resolve(time_zone).map_err(|_| {
         problem(
             "time_zone",
             time_zone.map(str::to_string),
-            "unknown time zone: not an IANA name, so the local times cannot be placed in UTC",
+            "unknown time zone: not an IANA name, a fixed offset, a Windows zone ID or a configured \
+             alias, so the local times cannot be placed in UTC (add --zone-alias NAME=ZONE if you \
+             know what it means, then run `rejects replay`)",
         )
     })?;
     Ok((date, zone))
@@ -566,6 +617,7 @@ fn reject(
         user_id: ua.user_id.as_ref().map(|t| t.as_str().to_string()),
         date: ua.date.as_ref().map(|t| t.as_str().to_string()),
         approval_id,
+        time_zone: ua.time_zone.as_ref().map(|t| t.as_str().to_string()),
         status,
         field: p.field.clone(),
         value: p.value.clone(),
@@ -629,6 +681,10 @@ struct Ctx<'a> {
     user_id: &'a str,
     status: Status,
     zone: Zone,
+    /// The zone name as sent; `UTC` for none.
+    zone_sent: &'a str,
+    /// Midnight UTC of the partition date: where the offset is taken for a record with no time.
+    midnight: chrono::DateTime<chrono::Utc>,
     /// Whether the record being flattened had a time in a gap / an overlap.
     gap: bool,
     ambiguous: bool,
@@ -637,10 +693,20 @@ struct Ctx<'a> {
 impl<'a> Ctx<'a> {
     /// Counts the row just written by the DST rule it needed, and starts the next record afresh.
     fn count(&mut self, counts: &mut DstCounts) {
-        if self.gap || self.ambiguous {
+        let read_as = self.zone.read_as;
+        if self.gap || self.ambiguous || read_as != ReadAs::Iana {
+            let mut zones = ZoneCounts {
+                fixed_offset: u64::from(read_as == ReadAs::FixedOffset),
+                windows_id: u64::from(read_as == ReadAs::WindowsId),
+                by_alias: BTreeMap::new(),
+            };
+            if read_as == ReadAs::Alias {
+                zones.by_alias.insert(self.zone.name, 1);
+            }
             *counts.0.entry(self.user_id.to_owned()).or_default() += FlattenCounts {
                 dst_gap_shifted: u64::from(self.gap),
                 dst_ambiguous_earlier: u64::from(self.ambiguous),
+                zones,
             };
         }
         self.gap = false;
@@ -682,6 +748,10 @@ impl<'a> Ctx<'a> {
     {
         let start_time = self.instant("start_time", start)?;
         let end_time = self.instant("end_time", end)?;
+        let offset_at = start_time
+            .or(end_time)
+            .and_then(chrono::DateTime::from_timestamp_micros)
+            .unwrap_or(self.midnight);
         Ok(Head {
             user_id: self.user_id,
             approval_id,
@@ -690,7 +760,9 @@ impl<'a> Ctx<'a> {
             end_time,
             start_time_local: start,
             end_time_local: end,
-            time_zone: self.zone.name,
+            time_zone: self.zone_sent,
+            time_zone_iana: self.zone.iana,
+            utc_offset_seconds: self.zone.offset_at(offset_at),
             idempotent_id,
         })
     }
@@ -852,8 +924,20 @@ mod tests {
     }
 
     fn run(body: &str, users: &[&str], window: Window) -> Flattened {
+        run_with(body, users, window, &ZoneAliases::default())
+    }
+
+    fn run_with(body: &str, users: &[&str], window: Window, aliases: &ZoneAliases) -> Flattened {
         let batch: Vec<String> = users.iter().map(|s| s.to_string()).collect();
-        flatten(&data(body), Status::APPROVED, window, &batch, &stamp()).unwrap()
+        let typed = flatten(
+            &data(body),
+            Status::APPROVED,
+            window,
+            &batch,
+            &stamp(),
+            aliases,
+        );
+        typed.unwrap()
     }
 
     /// The same answer through the record-by-record way, as when the typed read fails.
@@ -863,6 +947,7 @@ mod tests {
             status: Status::APPROVED,
             window,
             batch: &batch,
+            aliases: &ZoneAliases::default(),
         };
         flatten_raw(&data(body), &scope, &stamp()).unwrap()
     }
@@ -1007,6 +1092,7 @@ mod tests {
             window("2026-09-01", "2026-09-30"),
             &[],
             &stamp(),
+            &ZoneAliases::default(),
         );
         assert!(matches!(err, Err(FlattenError::Shape(_))), "{err:?}");
     }
@@ -1027,6 +1113,7 @@ mod tests {
         let counts = |gap, ambiguous| FlattenCounts {
             dst_gap_shifted: gap,
             dst_ambiguous_earlier: ambiguous,
+            zones: ZoneCounts::default(),
         };
         let without = |users: &[&str]| {
             let users = users.iter().map(|u| u.to_string()).collect();
@@ -1097,7 +1184,9 @@ mod tests {
                {"user_id":"u2","date":"20260910","time_zone":""},
                {"user_id":"u2","date":"20260920","time_zone":"Asia/Beijing",
                 "outs":[{"approval_id":"o2"}]},
-               {"user_id":"u3","date":"20260912","time_zone":"GMT+8"},
+               {"user_id":"u3","date":"20260912","time_zone":"Mars/Olympus"},
+               {"user_id":"u4","date":"20260913","time_zone":"GMT+8"},
+               {"user_id":"u5","date":"20260913","time_zone":"Tokyo Standard Time"},
                {"user_id":"u9","date":"20260925","time_zone":"Europe/Paris"},
                {"user_id":"u1","date":"20261001","time_zone":"Asia/Tokyo"}"#,
         );
@@ -1108,12 +1197,16 @@ mod tests {
             // An empty zone is what the platform said: UTC. The later element's unknown zone
             // rejected it, so it is not the user's zone.
             ("u2".to_string(), (d("2026-09-10"), "UTC")),
+            // The canonical name, which reads back without aliases.
+            ("u4".to_string(), (d("2026-09-13"), "UTC+08:00")),
+            ("u5".to_string(), (d("2026-09-13"), "Asia/Tokyo")),
         ]);
         // u3 (only an unknown zone), u9 (not in the batch) and u1 on 2026-10-01 (outside the
         // window) were not placed.
-        let typed = run(&b, &["u1", "u2", "u3"], w);
+        let users = ["u1", "u2", "u3", "u4", "u5"];
+        let typed = run(&b, &users, w);
         assert_eq!(typed.zones, expected);
-        assert_eq!(run_raw(&b, &["u1", "u2", "u3"], w).zones, expected);
+        assert_eq!(run_raw(&b, &users, w).zones, expected);
         assert_eq!(typed.rejects.len(), 1);
 
         // Across answers, by the same rule: a tie of dates keeps the greater name.
@@ -1123,12 +1216,22 @@ mod tests {
             BTreeMap::from([
                 ("u1".to_string(), (d("2026-09-16"), "Europe/London")),
                 ("u2".to_string(), (d("2026-09-10"), "Asia/Tokyo")),
-                ("u4".to_string(), (d("2026-09-01"), "Asia/Kolkata")),
+                ("u6".to_string(), (d("2026-09-01"), "Asia/Kolkata")),
             ]),
         );
         assert_eq!(zones["u1"], (d("2026-09-17"), "America/New_York"));
         assert_eq!(zones["u2"], (d("2026-09-10"), "UTC"));
-        assert_eq!(zones["u4"], (d("2026-09-01"), "Asia/Kolkata"));
+        assert_eq!(zones["u6"], (d("2026-09-01"), "Asia/Kolkata"));
+        // A named zone wins over a fixed offset, whatever the dates.
+        merge_zones(
+            &mut zones,
+            BTreeMap::from([
+                ("u1".to_string(), (d("2026-12-01"), "UTC-05:00")),
+                ("u4".to_string(), (d("2026-09-01"), "Asia/Shanghai")),
+            ]),
+        );
+        assert_eq!(zones["u1"], (d("2026-09-17"), "America/New_York"));
+        assert_eq!(zones["u4"], (d("2026-09-01"), "Asia/Shanghai"));
     }
 
     #[test]
@@ -1148,5 +1251,153 @@ mod tests {
             None
         );
         assert_eq!(localized_name(None, Some("en")), None);
+    }
+
+    fn ints(f: &Flattened, table: Table, column: &str) -> Vec<Option<i32>> {
+        use arrow_array::Array;
+        f.rows
+            .iter()
+            .filter(|r| r.table == table)
+            .flat_map(|r| {
+                let c = r.batch.column_by_name(column).unwrap();
+                let c = c
+                    .as_any()
+                    .downcast_ref::<arrow_array::Int32Array>()
+                    .unwrap();
+                (0..c.len())
+                    .map(|i| c.is_valid(i).then(|| c.value(i)))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fixed_offsets_windows_ids_and_iana_names_give_instants_and_offsets() {
+        let cases = [
+            // (zone as sent, UTC instant of 2026-07-01 09:00 local, offset, time_zone_iana)
+            ("UTC+08:00", "2026-07-01T01:00:00Z", 28_800, None),
+            ("UTC+8", "2026-07-01T01:00:00Z", 28_800, None),
+            ("GMT+08:00", "2026-07-01T01:00:00Z", 28_800, None),
+            ("GMT+8", "2026-07-01T01:00:00Z", 28_800, None),
+            ("+08:00", "2026-07-01T01:00:00Z", 28_800, None),
+            ("+0800", "2026-07-01T01:00:00Z", 28_800, None),
+            ("UTC-05:30", "2026-07-01T14:30:00Z", -19_800, None),
+            ("UTC\u{2212}05:30", "2026-07-01T14:30:00Z", -19_800, None),
+            (
+                "China Standard Time",
+                "2026-07-01T01:00:00Z",
+                28_800,
+                Some("Asia/Shanghai"),
+            ),
+            (
+                "china standard time",
+                "2026-07-01T01:00:00Z",
+                28_800,
+                Some("Asia/Shanghai"),
+            ),
+            (
+                "Eastern Standard Time",
+                "2026-07-01T13:00:00Z",
+                -14_400,
+                Some("America/New_York"),
+            ),
+            (
+                "America/New_York",
+                "2026-07-01T13:00:00Z",
+                -14_400,
+                Some("America/New_York"),
+            ),
+            ("", "2026-07-01T09:00:00Z", 0, Some("UTC")),
+        ];
+        for (zone, instant, offset, iana) in cases {
+            let b = body(&format!(
+                r#"{{"user_id":"u1","date":"20260701","time_zone":"{zone}",
+                    "outs":[{{"approval_id":"o","start_time":"2026-07-01 09:00:00"}}]}}"#
+            ));
+            let f = run(&b, &["u1"], window("2026-07-01", "2026-07-31"));
+            assert!(f.rejects.is_empty(), "{zone}: {:?}", f.rejects);
+            let expected = instant.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+            assert_eq!(
+                micros(&f, Table::Outs, "start_time"),
+                [Some(expected.timestamp_micros())],
+                "{zone}"
+            );
+            assert_eq!(
+                ints(&f, Table::Outs, "utc_offset_seconds"),
+                [Some(offset)],
+                "{zone}"
+            );
+            assert_eq!(text(&f, Table::Outs, "time_zone_iana"), [iana], "{zone}");
+            let sent = if zone.is_empty() { "UTC" } else { zone };
+            assert_eq!(text(&f, Table::Outs, "time_zone"), [Some(sent)], "{zone}");
+        }
+        // Eastern Standard Time in winter is -5 h, and its DST gap is New York's.
+        let b = body(
+            r#"{"user_id":"u1","date":"20260308","time_zone":"Eastern Standard Time",
+                "outs":[{"approval_id":"g","start_time":"2026-03-08 02:30:00"},
+                        {"approval_id":"w","start_time":"2026-01-15 12:00:00"}]}"#,
+        );
+        let f = run(&b, &["u1"], window("2026-03-01", "2026-03-31"));
+        assert_eq!(
+            micros(&f, Table::Outs, "start_time"),
+            [Some(1_772_955_000_000_000), Some(1_768_496_400_000_000)]
+        );
+        assert_eq!(
+            ints(&f, Table::Outs, "utc_offset_seconds"),
+            [Some(-14_400), Some(-18_000)]
+        );
+        let total = f.counts.total_without(&BTreeSet::new());
+        assert_eq!((total.dst_gap_shifted, total.zones.windows_id), (1, 2));
+    }
+
+    #[test]
+    fn a_record_without_times_takes_the_offset_of_its_dates_midnight() {
+        let b = body(
+            r#"{"user_id":"u1","date":"20260115","time_zone":"America/New_York",
+                "outs":[{"approval_id":"o"}]},
+               {"user_id":"u1","date":"20260701","time_zone":"America/New_York",
+                "outs":[{"approval_id":"p","end_time":"2026-07-01 10:00:00"}]}"#,
+        );
+        let f = run(&b, &["u1"], window("2026-01-01", "2026-07-31"));
+        assert_eq!(
+            ints(&f, Table::Outs, "utc_offset_seconds"),
+            [Some(-18_000), Some(-14_400)]
+        );
+    }
+
+    #[test]
+    fn an_alias_turns_a_rejected_user_date_into_rows_and_is_counted() {
+        let b = body(
+            r#"{"user_id":"u1","date":"20260915","time_zone":"Asia/Beijing",
+                "outs":[{"approval_id":"o1","start_time":"2026-09-15 09:00:00"}],
+                "leaves":[{"approval_id":"l1","start_time":"2026-09-15 13:00:00"}]},
+               {"user_id":"u2","date":"20260915","time_zone":"Mars/Olympus",
+                "outs":[{"approval_id":"o2","start_time":"2026-09-15 09:00:00"}]}"#,
+        );
+        let w = window("2026-09-01", "2026-09-30");
+        let before = run(&b, &["u1", "u2"], w);
+        assert_eq!((before.total_rows(), before.rejects.len()), (0, 3));
+        assert!(before.rejects[0].reason.contains("--zone-alias"));
+        assert_eq!(before.rejects[0].time_zone.as_deref(), Some("Asia/Beijing"));
+        let mut aliases = ZoneAliases::default();
+        aliases.insert("Asia/Beijing", "Asia/Shanghai").unwrap();
+        let after = run_with(&b, &["u1", "u2"], w, &aliases);
+        assert_eq!((after.total_rows(), after.rejects.len()), (2, 1));
+        assert_eq!(after.rejects[0].value.as_deref(), Some("Mars/Olympus"));
+        assert_eq!(
+            micros(&after, Table::Outs, "start_time"),
+            [Some(1_789_434_000_000_000)]
+        );
+        assert_eq!(
+            text(&after, Table::Outs, "time_zone"),
+            [Some("Asia/Beijing")]
+        );
+        assert_eq!(
+            text(&after, Table::Outs, "time_zone_iana"),
+            [Some("Asia/Shanghai")]
+        );
+        let total = after.counts.total_without(&BTreeSet::new());
+        assert_eq!(total.zones.by_alias, BTreeMap::from([("Asia/Shanghai", 2)]));
+        assert_eq!(after.zones["u1"].1, "Asia/Shanghai");
     }
 }

@@ -31,3 +31,4 @@ pub mod flatten;
 pub mod plan;
 pub mod table;
 pub mod tz;
+pub mod windows_zones;

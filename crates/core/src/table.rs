@@ -1,8 +1,9 @@
-//! The four output tables (schema v1): row types, Arrow schemas and record batches. Pure, no I/O.
+//! The four output tables (schema v2): row types, Arrow schemas and record batches. Pure, no I/O.
 //!
 //! Invariants:
 //! - Column order is fixed and identical in every file: the common head (`user_id`,
-//!   `approval_id`, `status`, times, `time_zone`), the table's own columns, `idempotent_id`, the
+//!   `approval_id`, `status`, times, `time_zone`, `time_zone_iana`, `utc_offset_seconds`), the
+//!   table's own columns, `idempotent_id`, the
 //!   process-id lists where the table has them, then `_run_id`, `_ingested_at`.
 //! - Timestamps are `Timestamp(Microsecond, "UTC")`; no dictionary types; list items are named
 //!   `element` (the Parquet spec's name, which Spark, BigQuery and Snowflake expect).
@@ -24,7 +25,10 @@ use arrow_schema::{ArrowError, DataType, Field, Fields, Schema, SchemaRef, TimeU
 use crate::answer::{RegionPlace, Text};
 
 /// Version of the column layout, written into every file's key-value metadata.
-pub const SCHEMA_VERSION: &str = "1";
+///
+/// v2 added `time_zone_iana` and `utc_offset_seconds` after `time_zone`, which became the zone
+/// name as sent; v1 files are read as v2 by [`upgrade_v1`].
+pub const SCHEMA_VERSION: &str = "2";
 /// Key under which [`SCHEMA_VERSION`] is stored.
 pub const SCHEMA_VERSION_KEY: &str = "attendance_sync.schema_version";
 /// Key under which the table name is stored.
@@ -78,6 +82,8 @@ impl Table {
             text("start_time_local"),
             text("end_time_local"),
             Field::new("time_zone", DataType::Utf8, false),
+            text("time_zone_iana"),
+            Field::new("utc_offset_seconds", DataType::Int32, false),
         ];
         match self {
             Table::Outs | Table::Leaves => f.extend([
@@ -178,8 +184,13 @@ pub struct Head<'r> {
     /// The wall times exactly as sent.
     pub start_time_local: Option<&'r str>,
     pub end_time_local: Option<&'r str>,
-    /// The IANA zone the wall times were read in (`UTC` when the platform sent none).
+    /// The zone name as sent (`UTC` when the platform sent none).
     pub time_zone: &'r str,
+    /// The IANA zone the wall times were read in; `None` for a fixed offset.
+    pub time_zone_iana: Option<&'static str>,
+    /// The offset from UTC in force at the start (else the end, else the partition date's
+    /// midnight), in seconds.
+    pub utc_offset_seconds: i32,
     pub idempotent_id: Option<&'r str>,
 }
 
@@ -255,6 +266,61 @@ pub fn column<'b, T: 'static>(batch: &'b RecordBatch, name: &str) -> Result<&'b 
         .column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<T>())
         .ok_or_else(|| ArrowError::SchemaError(format!("no column {name} of the expected type")))
+}
+
+/// A batch of `table` written under schema v1 (no `time_zone_iana`, `utc_offset_seconds`), as
+/// v2; `None` when `batch` does not have v1's columns. In v1 `time_zone` was the IANA name the
+/// times were read in (`UTC` for an empty zone), so it is also the v2 `time_zone_iana`, and the
+/// offset is that zone's at the start (else the end, else midnight UTC of `date`, the partition's
+/// date): exactly what v2 writes for the same record.
+pub fn upgrade_v1(
+    table: Table,
+    batch: &RecordBatch,
+    date: chrono::NaiveDate,
+) -> Result<Option<RecordBatch>, ArrowError> {
+    use arrow_array::Array;
+    let v2 = table.schema();
+    let v1: Vec<&Field> = v2
+        .fields()
+        .iter()
+        .map(|f| f.as_ref())
+        .filter(|f| !matches!(f.name().as_str(), "time_zone_iana" | "utc_offset_seconds"))
+        .collect();
+    let fields = batch.schema_ref().fields();
+    if fields.len() != v1.len() || fields.iter().zip(&v1).any(|(a, b)| a.as_ref() != *b) {
+        return Ok(None);
+    }
+    let zones: &StringArray = column(batch, "time_zone")?;
+    let start: &TimestampMicrosecondArray = column(batch, "start_time")?;
+    let end: &TimestampMicrosecondArray = column(batch, "end_time")?;
+    let midnight = date.and_time(chrono::NaiveTime::MIN).and_utc();
+    let mut iana = StringBuilder::with_capacity(batch.num_rows(), batch.num_rows() * 13);
+    let mut offsets = Int32Builder::with_capacity(batch.num_rows());
+    for row in 0..batch.num_rows() {
+        let name = zones.value(row);
+        let zone = crate::tz::zone(Some(name)).map_err(|_| {
+            ArrowError::InvalidArgumentError(format!(
+                "a v1 {} row has time_zone {name:?}, which is not an IANA name",
+                table.name()
+            ))
+        })?;
+        let at = [start, end]
+            .into_iter()
+            .find(|c| c.is_valid(row))
+            .and_then(|c| chrono::DateTime::from_timestamp_micros(c.value(row)))
+            .unwrap_or(midnight);
+        iana.append_option(zone.iana);
+        offsets.append_value(zone.offset_at(at));
+    }
+    let mut columns = batch.columns().to_vec();
+    let at = v1
+        .iter()
+        .position(|f| f.name() == "time_zone")
+        .expect("every table has time_zone")
+        + 1;
+    columns.insert(at, Arc::new(iana.finish()));
+    columns.insert(at + 1, Arc::new(offsets.finish()));
+    RecordBatch::try_new(v2, columns).map(Some)
 }
 
 /// Every (batch, row) of `batches`, in order.
@@ -373,6 +439,8 @@ struct HeadColumns {
     start_time_local: StringBuilder,
     end_time_local: StringBuilder,
     time_zone: StringBuilder,
+    time_zone_iana: StringBuilder,
+    utc_offset_seconds: Int32Builder,
     idempotent_id: StringBuilder,
 }
 
@@ -387,6 +455,8 @@ impl HeadColumns {
             start_time_local: StringBuilder::with_capacity(rows, rows * 19),
             end_time_local: StringBuilder::with_capacity(rows, rows * 19),
             time_zone: text(rows),
+            time_zone_iana: text(rows),
+            utc_offset_seconds: Int32Builder::with_capacity(rows),
             idempotent_id: text(rows),
         }
     }
@@ -400,6 +470,8 @@ impl HeadColumns {
         self.start_time_local.append_option(h.start_time_local);
         self.end_time_local.append_option(h.end_time_local);
         self.time_zone.append_value(h.time_zone);
+        self.time_zone_iana.append_option(h.time_zone_iana);
+        self.utc_offset_seconds.append_value(h.utc_offset_seconds);
         self.idempotent_id.append_option(h.idempotent_id);
     }
 
@@ -414,6 +486,8 @@ impl HeadColumns {
             Arc::new(self.start_time_local.finish()),
             Arc::new(self.end_time_local.finish()),
             Arc::new(self.time_zone.finish()),
+            Arc::new(self.time_zone_iana.finish()),
+            Arc::new(self.utc_offset_seconds.finish()),
         ]
     }
 }
@@ -789,6 +863,8 @@ mod tests {
                 "start_time_local",
                 "end_time_local",
                 "time_zone",
+                "time_zone_iana",
+                "utc_offset_seconds",
                 "uniq_id",
                 "unit",
                 "interval_seconds",

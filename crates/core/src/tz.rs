@@ -1,19 +1,30 @@
-//! Local wall times of the platform ("yyyy-MM-dd HH:mm:ss" in a record's zone) to UTC instants.
+//! Local wall times of the platform ("yyyy-MM-dd HH:mm:ss" in a record's zone) to UTC instants,
+//! and the zone names the platform sends to the zones they mean.
 //!
 //! Invariants:
-//! - A zone name is an IANA name or empty (empty = UTC, per the platform doc). Anything else is an
-//!   error: a record is never silently read as UTC.
+//! - A zone name is read, in this order, as: a configured alias ([`ZoneAliases`]); empty (UTC, per
+//!   the platform doc); an IANA name; a fixed offset (`UTC+08:00`, `UTC+8`, `GMT+08:00`, `+08:00`,
+//!   `+0800`, `UTC-05:30`, with `-` or `−`, at most 18 hours); a Windows zone ID through CLDR's
+//!   territory-001 mapping ([`crate::windows_zones`]), ignoring ASCII case and repeated spaces.
+//!   Anything else is an error: a record is never silently read as UTC or guessed.
+//! - A fixed offset has no DST. Every zone has a canonical [`Zone::name`] (the IANA name, or
+//!   `UTC±HH:MM`) that [`zone`] reads back to the same zone with no alias, so it can be stored.
 //! - A wall time in a DST gap moves forward by the length of the gap (it is read with the offset in
 //!   force just before the gap); a wall time that occurs twice takes the earlier instant. This is
 //!   the "compatible" rule of RFC 9557 / Temporal / Python's `fold=0`, and each use is reported as a
 //!   [`Resolution`] so the run can count them.
 //! - Parsing is strict: exactly 19 characters, real calendar dates, `HH` < 24, `mm`, `ss` < 60.
 
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
 use chrono::{
-    DateTime, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset as _, TimeDelta, TimeZone,
-    Utc,
+    DateTime, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset as _,
+    TimeDelta, TimeZone, Utc,
 };
 use chrono_tz::Tz;
+
+use crate::windows_zones::WINDOWS_ZONES;
 
 /// How a wall time became an instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,37 +37,236 @@ pub enum Resolution {
     AmbiguousEarlier,
 }
 
+/// How a zone name was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ReadAs {
+    /// An IANA name, or empty (UTC).
+    Iana,
+    /// A fixed offset from UTC.
+    FixedOffset,
+    /// A Windows zone ID, through CLDR.
+    WindowsId,
+    /// A configured alias.
+    Alias,
+}
+
+/// The rule that turns wall times into instants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rule {
+    Named(Tz),
+    /// Seconds east of UTC.
+    Fixed(i32),
+}
+
 /// A record's zone, resolved once per user-date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Zone {
-    tz: Tz,
-    /// The zone name written to the `time_zone` column.
+    rule: Rule,
+    /// The canonical name: the IANA name, or `UTC±HH:MM` for a fixed offset. [`zone`] reads it
+    /// back to this zone without any alias.
     pub name: &'static str,
+    /// The IANA zone the times are read in; `None` for a fixed offset.
+    pub iana: Option<&'static str>,
+    /// How the name as sent was read.
+    pub read_as: ReadAs,
 }
 
 impl Zone {
     /// Zero offset, for an empty `time_zone`.
     pub const UTC: Zone = Zone {
-        tz: Tz::UTC,
+        rule: Rule::Named(Tz::UTC),
         name: "UTC",
+        iana: Some("UTC"),
+        read_as: ReadAs::Iana,
     };
+
+    fn named(tz: Tz, read_as: ReadAs) -> Zone {
+        Zone {
+            rule: Rule::Named(tz),
+            name: tz.name(),
+            iana: Some(tz.name()),
+            read_as,
+        }
+    }
+
+    /// The offset from UTC, in seconds, in force at `instant`.
+    pub fn offset_at(&self, instant: DateTime<Utc>) -> i32 {
+        match self.rule {
+            Rule::Named(tz) => tz
+                .offset_from_utc_datetime(&instant.naive_utc())
+                .fix()
+                .local_minus_utc(),
+            Rule::Fixed(seconds) => seconds,
+        }
+    }
+
+    /// Whether this zone is a fixed offset (no DST).
+    pub fn is_fixed(&self) -> bool {
+        matches!(self.rule, Rule::Fixed(_))
+    }
 }
 
-/// A `time_zone` that is not in the IANA database.
+/// Whether `name` is the canonical name of a fixed offset (`UTC±HH:MM`, [`Zone::name`]).
+/// Where a user's zone is remembered, a named zone wins over a fixed offset whatever their
+/// dates: an offset seen on one date says nothing of the other side of a DST change.
+pub fn is_fixed_offset_name(name: &str) -> bool {
+    name.len() == 9 && (name.starts_with("UTC+") || name.starts_with("UTC-"))
+}
+
+/// A `time_zone` that is not an alias, an IANA name, a fixed offset or a Windows zone ID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnknownZone;
 
-/// Resolves the platform's `time_zone`; `None` or `""` is UTC.
+/// Resolves the platform's `time_zone` without aliases; `None` or `""` is UTC.
 pub fn zone(name: Option<&str>) -> Result<Zone, UnknownZone> {
-    match name.map(str::trim) {
-        None | Some("") => Ok(Zone::UTC),
-        Some(n) => n
-            .parse::<Tz>()
-            .map(|tz| Zone {
-                tz,
-                name: tz.name(),
+    let n = match name.map(str::trim) {
+        None | Some("") => return Ok(Zone::UTC),
+        Some(n) => n,
+    };
+    if let Ok(tz) = n.parse::<Tz>() {
+        return Ok(Zone::named(tz, ReadAs::Iana));
+    }
+    if let Some(seconds) = fixed_offset(n) {
+        return Ok(Zone {
+            rule: Rule::Fixed(seconds),
+            name: fixed_name(seconds),
+            iana: None,
+            read_as: ReadAs::FixedOffset,
+        });
+    }
+    windows_zone(n)
+        .and_then(|iana| iana.parse::<Tz>().ok())
+        .map(|tz| Zone::named(tz, ReadAs::WindowsId))
+        .ok_or(UnknownZone)
+}
+
+/// The IANA name CLDR gives a Windows zone ID (territory 001), ignoring ASCII case and runs of
+/// spaces: `China Standard Time` and `china  standard time` are one ID.
+pub fn windows_zone(id: &str) -> Option<&'static str> {
+    let wanted: String = id
+        .split_ascii_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_lowercase();
+    WINDOWS_ZONES
+        .binary_search_by(|(windows, _)| {
+            windows
+                .bytes()
+                .map(|b| b.to_ascii_lowercase())
+                .cmp(wanted.bytes())
+        })
+        .ok()
+        .map(|i| WINDOWS_ZONES[i].1)
+}
+
+/// The seconds east of UTC a fixed-offset spelling names, at most 18 hours either way:
+/// an optional `UTC` or `GMT` (any case), a sign (`+`, `-`, `−`), then `H`, `HH`, `HH:MM`, `H:MM`
+/// or `HHMM`.
+pub fn fixed_offset(text: &str) -> Option<i32> {
+    let rest = ["utc", "gmt"]
+        .iter()
+        .find_map(|p| {
+            text.get(..3)
+                .filter(|head| head.eq_ignore_ascii_case(p))
+                .map(|_| &text[3..])
+        })
+        .unwrap_or(text);
+    let (sign, rest) = if let Some(r) = rest.strip_prefix('+') {
+        (1, r)
+    } else if let Some(r) = rest
+        .strip_prefix('-')
+        .or_else(|| rest.strip_prefix('\u{2212}'))
+    {
+        (-1, r)
+    } else {
+        return None;
+    };
+    if !rest.is_ascii() {
+        return None;
+    }
+    let (hours, minutes) = match rest.split_once(':') {
+        Some((h, m)) if (1..=2).contains(&h.len()) && m.len() == 2 => (h, m),
+        Some(_) => return None,
+        None if (1..=2).contains(&rest.len()) => (rest, "00"),
+        None if rest.len() == 4 => rest.split_at(2),
+        None => return None,
+    };
+    let (hours, minutes) = (digits(hours.as_bytes())?, digits(minutes.as_bytes())?);
+    let seconds = (hours * 3600 + minutes * 60) as i32;
+    (minutes < 60 && seconds <= MAX_OFFSET_SECONDS).then_some(sign * seconds)
+}
+
+const MAX_OFFSET_SECONDS: i32 = 18 * 3600;
+
+/// `UTC±HH:MM` for a whole-minute offset within ±18 hours, as a `'static` name (every such name
+/// is built once, on first use: 2,161 short strings).
+fn fixed_name(seconds: i32) -> &'static str {
+    static NAMES: OnceLock<Vec<String>> = OnceLock::new();
+    let max = MAX_OFFSET_SECONDS / 60;
+    let names = NAMES.get_or_init(|| {
+        (-max..=max)
+            .map(|m| {
+                let sign = if m < 0 { '-' } else { '+' };
+                format!("UTC{sign}{:02}:{:02}", m.abs() / 60, m.abs() % 60)
             })
-            .map_err(|_| UnknownZone),
+            .collect()
+    });
+    &names[(seconds / 60 + max) as usize]
+}
+
+/// Zone names read as others (`--zone-alias FROM=TO`, a job file's `zone_aliases`): a name the
+/// tenant sends that is in no table but that the team knows the meaning of.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ZoneAliases {
+    by_name: BTreeMap<String, Zone>,
+}
+
+/// An alias whose target is not an IANA name or a fixed offset.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "zone alias {from}={to}: {to:?} is not an IANA name (e.g. Asia/Shanghai) or a fixed offset (e.g. UTC+08:00)"
+)]
+pub struct BadAlias {
+    pub from: String,
+    pub to: String,
+}
+
+impl ZoneAliases {
+    /// Adds `from` read as `to`; `to` must be an IANA name or a fixed offset.
+    pub fn insert(&mut self, from: &str, to: &str) -> Result<(), BadAlias> {
+        let bad = || BadAlias {
+            from: from.to_string(),
+            to: to.to_string(),
+        };
+        let target = zone(Some(to)).map_err(|_| bad())?;
+        if to.trim().is_empty() || target.read_as == ReadAs::WindowsId || from.trim().is_empty() {
+            return Err(bad());
+        }
+        self.by_name.insert(
+            from.trim().to_string(),
+            Zone {
+                read_as: ReadAs::Alias,
+                ..target
+            },
+        );
+        Ok(())
+    }
+
+    /// Resolves `name` through the aliases first, then as [`zone`] does.
+    pub fn resolve(&self, name: Option<&str>) -> Result<Zone, UnknownZone> {
+        match name.map(str::trim).and_then(|n| self.by_name.get(n)) {
+            Some(zone) => Ok(*zone),
+            None => zone(name),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// Each alias and the canonical name of its target.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &'static str)> {
+        self.by_name.iter().map(|(from, z)| (from.as_str(), z.name))
     }
 }
 
@@ -102,12 +312,20 @@ fn digits(field: &[u8]) -> Option<u32> {
 
 /// Reads a wall time in `zone` under the compatible rule.
 pub fn to_utc(local: NaiveDateTime, zone: Zone) -> (DateTime<Utc>, Resolution) {
-    match zone.tz.from_local_datetime(&local) {
+    let tz = match zone.rule {
+        Rule::Named(tz) => tz,
+        Rule::Fixed(seconds) => {
+            let offset = FixedOffset::east_opt(seconds).expect("fixed offsets are within ±18 h");
+            let utc = local - TimeDelta::seconds(offset.local_minus_utc().into());
+            return (Utc.from_utc_datetime(&utc), Resolution::Exact);
+        }
+    };
+    match tz.from_local_datetime(&local) {
         LocalResult::Single(t) => (t.with_timezone(&Utc), Resolution::Exact),
         LocalResult::Ambiguous(earlier, _) => {
             (earlier.with_timezone(&Utc), Resolution::AmbiguousEarlier)
         }
-        LocalResult::None => (shift_past_gap(local, zone.tz), Resolution::GapShifted),
+        LocalResult::None => (shift_past_gap(local, tz), Resolution::GapShifted),
     }
 }
 
@@ -205,7 +423,154 @@ mod tests {
         assert_eq!(zone(Some("")).unwrap().name, "UTC");
         assert_eq!(zone(None).unwrap().name, "UTC");
         assert!(zone(Some("Asia/Beijing")).is_err());
-        assert!(zone(Some("GMT+8")).is_err());
+        assert!(zone(Some("Mars/Olympus")).is_err());
+    }
+
+    #[test]
+    fn fixed_offsets_in_every_spelling() {
+        for (text, seconds, name) in [
+            ("UTC+08:00", 8 * 3600, "UTC+08:00"),
+            ("UTC+8", 8 * 3600, "UTC+08:00"),
+            ("GMT+08:00", 8 * 3600, "UTC+08:00"),
+            ("GMT+8", 8 * 3600, "UTC+08:00"),
+            ("+08:00", 8 * 3600, "UTC+08:00"),
+            ("+0800", 8 * 3600, "UTC+08:00"),
+            ("utc+8", 8 * 3600, "UTC+08:00"),
+            ("UTC-05:30", -(5 * 3600 + 1800), "UTC-05:30"),
+            ("UTC\u{2212}05:30", -(5 * 3600 + 1800), "UTC-05:30"),
+            ("\u{2212}0530", -(5 * 3600 + 1800), "UTC-05:30"),
+            ("GMT-5", -5 * 3600, "UTC-05:00"),
+            ("UTC+18:00", 18 * 3600, "UTC+18:00"),
+            ("UTC-18", -18 * 3600, "UTC-18:00"),
+            ("UTC+00:00", 0, "UTC+00:00"),
+        ] {
+            let z = zone(Some(text)).unwrap_or_else(|_| panic!("{text}"));
+            assert_eq!(z.read_as, ReadAs::FixedOffset, "{text}");
+            assert_eq!(z.name, name, "{text}");
+            assert_eq!(z.iana, None, "{text}");
+            assert_eq!(fixed_offset(text), Some(seconds), "{text}");
+            // The canonical name reads back to the same zone.
+            assert_eq!(zone(Some(z.name)).unwrap(), z, "{text}");
+        }
+        // A fixed offset has no DST: New York's gap and fold do not apply to UTC-05:00.
+        assert_eq!(
+            utc("2026-03-08 02:30:00", "UTC-05:00"),
+            ("2026-03-08T07:30:00Z".into(), Resolution::Exact)
+        );
+        assert_eq!(
+            utc("2026-07-01 12:00:00", "UTC-05:30"),
+            ("2026-07-01T17:30:00Z".into(), Resolution::Exact)
+        );
+        assert_eq!(
+            utc("2026-09-15 09:00:00", "GMT+8").0,
+            "2026-09-15T01:00:00Z"
+        );
+        for bad in [
+            "UTC+18:01",
+            "UTC+19",
+            "+8:0",
+            "+080",
+            "+08000",
+            "UTC+08:60",
+            "UTC 8",
+            "8",
+            "UTC+",
+            "GMT+8:00:00",
+            "UTC+０8",
+            "++8",
+            "UTC*8",
+        ] {
+            assert!(zone(Some(bad)).is_err(), "{bad}");
+        }
+        // An IANA name wins over the fixed-offset reading: POSIX's Etc/GMT+8 is UTC-8.
+        let posix = zone(Some("Etc/GMT+8")).unwrap();
+        assert_eq!(posix.read_as, ReadAs::Iana);
+        assert_eq!(
+            utc("2026-09-15 09:00:00", "Etc/GMT+8").0,
+            "2026-09-15T17:00:00Z"
+        );
+    }
+
+    #[test]
+    fn windows_ids_read_through_cldr() {
+        let china = zone(Some("China Standard Time")).unwrap();
+        assert_eq!(china.read_as, ReadAs::WindowsId);
+        assert_eq!(china.iana, Some("Asia/Shanghai"));
+        assert_eq!(china.name, "Asia/Shanghai");
+        assert_eq!(zone(Some("china  standard TIME")).unwrap(), china);
+        assert_eq!(
+            zone(Some("Tokyo Standard Time")).unwrap().name,
+            "Asia/Tokyo"
+        );
+        // Eastern Standard Time is New York's zone, DST included, whatever its name says.
+        assert_eq!(
+            utc("2026-07-01 12:00:00", "Eastern Standard Time"),
+            ("2026-07-01T16:00:00Z".into(), Resolution::Exact)
+        );
+        assert_eq!(
+            utc("2026-01-15 12:00:00", "Eastern Standard Time"),
+            ("2026-01-15T17:00:00Z".into(), Resolution::Exact)
+        );
+        assert_eq!(
+            utc("2026-03-08 02:30:00", "Eastern Standard Time"),
+            ("2026-03-08T07:30:00Z".into(), Resolution::GapShifted)
+        );
+        assert!(zone(Some("China Standard")).is_err());
+    }
+
+    #[test]
+    fn the_windows_table_is_sorted_and_names_real_zones() {
+        let keys: Vec<String> = WINDOWS_ZONES
+            .iter()
+            .map(|(w, _)| w.to_ascii_lowercase())
+            .collect();
+        assert!(keys.windows(2).all(|p| p[0] < p[1]), "sorted, no repeats");
+        assert!(WINDOWS_ZONES.len() > 130);
+        for (windows, iana) in WINDOWS_ZONES {
+            assert!(iana.parse::<Tz>().is_ok(), "{windows} → {iana}");
+            assert_eq!(windows_zone(windows), Some(*iana), "{windows}");
+        }
+    }
+
+    #[test]
+    fn aliases_come_first_and_are_checked() {
+        let mut aliases = ZoneAliases::default();
+        aliases.insert("Asia/Beijing", "Asia/Shanghai").unwrap();
+        aliases.insert("Mumbai", "UTC+05:30").unwrap();
+        // An alias may override what a name would otherwise mean.
+        aliases.insert("GMT+8", "Asia/Taipei").unwrap();
+        let beijing = aliases.resolve(Some(" Asia/Beijing ")).unwrap();
+        assert_eq!(beijing.read_as, ReadAs::Alias);
+        assert_eq!(beijing.name, "Asia/Shanghai");
+        assert_eq!(beijing.iana, Some("Asia/Shanghai"));
+        let mumbai = aliases.resolve(Some("Mumbai")).unwrap();
+        assert_eq!((mumbai.name, mumbai.iana), ("UTC+05:30", None));
+        assert_eq!(aliases.resolve(Some("GMT+8")).unwrap().name, "Asia/Taipei");
+        assert_eq!(aliases.resolve(Some("UTC+8")).unwrap().name, "UTC+08:00");
+        assert!(aliases.resolve(Some("Mars/Olympus")).is_err());
+        for (from, to) in [
+            ("Asia/Beijing", "Asia/Peking"),
+            ("Asia/Beijing", "China Standard Time"),
+            ("Asia/Beijing", ""),
+            ("", "Asia/Shanghai"),
+        ] {
+            let err = ZoneAliases::default().insert(from, to).unwrap_err();
+            assert_eq!((err.from.as_str(), err.to.as_str()), (from, to));
+        }
+    }
+
+    #[test]
+    fn offsets_follow_the_zones_rules() {
+        let ny = zone(Some("America/New_York")).unwrap();
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(ny.offset_at(at("2026-07-01T16:00:00Z")), -4 * 3600);
+        assert_eq!(ny.offset_at(at("2026-01-15T17:00:00Z")), -5 * 3600);
+        let fixed = zone(Some("UTC+05:45")).unwrap();
+        assert_eq!(
+            fixed.offset_at(at("2026-01-15T17:00:00Z")),
+            5 * 3600 + 45 * 60
+        );
+        assert!(fixed.is_fixed() && !ny.is_fixed());
     }
 
     #[test]

@@ -11,6 +11,9 @@
 //!   Parts left over from a larger earlier day are removed after the new ones are in place, and a
 //!   date left without rows loses its files. So rerunning a window never duplicates rows, and
 //!   approvals gone at the source disappear.
+//! - [`Sink::add_rows`] (`rejects replay`) adds records to one partition instead: every old row
+//!   is kept but one that is the same record (user, status, approval id, local times, idempotent
+//!   id, zone as sent) as a row added, so adding the same records again changes nothing.
 //! - Reading old files, merging and encoding is CPU work done on a blocking thread, which hands
 //!   each partition to the store as soon as it is encoded (a few in flight), so a commit holds a
 //!   date's rows and a few files, never its window's output. A partition's stale parts are
@@ -18,7 +21,7 @@
 //!   each partition replaced whole or untouched; nothing is put or deleted once the lease is in
 //!   doubt.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use arrow_array::{Array, Int32Array, RecordBatch, StringArray};
@@ -294,11 +297,90 @@ impl Sink {
             window,
             scope,
             stamp,
+            keep: Keep::OutsideScope,
         };
-        let (outbox, inbox) = tokio::sync::mpsc::channel(STORE_CONCURRENCY);
-        let planner = tokio::task::spawn_blocking(move || {
+        self.run_plan(still_ours, move |outbox| {
             merger.plan(fresh, rejects, existing, old_rejects, outbox)
-        });
+        })
+        .await
+    }
+
+    /// Adds `rows` (batches of `table`, all dated `date`) to their partition, in place of any old row
+    /// that is the same record ([`row_key`]); every other row is kept.
+    pub async fn add_rows(
+        &self,
+        table: Table,
+        date: NaiveDate,
+        rows: Vec<RecordBatch>,
+        stamp: Arc<RunStamp>,
+        still_ours: &(dyn Fn() -> bool + Send + Sync),
+    ) -> Result<CommitReport, SinkError> {
+        let mut existing = Existing::default();
+        for rel in self
+            .store
+            .list_files(&partition::partition_dir(table.name(), date))
+            .await?
+        {
+            if let Some((d, index)) = parse_part(&rel)
+                && d == date
+            {
+                let bytes = self.store.get(&rel).await?.unwrap_or_default();
+                existing.parts.push((index, rel, bytes));
+            }
+        }
+        let merge_err = |source| SinkError::Merge {
+            table: table.name(),
+            date,
+            source,
+        };
+        let mut keys = HashSet::new();
+        for batch in &rows {
+            for row in 0..batch.num_rows() {
+                keys.insert(row_key(batch, row).map_err(merge_err)?);
+            }
+        }
+        let refs: Vec<&RecordBatch> = rows.iter().collect();
+        let rows = table::sorted(&refs, table::every_row(&refs).collect()).map_err(merge_err)?;
+        let merger = Merger {
+            store: Arc::clone(&self.store),
+            writers: Arc::clone(&self.writers),
+            employee_type: self.employee_type,
+            window: Window {
+                from: date,
+                to: date,
+            },
+            scope: Scope {
+                users: Default::default(),
+                statuses: Default::default(),
+            },
+            stamp,
+            keep: Keep::NotAmong(keys),
+        };
+        self.run_plan(still_ours, move |outbox| {
+            let mut planned = Planned {
+                outbox: Some(outbox),
+                ..Planned::default()
+            };
+            *planned.fresh_rows.entry(table).or_default() += rows.num_rows() as u64;
+            let writer = &merger.writers[table as usize];
+            merger.merge_partition(writer, date, Some(rows), existing, &mut planned)?;
+            planned.send()?;
+            planned.outbox = None;
+            Ok(planned)
+        })
+        .await
+    }
+
+    /// Runs `plan` on a blocking thread while the partitions it hands over are put in place.
+    async fn run_plan(
+        &self,
+        still_ours: &(dyn Fn() -> bool + Send + Sync),
+        plan: impl FnOnce(tokio::sync::mpsc::Sender<Replacement>) -> Result<Planned, SinkError>
+        + Send
+        + 'static,
+    ) -> Result<CommitReport, SinkError> {
+        let (outbox, inbox) = tokio::sync::mpsc::channel(STORE_CONCURRENCY);
+        let planner = tokio::task::spawn_blocking(move || plan(outbox));
         let store = &self.store;
         let replaced = futures::stream::unfold(inbox, |mut inbox| async move {
             inbox.recv().await.map(|r| (r, inbox))
@@ -332,6 +414,15 @@ struct Merger {
     window: Window,
     scope: Scope,
     stamp: Arc<RunStamp>,
+    keep: Keep,
+}
+
+/// Which old rows of a partition a merge keeps.
+enum Keep {
+    /// Those outside the run's scope (a backfill's commit).
+    OutsideScope,
+    /// Those that are none of the records added ([`Sink::add_rows`]), by [`row_key`].
+    NotAmong(HashSet<String>),
 }
 
 impl Merger {
@@ -423,13 +514,17 @@ impl Merger {
                 check_employee_type(&self.store, rel, found, self.employee_type)?;
             }
             for batch in decoded {
-                if batch.schema().fields() != expected.fields() {
-                    return Err(SinkError::SchemaMismatch {
-                        path: self.store.describe(rel),
-                        table: table.name(),
-                    });
+                let batch = current_schema(table, batch, date, || self.store.describe(rel))?;
+                let rows = match &self.keep {
+                    Keep::OutsideScope => outside_scope(&batch, &self.scope),
+                    Keep::NotAmong(keys) => (0..batch.num_rows())
+                        .filter_map(|row| match row_key(&batch, row) {
+                            Ok(key) => (!keys.contains(&key)).then_some(Ok(row)),
+                            Err(e) => Some(Err(e)),
+                        })
+                        .collect(),
                 }
-                let rows = outside_scope(&batch, &self.scope).map_err(merge_err)?;
+                .map_err(merge_err)?;
                 if !rows.is_empty() {
                     kept.extend(rows.into_iter().map(|r| (batches.len(), r)));
                     batches.push(batch);
@@ -500,6 +595,30 @@ fn check_employee_type(
     })
 }
 
+/// What makes a row the same record as another for [`Sink::add_rows`]: its user, status,
+/// approval id, local times, idempotent id and zone as sent, as one string.
+fn row_key(batch: &RecordBatch, row: usize) -> Result<String, ArrowError> {
+    let mut key = String::new();
+    for name in [
+        "user_id",
+        "approval_id",
+        "start_time_local",
+        "end_time_local",
+        "idempotent_id",
+        "time_zone",
+    ] {
+        let column = table::column::<StringArray>(batch, name)?;
+        // A length prefix keeps ("ab", "c") apart from ("a", "bc"); '-' marks a null.
+        match column.is_valid(row).then(|| column.value(row)) {
+            Some(v) => key.push_str(&format!("{}:{v}", v.len())),
+            None => key.push('-'),
+        }
+    }
+    let status = table::column::<Int32Array>(batch, "status")?;
+    key.push_str(&status.value(row).to_string());
+    Ok(key)
+}
+
 /// The rows of `batch` the run does not replace.
 fn outside_scope(batch: &RecordBatch, scope: &Scope) -> Result<Vec<usize>, ArrowError> {
     let users = table::column::<StringArray>(batch, "user_id")?;
@@ -531,9 +650,40 @@ pub async fn read_table(
             path: store.describe(&rel),
             source,
         })?;
-        out.extend(batches.into_iter().map(|b| (date, b)));
+        for batch in batches {
+            out.push((
+                date,
+                current_schema(table, batch, date, || store.describe(&rel))?,
+            ));
+        }
     }
     Ok(out)
+}
+
+/// A batch of `table` decoded from one of its files, in the current schema: as it is, or read
+/// up from schema v1 ([`table::upgrade_v1`]), so an output root written by an older version is
+/// carried forward partition by partition as runs rewrite them.
+fn current_schema(
+    table: Table,
+    batch: RecordBatch,
+    date: NaiveDate,
+    path: impl Fn() -> String,
+) -> Result<RecordBatch, SinkError> {
+    if batch.schema().fields() == table.schema().fields() {
+        return Ok(batch);
+    }
+    match table::upgrade_v1(table, &batch, date) {
+        Ok(Some(upgraded)) => Ok(upgraded),
+        Ok(None) => Err(SinkError::SchemaMismatch {
+            path: path(),
+            table: table.name(),
+        }),
+        Err(source) => Err(SinkError::Merge {
+            table: table.name(),
+            date,
+            source,
+        }),
+    }
 }
 
 /// [`read_table`] of a local root, without an async runtime.
@@ -594,7 +744,8 @@ mod tests {
             run_id: tag.into(),
             ingested_at_micros: 0,
         };
-        let flat = flatten::flatten(&data, status, WINDOW, &batch, &stamp).unwrap();
+        let flat =
+            flatten::flatten(&data, status, WINDOW, &batch, &stamp, &Default::default()).unwrap();
         let mut rows = FreshRows::new(SpillConfig {
             dir: dir.to_path_buf(),
             budget: usize::MAX,
@@ -719,5 +870,83 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, SinkError::Fenced), "{err}");
         assert!(store.list_files("").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_v1_partition_is_carried_forward_to_v2_when_a_commit_rewrites_it() {
+        use arrow_array::cast::AsArray;
+        use arrow_array::types::Int32Type;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::Local(dir.path().join("root")));
+        // u1's rows as schema v1 wrote them: the v2 rows less time_zone_iana and
+        // utc_offset_seconds (v1's time_zone was the IANA name read).
+        let answer = r#"{"user_approvals":[{"user_id":"u1","date":"20260901","time_zone":"America/New_York",
+            "outs":[{"approval_id":"v1-a","start_time":"2026-09-01 09:00:00"},{"approval_id":"v1-b"}]}]}"#;
+        let stamp = RunStamp {
+            run_id: "v1".into(),
+            ingested_at_micros: 0,
+        };
+        let users = ["u1".to_string()];
+        let flat = flatten::flatten(
+            &QueryData::recorded(answer),
+            Status::APPROVED,
+            WINDOW,
+            &users,
+            &stamp,
+            &Default::default(),
+        )
+        .unwrap();
+        let v2 = flat.rows[0].batch.clone();
+        let keep: Vec<usize> = (0..v2.num_columns())
+            .filter(|&i| {
+                let name = v2.schema().field(i).name().clone();
+                name != "time_zone_iana" && name != "utc_offset_seconds"
+            })
+            .collect();
+        let v1 = v2.project(&keep).unwrap();
+        let v1_writer = writer::ParquetWriter::new(
+            "outs",
+            v1.schema(),
+            |c| Table::Outs.values_of(c),
+            Some(EmployeeType::EmployeeId),
+        );
+        let path = part_path("outs", d("2026-09-01"), 0);
+        store
+            .put(&path, v1_writer.encode(&v1).unwrap())
+            .await
+            .unwrap();
+
+        // Read as v2 without a rewrite, and the same after one that keeps u1's rows.
+        let read = read_table(&store, Table::Outs).await.unwrap();
+        assert_eq!(read[0].1, v2);
+        let sink = Sink::new(Arc::clone(&store), EmployeeType::EmployeeId);
+        commit(&sink, &["u2"], Status::APPROVED, "a", dir.path()).await;
+        let (_, rewritten) = &read_table(&store, Table::Outs).await.unwrap()[0];
+        assert_eq!(rewritten.schema(), Table::Outs.schema());
+        let ids = rewritten
+            .column_by_name("approval_id")
+            .unwrap()
+            .as_string::<i32>();
+        let offsets = rewritten
+            .column_by_name("utc_offset_seconds")
+            .unwrap()
+            .as_primitive::<Int32Type>();
+        let iana = rewritten
+            .column_by_name("time_zone_iana")
+            .unwrap()
+            .as_string::<i32>();
+        let u1: Vec<(&str, i32, &str)> = (0..rewritten.num_rows())
+            .filter(|&r| ids.value(r).starts_with("v1-"))
+            .map(|r| (ids.value(r), offsets.value(r), iana.value(r)))
+            .collect();
+        // Daylight time on 2026-09-01 in New York, at the start or, with none, at midnight.
+        assert_eq!(
+            u1,
+            [
+                ("v1-a", -14_400, "America/New_York"),
+                ("v1-b", -14_400, "America/New_York")
+            ]
+        );
+        assert_eq!(rewritten.num_rows(), 3, "u1's two rows and u2's");
     }
 }

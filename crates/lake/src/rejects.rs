@@ -287,6 +287,7 @@ mod tests {
             user_id: Some(user.into()),
             date: Some("20260915".into()),
             approval_id: Some("a".into()),
+            time_zone: Some("Asia/Shanghai".into()),
             status: Status::APPROVED,
             field: "user_id".into(),
             value: Some(user.into()),

@@ -437,9 +437,16 @@ mod tests {
             run_id: "r".into(),
             ingested_at_micros: 0,
         };
-        flatten::flatten(&data, Status::APPROVED, window, &batch, &stamp)
-            .unwrap()
-            .rows
+        flatten::flatten(
+            &data,
+            Status::APPROVED,
+            window,
+            &batch,
+            &stamp,
+            &Default::default(),
+        )
+        .unwrap()
+        .rows
     }
 
     fn fill(config: SpillConfig) -> FreshRows {

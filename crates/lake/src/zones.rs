@@ -7,8 +7,10 @@
 //!   [`UserZones::user_id`] (the id events call `user_id`), `open_id` under
 //!   [`UserZones::open_id`]. Events carry no `employee_no`: a pull by employee numbers files
 //!   nothing.
-//! - The newest date wins: a zone seen as of an earlier date never replaces one seen as of a
-//!   later date; of two seen as of the same date, the later merge wins.
+//! - A named zone wins over a fixed offset (`UTC+08:00`), whatever their dates: an offset seen
+//!   on one date says nothing of the other side of a DST change. Otherwise the newest date wins:
+//!   a zone seen as of an earlier date never replaces one seen as of a later date; of two seen
+//!   as of the same date, the later merge wins.
 //! - Only a run holding the root's lease writes it (the pull, after its pipeline ran), whole
 //!   and atomically.
 //! - Readers never fail on its being absent: no file is an empty map. An unreadable file is an
@@ -28,7 +30,8 @@ pub const USER_ZONES_PATH: &str = "_events/user-time-zones.json";
 /// A user's zone and the date of the answer it was seen in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeenZone {
-    /// The IANA name, "UTC" for a zone the platform left empty.
+    /// The zone's canonical name (`attendance_core::tz::Zone::name`): the IANA name, "UTC" for a
+    /// zone the platform left empty, `UTC±HH:MM` for a fixed offset.
     pub time_zone: String,
     /// The `date` of the latest user_approval it was seen under (`YYYY-MM-DD`).
     pub as_of: NaiveDate,
@@ -82,8 +85,16 @@ impl UserZones {
                 time_zone: time_zone.to_owned(),
                 as_of,
             };
+            let fixed = |name: &str| attendance_core::tz::is_fixed_offset_name(name);
             match map.get_mut(id) {
-                Some(known) if known.as_of > as_of || *known == fresh => {}
+                Some(known) if *known == fresh => {}
+                Some(known) if fixed(&known.time_zone) != fixed(time_zone) => {
+                    if fixed(&known.time_zone) {
+                        *known = fresh;
+                        changed = true;
+                    }
+                }
+                Some(known) if known.as_of > as_of => {}
                 Some(known) => {
                     *known = fresh;
                     changed = true;
@@ -182,6 +193,39 @@ mod tests {
             &seen(&[("E000001", "2026-12-01", "Asia/Shanghai")])
         ));
         assert_eq!(zones, before);
+    }
+
+    #[test]
+    fn a_named_zone_wins_over_a_fixed_offset_whatever_the_dates() {
+        let mut zones = UserZones::default();
+        zones.merge(
+            EmployeeType::EmployeeId,
+            &seen(&[
+                ("u1", "2026-09-15", "America/New_York"),
+                ("u2", "2026-09-15", "UTC-04:00"),
+            ]),
+        );
+        // A later fixed offset does not replace New York; an earlier named zone replaces one.
+        assert!(!zones.merge(
+            EmployeeType::EmployeeId,
+            &seen(&[("u1", "2026-12-01", "UTC-05:00")])
+        ));
+        assert!(zones.merge(
+            EmployeeType::EmployeeId,
+            &seen(&[("u2", "2026-09-01", "America/New_York")])
+        ));
+        assert_eq!(zones.user_id["u1"], zone("America/New_York", "2026-09-15"));
+        assert_eq!(zones.user_id["u2"], zone("America/New_York", "2026-09-01"));
+        // Between two fixed offsets, the newest date.
+        zones.merge(
+            EmployeeType::EmployeeId,
+            &seen(&[("u3", "2026-09-01", "UTC+08:00")]),
+        );
+        zones.merge(
+            EmployeeType::EmployeeId,
+            &seen(&[("u3", "2026-09-02", "UTC+09:00")]),
+        );
+        assert_eq!(zones.user_id["u3"], zone("UTC+09:00", "2026-09-02"));
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod error;
 pub mod manifest;
 pub mod pipeline;
 pub mod recording;
+pub mod rejects_replay;
 pub mod request;
 pub mod resync;
 pub mod run;

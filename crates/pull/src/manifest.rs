@@ -78,12 +78,25 @@ pub struct Manifest {
     pub files_removed: Vec<String>,
     pub rejects: u64,
     pub dst: FlattenCounts,
+    /// How zone names that are not IANA names were read.
+    pub zones: ZonesRead,
     pub refused_users: Vec<String>,
     pub failed_queries: Vec<FailedQuery>,
     pub fatal: Option<String>,
     /// What the approval events landed since the last such run asked of this one (`null` when
     /// the run did not read them).
     pub events: Option<EventsOutcome>,
+}
+
+/// The aliases a run read zone names through, and the rows read other than by IANA name.
+#[derive(Debug, Clone, Serialize)]
+pub struct ZonesRead {
+    /// Alias → the zone it is read as (canonical name).
+    pub aliases: BTreeMap<String, String>,
+    /// Rows read through an alias, by the zone it is read as.
+    pub rows_by_alias: BTreeMap<&'static str, u64>,
+    pub rows_at_fixed_offset: u64,
+    pub rows_by_windows_id: u64,
 }
 
 /// A window re-read because of landed events, and what became of it.
@@ -171,7 +184,13 @@ impl Manifest {
             files: loaded.files.clone(),
             files_removed: loaded.files_removed.clone(),
             rejects: normalized.rejects,
-            dst: normalized.dst,
+            dst: normalized.dst.clone(),
+            zones: ZonesRead {
+                aliases: s.zone_aliases.iter().cloned().collect(),
+                rows_by_alias: normalized.dst.zones.by_alias.clone(),
+                rows_at_fixed_offset: normalized.dst.zones.fixed_offset,
+                rows_by_windows_id: normalized.dst.zones.windows_id,
+            },
             refused_users: extracted.refused_users.iter().cloned().collect(),
             failed_queries: extracted
                 .failures

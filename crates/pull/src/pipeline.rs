@@ -22,6 +22,7 @@ use std::time::Instant;
 use attendance_core::flatten::{self, DstCounts, FlattenCounts, Flattened, Reject};
 use attendance_core::plan::{self, EmployeeType, Plan, Status, Window};
 use attendance_core::table::RunStamp;
+use attendance_core::tz::ZoneAliases;
 use attendance_feishu::model::QueryRequest;
 use attendance_lake::commit::{CommitReport, Sink, SinkError};
 use attendance_lake::lease::{LEASE_PATH, Lease, LeaseError};
@@ -101,6 +102,7 @@ pub(crate) struct Pipeline<'a, S> {
     /// One permit per core for flattening: more answers parsed at once than there are cores
     /// would not go faster, and each holds its parsed records and growing batches in memory.
     flatten_permits: Arc<tokio::sync::Semaphore>,
+    zone_aliases: Arc<ZoneAliases>,
     /// Jobs not sent yet; split jobs go to the front.
     queue: VecDeque<Job>,
     open: HashMap<usize, OpenWindow>,
@@ -159,6 +161,7 @@ impl<'a, S: AnswerSource> Pipeline<'a, S> {
             flatten_permits: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, usize::from),
             )),
+            zone_aliases: Arc::clone(&request.zone_aliases),
             queue: VecDeque::new(),
             open: HashMap::new(),
             next_window: 0,
@@ -331,6 +334,7 @@ impl<'a, S: AnswerSource> Pipeline<'a, S> {
             .window(job.window)
             .expect("jobs belong to the plan's windows");
         let stamp = Arc::clone(&self.output.stamp);
+        let aliases = Arc::clone(&self.zone_aliases);
         let flatten_permits = Arc::clone(&self.flatten_permits);
         Box::pin(async move {
             let query = QueryRequest {
@@ -352,7 +356,7 @@ impl<'a, S: AnswerSource> Pipeline<'a, S> {
                 .await
                 .expect("the flatten semaphore is never closed");
             let flat = tokio::task::spawn_blocking(move || {
-                let flat = flatten::flatten(&data, status, window, &users, &stamp);
+                let flat = flatten::flatten(&data, status, window, &users, &stamp, &aliases);
                 drop(permit);
                 flat
             })

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use attendance_core::plan::{self, EmployeeType, Plan, PlanError, Status};
+use attendance_core::tz::ZoneAliases;
 use attendance_lake::spill::SpillConfig;
 use chrono::NaiveDate;
 
@@ -61,6 +62,8 @@ pub struct BackfillRequest {
     /// Also re-read what the approval events landed since the last such run name outside
     /// `from..=to` (see [`crate::resync`]).
     pub with_events: bool,
+    /// Zone names read as others (`--zone-alias`), before any other reading of them.
+    pub zone_aliases: Arc<ZoneAliases>,
 }
 
 impl BackfillRequest {

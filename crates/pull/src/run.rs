@@ -245,6 +245,11 @@ async fn backfill_leased<S: AnswerSource>(
         manifest: None,
         extra_windows: plan.extra.iter().map(|e| e.window).collect(),
         resync,
+        zone_aliases: request
+            .zone_aliases
+            .pairs()
+            .map(|(from, to)| (from.to_string(), to.to_string()))
+            .collect(),
     };
     save_zones(store, lease, &summary).await;
     if summary.outcome() == Outcome::Complete

@@ -99,6 +99,8 @@ pub struct RunSummary {
     /// Windows re-read for the landed events (outside `windows`), and the plan they came from.
     pub extra_windows: Vec<Window>,
     pub resync: Option<ResyncPlan>,
+    /// The zone aliases the run read names through: alias → canonical name of its zone.
+    pub zone_aliases: Vec<(String, String)>,
 }
 
 /// How a run ended, before it becomes an exit status.

@@ -133,6 +133,7 @@ fn request(out: &Path, users: Vec<String>, from: &str, to: &str) -> BackfillRequ
             budget: usize::MAX,
         },
         with_events: false,
+        zone_aliases: Arc::default(),
     }
 }
 
@@ -381,7 +382,7 @@ fn fixture_zone(user: &str, date: NaiveDate) -> &'static str {
         "fx_moved" if date < d("2026-09-16") => "Europe/London",
         "fx_moved" => "Asia/Kolkata",
         "fx_lapsed" if date < d("2026-09-19") => "America/New_York",
-        "fx_lapsed" => "GMT+8",
+        "fx_lapsed" => "Etc/Unknown",
         _ => "Asia/Shanghai",
     }
 }

@@ -17,6 +17,7 @@
 //!   list only their fixed records.
 //! - Times are wall-clock strings in the user-date's zone; the sim never converts them.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::Arc;
@@ -299,7 +300,7 @@ pub(crate) struct GeneratedKey {
 /// What one user-date lists (before the test overlay).
 #[derive(Debug)]
 pub(crate) struct UserDay {
-    pub(crate) time_zone: &'static str,
+    pub(crate) time_zone: Cow<'static, str>,
     pub(crate) listings: Vec<Listing>,
 }
 
@@ -542,8 +543,56 @@ const REGIONS: &[(&str, &str)] = &[
     ("l4：区级", "6863335152113911815"),
 ];
 
-/// Zone names the platform sends now and then that are not IANA names.
-const ODD_ZONE_NAMES: &[&str] = &["Asia/Beijing", "GMT+8", "China Standard Time", "UTC+08:00"];
+/// A name for a user's zone that is not its IANA name, as the platform sends now and then: a
+/// fixed offset (the zone's on that date) in one of its spellings, the Windows zone ID as CLDR
+/// spells it or in lower case, or a name in no table (`Asia/Beijing` for a Shanghai user, the
+/// name the demo's operators know; `Etc/Unknown` for the others).
+fn odd_zone_name(zone: &Zone, date: NaiveDate, variant: u64) -> Cow<'static, str> {
+    use chrono::{Offset, TimeZone};
+    let tz = zone.tz.unwrap_or(Tz::UTC);
+    let iana = if zone.name.is_empty() {
+        "UTC"
+    } else {
+        zone.name
+    };
+    match variant % 10 {
+        0..4 => {
+            let noon = date.and_time(NaiveTime::from_hms_opt(12, 0, 0).expect("noon is a time"));
+            let offset = tz.offset_from_utc_datetime(&noon).fix().local_minus_utc();
+            Cow::Owned(fixed_offset_spelling(offset, variant / 10))
+        }
+        4..7 => {
+            let windows = attendance_core::windows_zones::WINDOWS_ZONES
+                .iter()
+                .find(|(_, zone)| *zone == iana)
+                .map_or("UTC", |(windows, _)| *windows);
+            if variant % 10 == 4 {
+                Cow::Owned(windows.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(windows)
+            }
+        }
+        _ if iana == "Asia/Shanghai" => Cow::Borrowed("Asia/Beijing"),
+        _ => Cow::Borrowed("Etc/Unknown"),
+    }
+}
+
+/// `offset` (seconds east of UTC) in one of the spellings tenants use.
+fn fixed_offset_spelling(offset: i32, variant: u64) -> String {
+    let sign = if offset < 0 { '-' } else { '+' };
+    let (h, m) = (offset.abs() / 3600, offset.abs() % 3600 / 60);
+    match variant % 4 {
+        0 => format!("UTC{sign}{h:02}:{m:02}"),
+        1 if m == 0 => format!("GMT{sign}{h}"),
+        1 => format!("GMT{sign}{h:02}:{m:02}"),
+        2 => format!("{sign}{h:02}{m:02}"),
+        // The typographic minus sign.
+        _ => format!(
+            "UTC{}{h:02}:{m:02}",
+            if offset < 0 { '\u{2212}' } else { '+' }
+        ),
+    }
+}
 
 fn pick<'a, T>(rng: &mut SmallRng, items: &'a [T]) -> &'a T {
     &items[rng.random_range(0..items.len())]
@@ -819,13 +868,13 @@ impl Population {
                 .cloned()
                 .unwrap_or_default();
             return UserDay {
-                time_zone: zone.name,
+                time_zone: Cow::Borrowed(zone.name),
                 listings,
             };
         }
         let Some(day) = day_number(date) else {
             return UserDay {
-                time_zone: zone.name,
+                time_zone: Cow::Borrowed(zone.name),
                 listings: Vec::new(),
             };
         };
@@ -864,9 +913,9 @@ impl Population {
         // Now and then the platform reports a zone name that is not an IANA name.
         let odd_zone = hash_of(&[self.seed, TAG_ODD_ZONE, user as u64, u64::from(day)]);
         let time_zone = if odd_zone % 1000 < 5 {
-            ODD_ZONE_NAMES[((odd_zone >> 20) % ODD_ZONE_NAMES.len() as u64) as usize]
+            odd_zone_name(&zone, date, odd_zone >> 20)
         } else {
-            zone.name
+            Cow::Borrowed(zone.name)
         };
         UserDay {
             time_zone,
@@ -1337,10 +1386,40 @@ mod tests {
     }
 
     #[test]
-    fn odd_zone_names_are_not_iana() {
-        for name in ODD_ZONE_NAMES {
-            assert!(name.parse::<Tz>().is_err(), "{name} parses as a zone");
+    fn odd_zone_names_mean_the_users_zone_or_are_in_no_table() {
+        use attendance_core::tz::{self as core_tz, ReadAs};
+        let zones = [
+            Zone::new("Asia/Shanghai", Some(chrono_tz::Asia::Shanghai)),
+            Zone::new("America/New_York", Some(chrono_tz::America::New_York)),
+            Zone::new("Europe/London", Some(chrono_tz::Europe::London)),
+            Zone::new("Asia/Kolkata", Some(chrono_tz::Asia::Kolkata)),
+            Zone::new("Australia/Lord_Howe", Some(chrono_tz::Australia::Lord_Howe)),
+            Zone::new("", Some(chrono_tz::UTC)),
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        for zone in &zones {
+            for day in [date(2026, 1, 15), date(2026, 7, 15)] {
+                let wall = core_tz::parse_wall_time(&format!("{day} 09:00:00")).unwrap();
+                let truth = core_tz::to_utc(wall, core_tz::zone(Some(zone.name)).unwrap()).0;
+                for variant in 0..40 {
+                    let name = odd_zone_name(zone, day, variant);
+                    match core_tz::zone(Some(&name)) {
+                        Ok(read) => {
+                            seen.insert(read.read_as);
+                            assert_eq!(core_tz::to_utc(wall, read).0, truth, "{name} on {day}");
+                        }
+                        Err(_) => assert!(
+                            ["Asia/Beijing", "Etc/Unknown"].contains(&name.as_ref()),
+                            "{name}"
+                        ),
+                    }
+                }
+            }
         }
+        assert!(seen.contains(&ReadAs::FixedOffset) && seen.contains(&ReadAs::WindowsId));
+        assert_eq!(fixed_offset_spelling(-19_800, 3), "UTC\u{2212}05:30");
+        assert_eq!(fixed_offset_spelling(28_800, 1), "GMT+8");
+        assert_eq!(fixed_offset_spelling(37_800, 2), "+1030");
     }
 
     #[test]

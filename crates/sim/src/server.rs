@@ -944,7 +944,7 @@ fn render_answer(state: &TenantState, request: &QueryRequest) -> (String, [u64; 
                 let _ = write!(body, r#","{}":[{}]"#, kind.table(), lists[slot].join(","));
                 rows[slot] += lists[slot].len() as u64;
             }
-            let _ = write!(body, r#","time_zone":{}}}"#, json_string(day.time_zone));
+            let _ = write!(body, r#","time_zone":{}}}"#, json_string(&day.time_zone));
         }
     }
     body.push_str("]}}");
