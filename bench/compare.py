@@ -13,7 +13,7 @@ import pyarrow.dataset as ds
 
 TABLES = ["outs", "leaves", "overtime_works", "trips"]
 KEY = ["user_id", "approval_id", "status", "date", "start_time_local", "end_time_local"]
-COMPARED = KEY + ["start_time", "end_time", "time_zone", "reason"]
+COMPARED = KEY + ["start_time", "end_time", "time_zone", "time_zone_iana", "utc_offset_seconds", "reason"]
 
 
 def load(root, table):

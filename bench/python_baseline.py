@@ -6,14 +6,17 @@ library's json and zoneinfo and pyarrow's write_dataset.
 
 CORPUS_DIR is what `attendance-sync ... --record-responses CORPUS_DIR` wrote. Times are read in the
 record's zone with fold=0 (the earlier instant when a time occurs twice, the offset before the gap
-when it does not occur): the same rule as attendance-sync. Records that cannot be placed (unknown
-zone, malformed time) are counted and left out, as attendance-sync keeps them aside.
+when it does not occur): the same rule as attendance-sync. A zone name is an IANA name, a fixed
+offset (UTC+08:00, GMT+8, +0800, ...) or a Windows zone ID (CLDR's table, read from
+crates/core/src/windows_zones.rs), as attendance-sync reads them. Records that cannot be placed
+(unknown zone, malformed time) are counted and left out, as attendance-sync keeps them aside.
 """
 
 import json
+import re
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -30,7 +33,8 @@ REGION = pa.struct([("region_level", pa.string()), ("region_id", pa.string())])
 HEAD = [
     ("user_id", pa.string()), ("approval_id", pa.string()), ("status", pa.int32()),
     ("start_time", TS), ("end_time", TS), ("start_time_local", pa.string()),
-    ("end_time_local", pa.string()), ("time_zone", pa.string()),
+    ("end_time_local", pa.string()), ("time_zone", pa.string()), ("time_zone_iana", pa.string()),
+    ("utc_offset_seconds", pa.int32()),
 ]
 ABSENCE = [
     ("uniq_id", pa.string()), ("unit", pa.int32()), ("interval_seconds", pa.int64()),
@@ -59,14 +63,37 @@ class Unplaceable(Exception):
     pass
 
 
+WINDOWS = {
+    windows.lower(): iana
+    for windows, iana in re.findall(
+        r'\("([^"]+)", "([^"]+)"\)',
+        (Path(__file__).parent.parent / "crates/core/src/windows_zones.rs").read_text(),
+    )
+}
+FIXED = re.compile(r"(?i:utc|gmt)?([+\-\u2212])(\d{1,2})(?::(\d\d))?$|(?i:utc|gmt)?([+\-\u2212])(\d\d)(\d\d)$")
+
+
 @lru_cache(maxsize=None)
 def zone(name):
-    if not name:
-        return UTC, "UTC"
+    """(tzinfo, the name as sent, the IANA name or None for a fixed offset)."""
+    if not name or not name.strip():
+        return UTC, "UTC", "UTC"
+    key = name.strip()
     try:
-        return ZoneInfo(name), name
-    except Exception as e:
-        raise Unplaceable(f"unknown time zone {name!r}") from e
+        return ZoneInfo(key), name, key
+    except Exception:
+        pass
+    m = FIXED.fullmatch(key)
+    if m:
+        sign, hours, minutes = (m.group(1), m.group(2), m.group(3)) if m.group(1) else m.group(4, 5, 6)
+        seconds = int(hours) * 3600 + int(minutes or 0) * 60
+        if int(minutes or 0) < 60 and seconds <= 18 * 3600:
+            offset = -seconds if sign in "-\u2212" else seconds
+            return timezone(timedelta(seconds=offset)), name, None
+    iana = WINDOWS.get(" ".join(key.split()).lower())
+    if iana:
+        return ZoneInfo(iana), name, iana
+    raise Unplaceable(f"unknown time zone {name!r}")
 
 
 def to_utc(text, tz):
@@ -88,12 +115,16 @@ def name_of(names, default):
     return None
 
 
-def row(table, rec, user, status, tz, tz_name):
+def row(table, rec, user, status, tz, tz_name, iana, midnight):
+    start, end = to_utc(rec.get("start_time"), tz), to_utc(rec.get("end_time"), tz)
+    at = start or end or midnight
     r = {
         "user_id": user, "approval_id": rec.get("approval_id"), "status": status,
-        "start_time": to_utc(rec.get("start_time"), tz), "end_time": to_utc(rec.get("end_time"), tz),
+        "start_time": start, "end_time": end,
         "start_time_local": rec.get("start_time"), "end_time_local": rec.get("end_time"),
-        "time_zone": tz_name, "reason": rec.get("reason"), "idempotent_id": rec.get("idempotent_id"),
+        "time_zone": tz_name, "time_zone_iana": iana,
+        "utc_offset_seconds": int(at.astimezone(tz).utcoffset().total_seconds()),
+        "reason": rec.get("reason"), "idempotent_id": rec.get("idempotent_id"),
     }
     if table in ("outs", "leaves"):
         names = rec.get("i18n_names") or {}
@@ -135,15 +166,16 @@ def main(corpus, out):
             for ua in answer["response"].get("user_approvals") or []:
                 day = ua["date"]
                 date = f"{day[:4]}-{day[4:6]}-{day[6:]}"
+                midnight = datetime(int(day[:4]), int(day[4:6]), int(day[6:]), tzinfo=UTC)
                 try:
-                    tz, tz_name = zone(ua.get("time_zone"))
+                    tz, tz_name, iana = zone(ua.get("time_zone"))
                 except Unplaceable:
                     rejected += sum(len(ua.get(t) or []) for t in SCHEMAS)
                     continue
                 for table in SCHEMAS:
                     for rec in ua.get(table) or []:
                         try:
-                            r = row(table, rec, ua["user_id"], status, tz, tz_name)
+                            r = row(table, rec, ua["user_id"], status, tz, tz_name, iana, midnight)
                         except Unplaceable:
                             rejected += 1
                             continue

@@ -919,6 +919,13 @@ pub fn expand_job_file(
                     synthetic.push(format!("{from}={}", as_text(to)?).into());
                 }
             }
+            // A list of FROM=TO strings: one flag each (a zone name may not be split on commas).
+            toml::Value::Array(aliases) if flag == "zone-alias" => {
+                for alias in aliases {
+                    synthetic.push(format!("--{flag}").into());
+                    synthetic.push(as_text(alias)?.into());
+                }
+            }
             toml::Value::Array(items) => {
                 let parts: Result<Vec<String>, _> = items.iter().map(as_text).collect();
                 synthetic.push(format!("--{flag}").into());

@@ -466,14 +466,18 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitStatus> {
             zone_aliases: Arc::new(zone_aliases),
             lease_ttl: std::time::Duration::from_secs(120),
         };
+        let (report, stopped) = crate::rejects::replay(&replay).await?;
         print!(
             "\n{}",
-            crate::rejects::replay(&replay).await?.replacen(
+            report.replacen(
                 "rejects replay",
                 "rejects replay --zone-alias Asia/Beijing=Asia/Shanghai,",
                 1
             )
         );
+        if let Some(e) = stopped {
+            return Err(e.into());
+        }
 
         let events = crate::events::demo_events(&tenant, &args.out, today).await?;
         println!(

@@ -90,19 +90,26 @@ pub fn rejects_replay(args: RejectsReplayArgs) -> anyhow::Result<ExitStatus> {
         lease_ttl: std::time::Duration::from_secs(args.lease_ttl.max(3)),
     };
     runtime()?.block_on(async {
-        print!("{}", replay(&request).await?);
-        Ok(ExitStatus::Success)
+        let (report, stopped) = replay(&request).await?;
+        print!("{report}");
+        match stopped {
+            None => Ok(ExitStatus::Success),
+            Some(e) => Err(e.into()),
+        }
     })
 }
 
-/// Replays, writes the manifest, and says what it did.
-pub async fn replay(request: &RejectsReplayRequest) -> anyhow::Result<String> {
-    let summary = rejects_replay::replay_rejects(request).await?;
+/// Replays, writes the manifest (also when the replay stopped on an error), and says what it
+/// did; the error that stopped it comes after.
+pub async fn replay(
+    request: &RejectsReplayRequest,
+) -> anyhow::Result<(String, Option<attendance_pull::RunError>)> {
+    let (summary, stopped) = rejects_replay::replay_rejects(request).await?;
     let store = root(&request.out).await?;
     let path = attendance_lake::runs::write_manifest(&store, &summary.run_id, &summary).await?;
     let mut text = replay_report(&summary);
     let _ = writeln!(text, "  {:<18} {path}", "manifest");
-    Ok(text)
+    Ok((text, stopped))
 }
 
 /// What a replay did, as printed.

@@ -74,7 +74,7 @@ fn replay(out: &Path, extra: &[&str]) -> Run {
 #[test]
 fn zone_spellings_read_right_and_an_alias_replayed_moves_exactly_its_records_into_the_tables() {
     // Enough user-days for every spelling and for names in no table besides Asia/Beijing.
-    let tenant = small_tenant(120);
+    let tenant = small_tenant(80);
     let ws = Workspace::new();
     let mut users = tenant.sim().user_ids("employee_id").unwrap();
     users.sort();
@@ -303,6 +303,14 @@ fn zone_aliases_are_checked_at_start_up_and_read_from_a_job_file() {
     let bad = replay(&ws.out(), &["--zone-alias", "Asia/Beijing"]);
     assert_eq!(bad.code(), 2, "{}", bad.stderr());
     assert!(bad.stderr().contains("FROM=TO"), "{}", bad.stderr());
+    let bad = replay(&ws.out(), &["--zone-alias", "=Asia/Shanghai"]);
+    assert_eq!(bad.code(), 2, "{}", bad.stderr());
+    assert!(
+        bad.stderr()
+            .contains("the name to read (before '=') is empty"),
+        "{}",
+        bad.stderr()
+    );
 
     // zone_aliases in a job file, read like the flag and recorded in the manifest.
     let job = ws.dir.path().join("job.toml");

@@ -56,10 +56,10 @@ pub struct Flattened {
     pub zones: BTreeMap<String, (NaiveDate, &'static str)>,
 }
 
-/// Records that `user` was in `zone` on `date`, unless a later date is known already; a named
-/// zone wins over a fixed offset whatever the dates ([`tz::is_fixed_offset_name`]). Of two
-/// zones seen on the same date the greater name is kept, so the result does not depend on the
-/// order answers or elements come in.
+/// Records that `user` was in `zone` on `date`, unless a later date is known already or a named
+/// zone known explains this fixed offset ([`tz::compare_sightings`]). Of two zones seen on the
+/// same date the greater name is kept, so the result does not depend on the order answers or
+/// elements come in.
 pub fn note_zone(
     zones: &mut BTreeMap<String, (NaiveDate, &'static str)>,
     user: &str,
@@ -79,9 +79,11 @@ fn later_zone(
     a: (NaiveDate, &'static str),
     b: (NaiveDate, &'static str),
 ) -> (NaiveDate, &'static str) {
-    let key =
-        |(date, name): (NaiveDate, &'static str)| (!tz::is_fixed_offset_name(name), date, name);
-    if key(b) > key(a) { b } else { a }
+    match tz::compare_sightings(a, b) {
+        std::cmp::Ordering::Greater => b,
+        std::cmp::Ordering::Equal => a.max(b),
+        std::cmp::Ordering::Less => a,
+    }
 }
 
 /// Every zone of `from` into `into`, by the rule of [`note_zone`].
@@ -1222,15 +1224,18 @@ mod tests {
         assert_eq!(zones["u1"], (d("2026-09-17"), "America/New_York"));
         assert_eq!(zones["u2"], (d("2026-09-10"), "UTC"));
         assert_eq!(zones["u6"], (d("2026-09-01"), "Asia/Kolkata"));
-        // A named zone wins over a fixed offset, whatever the dates.
+        // A named zone stands for a later fixed offset it explains (New York is UTC-05:00 on
+        // 2026-12-01, and Shanghai UTC+08:00 on 2026-09-13), not for one it does not (u2's UTC).
         merge_zones(
             &mut zones,
             BTreeMap::from([
                 ("u1".to_string(), (d("2026-12-01"), "UTC-05:00")),
+                ("u2".to_string(), (d("2026-12-01"), "UTC+08:00")),
                 ("u4".to_string(), (d("2026-09-01"), "Asia/Shanghai")),
             ]),
         );
         assert_eq!(zones["u1"], (d("2026-09-17"), "America/New_York"));
+        assert_eq!(zones["u2"], (d("2026-12-01"), "UTC+08:00"));
         assert_eq!(zones["u4"], (d("2026-09-01"), "Asia/Shanghai"));
     }
 

@@ -107,10 +107,44 @@ impl Zone {
 }
 
 /// Whether `name` is the canonical name of a fixed offset (`UTC±HH:MM`, [`Zone::name`]).
-/// Where a user's zone is remembered, a named zone wins over a fixed offset whatever their
-/// dates: an offset seen on one date says nothing of the other side of a DST change.
 pub fn is_fixed_offset_name(name: &str) -> bool {
     name.len() == 9 && (name.starts_with("UTC+") || name.starts_with("UTC-"))
+}
+
+/// Which of two sightings of a user's zone (the date it was seen as of, its canonical name) to
+/// remember: `Greater` for `b`, `Less` for `a`, `Equal` for a tie (same date, other names),
+/// which the caller breaks. The newer wins, except that a named zone stands for a fixed offset
+/// seen later when it had that very offset on that date: the offset is explained, and the named
+/// zone knows the other side of a DST change, which one date's offset does not. A user sent
+/// `UTC+08:00` after `UTC` (an empty zone) or after New York has moved: the offset wins.
+pub fn compare_sightings(a: (NaiveDate, &str), b: (NaiveDate, &str)) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (older, newer, newer_is_b) = match a.0.cmp(&b.0) {
+        Ordering::Equal => {
+            return if a.1 == b.1 {
+                Ordering::Less
+            } else {
+                Ordering::Equal
+            };
+        }
+        Ordering::Less => (a, b, true),
+        Ordering::Greater => (b, a, false),
+    };
+    let offset_on = |name: &str, date: NaiveDate| {
+        zone(Some(name))
+            .ok()
+            .map(|z| z.offset_at(date.and_hms_opt(12, 0, 0).expect("noon").and_utc()))
+    };
+    let older_explains_newer = older.1 != newer.1
+        && is_fixed_offset_name(newer.1)
+        && !is_fixed_offset_name(older.1)
+        && offset_on(older.1, newer.0).is_some()
+        && offset_on(older.1, newer.0) == offset_on(newer.1, newer.0);
+    if older_explains_newer == newer_is_b {
+        Ordering::Less
+    } else {
+        Ordering::Greater
+    }
 }
 
 /// A `time_zone` that is not an alias, an IANA name, a fixed offset or a Windows zone ID.
@@ -221,26 +255,34 @@ pub struct ZoneAliases {
     by_name: BTreeMap<String, Zone>,
 }
 
-/// An alias whose target is not an IANA name or a fixed offset.
+/// An alias with no name to read, or whose target is not an IANA name or a fixed offset.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "zone alias {from}={to}: {to:?} is not an IANA name (e.g. Asia/Shanghai) or a fixed offset (e.g. UTC+08:00)"
-)]
+#[error("zone alias {from}={to}: {why}")]
 pub struct BadAlias {
     pub from: String,
     pub to: String,
+    pub why: String,
 }
 
 impl ZoneAliases {
     /// Adds `from` read as `to`; `to` must be an IANA name or a fixed offset.
     pub fn insert(&mut self, from: &str, to: &str) -> Result<(), BadAlias> {
-        let bad = || BadAlias {
+        let bad = |why: String| BadAlias {
             from: from.to_string(),
             to: to.to_string(),
+            why,
         };
-        let target = zone(Some(to)).map_err(|_| bad())?;
-        if to.trim().is_empty() || target.read_as == ReadAs::WindowsId || from.trim().is_empty() {
-            return Err(bad());
+        if from.trim().is_empty() {
+            return Err(bad("the name to read (before '=') is empty".into()));
+        }
+        let not_a_target = || {
+            bad(format!(
+                "{to:?} is not an IANA name (e.g. Asia/Shanghai) or a fixed offset (e.g. UTC+08:00)"
+            ))
+        };
+        let target = zone(Some(to)).map_err(|_| not_a_target())?;
+        if to.trim().is_empty() || target.read_as == ReadAs::WindowsId {
+            return Err(not_a_target());
         }
         self.by_name.insert(
             from.trim().to_string(),

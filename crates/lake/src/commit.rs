@@ -11,9 +11,9 @@
 //!   Parts left over from a larger earlier day are removed after the new ones are in place, and a
 //!   date left without rows loses its files. So rerunning a window never duplicates rows, and
 //!   approvals gone at the source disappear.
-//! - [`Sink::add_rows`] (`rejects replay`) adds records to one partition instead: every old row
-//!   is kept but one that is the same record (user, status, approval id, local times, idempotent
-//!   id, zone as sent) as a row added, so adding the same records again changes nothing.
+//! - [`Sink::add_rows`] (`rejects replay`) adds rows to one partition instead: every old row is
+//!   kept but one equal to a row added in every column but `_run_id` and `_ingested_at`, and a
+//!   row added twice is added once, so adding the same records again changes nothing.
 //! - Reading old files, merging and encoding is CPU work done on a blocking thread, which hands
 //!   each partition to the store as soon as it is encoded (a few in flight), so a commit holds a
 //!   date's rows and a few files, never its window's output. A partition's stale parts are
@@ -21,7 +21,7 @@
 //!   each partition replaced whole or untouched; nothing is put or deleted once the lease is in
 //!   doubt.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow_array::{Array, Int32Array, RecordBatch, StringArray};
@@ -305,8 +305,8 @@ impl Sink {
         .await
     }
 
-    /// Adds `rows` (batches of `table`, all dated `date`) to their partition, in place of any old row
-    /// that is the same record ([`row_key`]); every other row is kept.
+    /// Adds `rows` (batches of `table`, all dated `date`) to their partition, in place of any old
+    /// row equal to one of them ([`Added`]); every other row is kept.
     pub async fn add_rows(
         &self,
         table: Table,
@@ -333,14 +333,10 @@ impl Sink {
             date,
             source,
         };
-        let mut keys = HashSet::new();
-        for batch in &rows {
-            for row in 0..batch.num_rows() {
-                keys.insert(row_key(batch, row).map_err(merge_err)?);
-            }
-        }
         let refs: Vec<&RecordBatch> = rows.iter().collect();
         let rows = table::sorted(&refs, table::every_row(&refs).collect()).map_err(merge_err)?;
+        let added = Added::of(rows).map_err(merge_err)?;
+        let rows = added.rows.clone();
         let merger = Merger {
             store: Arc::clone(&self.store),
             writers: Arc::clone(&self.writers),
@@ -354,7 +350,7 @@ impl Sink {
                 statuses: Default::default(),
             },
             stamp,
-            keep: Keep::NotAmong(keys),
+            keep: Keep::NotAmong(added),
         };
         self.run_plan(still_ours, move |outbox| {
             let mut planned = Planned {
@@ -421,8 +417,8 @@ struct Merger {
 enum Keep {
     /// Those outside the run's scope (a backfill's commit).
     OutsideScope,
-    /// Those that are none of the records added ([`Sink::add_rows`]), by [`row_key`].
-    NotAmong(HashSet<String>),
+    /// Those equal to none of the rows added ([`Sink::add_rows`]).
+    NotAmong(Added),
 }
 
 impl Merger {
@@ -517,9 +513,9 @@ impl Merger {
                 let batch = current_schema(table, batch, date, || self.store.describe(rel))?;
                 let rows = match &self.keep {
                     Keep::OutsideScope => outside_scope(&batch, &self.scope),
-                    Keep::NotAmong(keys) => (0..batch.num_rows())
-                        .filter_map(|row| match row_key(&batch, row) {
-                            Ok(key) => (!keys.contains(&key)).then_some(Ok(row)),
+                    Keep::NotAmong(added) => (0..batch.num_rows())
+                        .filter_map(|row| match added.contains(&batch, row) {
+                            Ok(found) => (!found).then_some(Ok(row)),
                             Err(e) => Some(Err(e)),
                         })
                         .collect(),
@@ -595,28 +591,60 @@ fn check_employee_type(
     })
 }
 
-/// What makes a row the same record as another for [`Sink::add_rows`]: its user, status,
-/// approval id, local times, idempotent id and zone as sent, as one string.
-fn row_key(batch: &RecordBatch, row: usize) -> Result<String, ArrowError> {
-    let mut key = String::new();
-    for name in [
-        "user_id",
-        "approval_id",
-        "start_time_local",
-        "end_time_local",
-        "idempotent_id",
-        "time_zone",
-    ] {
-        let column = table::column::<StringArray>(batch, name)?;
-        // A length prefix keeps ("ab", "c") apart from ("a", "bc"); '-' marks a null.
-        match column.is_valid(row).then(|| column.value(row)) {
-            Some(v) => key.push_str(&format!("{}:{v}", v.len())),
-            None => key.push('-'),
+/// The rows [`Sink::add_rows`] adds, without repeats, and which old rows they stand for: those
+/// equal to one of them in every column but the run's own (`_run_id`, `_ingested_at`).
+struct Added {
+    rows: RecordBatch,
+    /// Row indices of `rows` by user.
+    by_user: HashMap<String, Vec<usize>>,
+}
+
+impl Added {
+    /// `rows` (sorted) less the rows that repeat an earlier one.
+    fn of(rows: RecordBatch) -> Result<Added, ArrowError> {
+        let mut added = Added {
+            by_user: HashMap::new(),
+            rows: rows.clone(),
+        };
+        let mut unique = Vec::new();
+        for row in 0..rows.num_rows() {
+            if !added.contains(&rows, row)? {
+                let user = table::column::<StringArray>(&rows, "user_id")?.value(row);
+                added.by_user.entry(user.to_string()).or_default().push(row);
+                unique.push(row);
+            }
         }
+        if unique.len() < rows.num_rows() {
+            let indices =
+                arrow_array::UInt32Array::from_iter_values(unique.iter().map(|&r| r as u32));
+            added.rows = arrow_select::take::take_record_batch(&rows, &indices)?;
+            added.by_user.clear();
+            for row in 0..added.rows.num_rows() {
+                let user = table::column::<StringArray>(&added.rows, "user_id")?.value(row);
+                added.by_user.entry(user.to_string()).or_default().push(row);
+            }
+        }
+        Ok(added)
     }
-    let status = table::column::<Int32Array>(batch, "status")?;
-    key.push_str(&status.value(row).to_string());
-    Ok(key)
+
+    /// Whether row `row` of `batch` (of the same table) equals one of the rows added.
+    fn contains(&self, batch: &RecordBatch, row: usize) -> Result<bool, ArrowError> {
+        let user = table::column::<StringArray>(batch, "user_id")?.value(row);
+        let Some(candidates) = self.by_user.get(user) else {
+            return Ok(false);
+        };
+        let schema = batch.schema();
+        let compared: Vec<usize> = (0..batch.num_columns())
+            .filter(|&c| !schema.field(c).name().starts_with('_'))
+            .collect();
+        Ok(candidates.iter().any(|&other| {
+            compared.iter().all(|&c| {
+                let ours = batch.column(c).slice(row, 1);
+                let theirs = self.rows.column(c).slice(other, 1);
+                ours.as_ref() == theirs.as_ref()
+            })
+        }))
+    }
 }
 
 /// The rows of `batch` the run does not replace.
@@ -756,6 +784,25 @@ mod tests {
         (rows, flat.rejects)
     }
 
+    /// The outs of `answer`, an answer to a query of u1 written by run `run_id`.
+    fn u1_outs(answer: &str, run_id: &str) -> RecordBatch {
+        let stamp = RunStamp {
+            run_id: run_id.into(),
+            ingested_at_micros: 1,
+        };
+        let users = ["u1".to_string()];
+        let data = QueryData::recorded(answer);
+        let flat = flatten::flatten(
+            &data,
+            Status::APPROVED,
+            WINDOW,
+            &users,
+            &stamp,
+            &Default::default(),
+        );
+        flat.unwrap().rows.remove(0).batch
+    }
+
     async fn commit_unless_fenced(
         sink: &Sink,
         users: &[&str],
@@ -882,21 +929,7 @@ mod tests {
         // utc_offset_seconds (v1's time_zone was the IANA name read).
         let answer = r#"{"user_approvals":[{"user_id":"u1","date":"20260901","time_zone":"America/New_York",
             "outs":[{"approval_id":"v1-a","start_time":"2026-09-01 09:00:00"},{"approval_id":"v1-b"}]}]}"#;
-        let stamp = RunStamp {
-            run_id: "v1".into(),
-            ingested_at_micros: 0,
-        };
-        let users = ["u1".to_string()];
-        let flat = flatten::flatten(
-            &QueryData::recorded(answer),
-            Status::APPROVED,
-            WINDOW,
-            &users,
-            &stamp,
-            &Default::default(),
-        )
-        .unwrap();
-        let v2 = flat.rows[0].batch.clone();
+        let v2 = u1_outs(answer, "v1");
         let keep: Vec<usize> = (0..v2.num_columns())
             .filter(|&i| {
                 let name = v2.schema().field(i).name().clone();
@@ -948,5 +981,64 @@ mod tests {
             ]
         );
         assert_eq!(rewritten.num_rows(), 3, "u1's two rows and u2's");
+    }
+
+    #[tokio::test]
+    async fn added_rows_stand_for_their_equals_only_and_are_added_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::Local(dir.path().join("root")));
+        let sink = Sink::new(Arc::clone(&store), EmployeeType::EmployeeId);
+        commit(&sink, &["u1"], Status::APPROVED, "a", dir.path()).await;
+        // Two rows without an approval id or times that differ in their reason, a row twice,
+        // and a row equal to the one there but for the run that wrote it.
+        let answer = r#"{"user_approvals":[{"user_id":"u1","date":"20260901","time_zone":"UTC",
+            "outs":[{"approval_id":"a-u1-01"},{"approval_id":"new"},{"approval_id":"new"},
+                    {"reason":"one"},{"reason":"two"}]}]}"#;
+        let stamp = Arc::new(RunStamp {
+            run_id: "replay".into(),
+            ingested_at_micros: 1,
+        });
+        let rows = vec![u1_outs(answer, "replay")];
+        let ids = |batches: Vec<(NaiveDate, RecordBatch)>| -> Vec<(Option<String>, String)> {
+            let mut found = Vec::new();
+            for (_, b) in batches {
+                let id = b.column_by_name("approval_id").unwrap().as_string::<i32>();
+                let run = b.column_by_name("_run_id").unwrap().as_string::<i32>();
+                for i in 0..b.num_rows() {
+                    found.push((
+                        id.is_valid(i).then(|| id.value(i).to_string()),
+                        run.value(i).to_string(),
+                    ));
+                }
+            }
+            found
+        };
+        // The rows of 2026-09-01: the one there is replaced by its equal, the others added once.
+        let expected = vec![
+            (None, "replay".to_string()),
+            (None, "replay".to_string()),
+            (Some("a-u1-01".to_string()), "replay".to_string()),
+            (Some("new".to_string()), "replay".to_string()),
+        ];
+        for _ in 0..2 {
+            sink.add_rows(
+                Table::Outs,
+                d("2026-09-01"),
+                rows.clone(),
+                Arc::clone(&stamp),
+                &|| true,
+            )
+            .await
+            .unwrap();
+            let on_the_first: Vec<_> = read_table(&store, Table::Outs)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|(date, _)| *date == d("2026-09-01"))
+                .collect();
+            assert_eq!(ids(on_the_first), expected);
+        }
+        // The other date is untouched.
+        assert!(approvals(&store).await.contains("a-u1-02"));
     }
 }

@@ -7,10 +7,11 @@
 //!   [`UserZones::user_id`] (the id events call `user_id`), `open_id` under
 //!   [`UserZones::open_id`]. Events carry no `employee_no`: a pull by employee numbers files
 //!   nothing.
-//! - A named zone wins over a fixed offset (`UTC+08:00`), whatever their dates: an offset seen
-//!   on one date says nothing of the other side of a DST change. Otherwise the newest date wins:
-//!   a zone seen as of an earlier date never replaces one seen as of a later date; of two seen
-//!   as of the same date, the later merge wins.
+//! - The newest date wins: a zone seen as of an earlier date never replaces one seen as of a
+//!   later date; of two seen as of the same date, the later merge wins. Except that a named zone
+//!   stands for a fixed offset (`UTC+08:00`) seen later that it explains (it had that offset on
+//!   that date), since the named zone knows the other side of a DST change
+//!   (`attendance_core::tz::compare_sightings`).
 //! - Only a run holding the root's lease writes it (the pull, after its pipeline ran), whole
 //!   and atomically.
 //! - Readers never fail on its being absent: no file is an empty map. An unreadable file is an
@@ -85,16 +86,15 @@ impl UserZones {
                 time_zone: time_zone.to_owned(),
                 as_of,
             };
-            let fixed = |name: &str| attendance_core::tz::is_fixed_offset_name(name);
+            let known_wins = |known: &SeenZone| {
+                let order = attendance_core::tz::compare_sightings(
+                    (known.as_of, &known.time_zone),
+                    (as_of, time_zone),
+                );
+                order == std::cmp::Ordering::Less
+            };
             match map.get_mut(id) {
-                Some(known) if *known == fresh => {}
-                Some(known) if fixed(&known.time_zone) != fixed(time_zone) => {
-                    if fixed(&known.time_zone) {
-                        *known = fresh;
-                        changed = true;
-                    }
-                }
-                Some(known) if known.as_of > as_of => {}
+                Some(known) if *known == fresh || known_wins(known) => {}
                 Some(known) => {
                     *known = fresh;
                     changed = true;
@@ -196,16 +196,18 @@ mod tests {
     }
 
     #[test]
-    fn a_named_zone_wins_over_a_fixed_offset_whatever_the_dates() {
+    fn a_named_zone_stands_for_a_later_fixed_offset_it_explains() {
         let mut zones = UserZones::default();
         zones.merge(
             EmployeeType::EmployeeId,
             &seen(&[
                 ("u1", "2026-09-15", "America/New_York"),
                 ("u2", "2026-09-15", "UTC-04:00"),
+                ("u4", "2026-09-15", "UTC"),
             ]),
         );
-        // A later fixed offset does not replace New York; an earlier named zone replaces one.
+        // New York was UTC-05:00 on 2026-12-01: it stays. An earlier named zone that explains a
+        // fixed offset replaces it; UTC does not explain UTC+08:00, which replaces it.
         assert!(!zones.merge(
             EmployeeType::EmployeeId,
             &seen(&[("u1", "2026-12-01", "UTC-05:00")])
@@ -214,8 +216,19 @@ mod tests {
             EmployeeType::EmployeeId,
             &seen(&[("u2", "2026-09-01", "America/New_York")])
         ));
+        assert!(zones.merge(
+            EmployeeType::EmployeeId,
+            &seen(&[("u4", "2026-10-01", "UTC+08:00")])
+        ));
         assert_eq!(zones.user_id["u1"], zone("America/New_York", "2026-09-15"));
         assert_eq!(zones.user_id["u2"], zone("America/New_York", "2026-09-01"));
+        assert_eq!(zones.user_id["u4"], zone("UTC+08:00", "2026-10-01"));
+        // A user who moved: a fixed offset New York never had wins.
+        assert!(zones.merge(
+            EmployeeType::EmployeeId,
+            &seen(&[("u1", "2026-12-02", "UTC+09:00")])
+        ));
+        assert_eq!(zones.user_id["u1"], zone("UTC+09:00", "2026-12-02"));
         // Between two fixed offsets, the newest date.
         zones.merge(
             EmployeeType::EmployeeId,

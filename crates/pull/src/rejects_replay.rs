@@ -11,9 +11,12 @@
 //!   killed at any point and run again gives the same tables, and a second replay changes
 //!   nothing.
 //! - A record that still fails stays, with the field, value and reason of today's failure. A
-//!   line that cannot be read again (not JSON; written before the user-date's `time_zone` was
-//!   kept beside each record, for another field than the zone) stays as it is, counted.
-//! - Under the output root's lease, like a backfill; its manifest goes to `_runs/`.
+//!   line that cannot be read again stays as it is, counted: not JSON; written before the
+//!   user-date's `time_zone` was kept beside each record, for another field than the zone; a
+//!   record answered for a user or a date its query did not ask (the partition it names is no
+//!   query's: a replay must not write there); one that reads to no row.
+//! - Under the output root's lease, like a backfill; the users' zones its rows show go to the
+//!   root's map like a backfill's; its manifest goes to `_runs/`, also when it stops on an error.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -80,6 +83,8 @@ pub struct RejectsReplaySummary {
     /// Rejects files rewritten (fewer lines, or reasons updated) and removed (no line left).
     pub rejects_files_rewritten: Vec<String>,
     pub rejects_files_removed: Vec<String>,
+    /// The error that stopped the replay, after what is counted here was written.
+    pub fatal: Option<String>,
 }
 
 impl RejectsReplaySummary {
@@ -96,10 +101,11 @@ impl RejectsReplaySummary {
     }
 }
 
-/// Replays the rejects files of `request`'s dates.
+/// Replays the rejects files of `request`'s dates. `Err` when it could not start (the root, the
+/// lease); an error that stopped it once started comes with what was done by then.
 pub async fn replay_rejects(
     request: &RejectsReplayRequest,
-) -> Result<RejectsReplaySummary, RunError> {
+) -> Result<(RejectsReplaySummary, Option<RunError>), RunError> {
     let started_at = Utc::now();
     let clock = Instant::now();
     let run_id = new_run_id(started_at);
@@ -120,13 +126,17 @@ pub async fn replay_rejects(
             .collect(),
         ..RejectsReplaySummary::default()
     };
-    let result = replay_leased(request, &store, &lease, &mut summary).await;
+    let mut zones = BTreeMap::new();
+    let result = replay_leased(request, &store, &lease, &mut summary, &mut zones).await;
+    crate::run::save_zones(&store, &lease, request.employee_type, &zones).await;
     renewal.abort();
     if let Err(e) = lease.release().await {
         tracing::warn!(error = %Chain(&e), "could not release the lease; it expires by itself");
     }
     summary.duration_seconds = clock.elapsed().as_secs_f64();
-    result.map(|()| summary)
+    let stopped = result.err();
+    summary.fatal = stopped.as_ref().map(|e| Chain(e).to_string());
+    Ok((summary, stopped))
 }
 
 async fn replay_leased(
@@ -134,6 +144,7 @@ async fn replay_leased(
     store: &Arc<Store>,
     lease: &Arc<Lease>,
     summary: &mut RejectsReplaySummary,
+    zones: &mut BTreeMap<String, (NaiveDate, &'static str)>,
 ) -> Result<(), RunError> {
     let sink = Sink::new(Arc::clone(store), request.employee_type);
     sink.check_employee_type().await?;
@@ -165,7 +176,8 @@ async fn replay_leased(
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             summary.records += 1;
             match reread(line, date, &stamp, &request.zone_aliases) {
-                Reread::Rows(found, counts) => {
+                Reread::Rows(found, counts, seen) => {
+                    flatten::merge_zones(zones, seen);
                     for part in found {
                         let Some(&row_date) = part.dates.first() else {
                             continue;
@@ -220,8 +232,13 @@ async fn replay_leased(
 
 /// What reading one kept line again came to.
 enum Reread {
-    /// Rows (one record is one row, of one date) and how their zones were read.
-    Rows(Vec<AnswerRows>, FlattenCounts),
+    /// Rows (one record is one row, of one date), how their zones were read, and the users'
+    /// zones they show.
+    Rows(
+        Vec<AnswerRows>,
+        FlattenCounts,
+        BTreeMap<String, (NaiveDate, &'static str)>,
+    ),
     /// Still kept aside: the line with today's field, value and reason; `field: reason`.
     Fails(String, String),
     /// Cannot be read again; kept as it is.
@@ -261,10 +278,18 @@ fn reread(line: &str, file_date: NaiveDate, stamp: &RunStamp, aliases: &ZoneAlia
         },
         Some(_) => return Reread::Unreadable("an unknown table"),
     };
+    // Placed outside its query (a user not asked, a date not in the window, no readable date):
+    // only the query knew where it may go, and a replay reads no query.
+    let field = text("field");
+    if table.is_some() && matches!(field.as_deref(), Some("user_id" | "date")) {
+        return Reread::Unreadable(
+            "answered for a user or a date its query did not ask: no partition a replay may write",
+        );
+    }
     // The user-date's zone: kept with each record; before that, only a zone reject named it.
     let zone = match value(&kept, "time_zone") {
         Some(zone) => zone,
-        None if text("field").as_deref() == Some("time_zone") => {
+        None if field.as_deref() == Some("time_zone") => {
             value(&kept, "value").unwrap_or(Value::Null)
         }
         None => {
@@ -324,7 +349,11 @@ fn reread(line: &str, file_date: NaiveDate, stamp: &RunStamp, aliases: &ZoneAlia
         };
         return Reread::Fails(updated, why);
     }
-    Reread::Rows(flat.rows, flat.counts.total_without(&Default::default()))
+    if flat.rows.is_empty() {
+        return Reread::Unreadable("reads to no row and no reason");
+    }
+    let counts = flat.counts.total_without(&Default::default());
+    Reread::Rows(flat.rows, counts, flat.zones)
 }
 
 #[cfg(test)]
@@ -360,10 +389,12 @@ mod tests {
     #[test]
     fn a_record_an_alias_now_reads_is_a_row_and_one_still_unknown_stays_with_todays_reason() {
         let kept = line(r#""time_zone":"Asia/Beijing","#);
-        let Reread::Rows(rows, counts) = reread(&kept, d("2026-09-15"), &stamp(), &beijing())
+        let Reread::Rows(rows, counts, zones) =
+            reread(&kept, d("2026-09-15"), &stamp(), &beijing())
         else {
             panic!("replayed")
         };
+        assert_eq!(zones["u1"], (d("2026-09-15"), "Asia/Shanghai"));
         assert_eq!(
             (rows.len(), rows[0].table, rows[0].dates.clone()),
             (1, Table::Outs, vec![d("2026-09-15")])
@@ -411,6 +442,17 @@ mod tests {
             reread("not json", d("2026-09-15"), &stamp(), &beijing()),
             Reread::Unreadable("not a JSON object")
         ));
+        // Answered outside its query: never written by a replay, whatever the rules.
+        for field in ["user_id", "date"] {
+            let placed = zone_reject.replace(
+                r#""field":"time_zone""#,
+                &format!(r#""time_zone":"Asia/Shanghai","field":"{field}""#),
+            );
+            assert!(matches!(
+                reread(&placed, d("2026-09-15"), &stamp(), &beijing()),
+                Reread::Unreadable(why) if why.contains("did not ask")
+            ));
+        }
         let no_status = zone_reject.replace(r#""status":2,"#, r#""status":9,"#);
         assert!(matches!(
             reread(&no_status, d("2026-09-15"), &stamp(), &beijing()),
@@ -421,13 +463,21 @@ mod tests {
     #[test]
     fn a_whole_user_approval_kept_aside_is_read_again_whole() {
         let kept = format!(
-            r#"{{"table":null,"user_id":"u1","date":"20260915","time_zone":"GMT+8","status":2,"field":"outs","value":null,"reason":"wrong type","raw":{{"user_id":"u1","date":"20260915","time_zone":"GMT+8","outs":[{RAW}]}}}}"#
+            r#"{{"table":null,"user_id":"u1","date":"20260915","time_zone":"GMT+8","status":2,"field":"outs","value":null,"reason":"wrong type","raw":{{"user_id":"u1","date":"20260915","time_zone":"GMT+8","outs":[{RAW}],"leaves":[{RAW}]}}}}"#
         );
-        let Reread::Rows(rows, counts) = reread(&kept, d("2026-09-15"), &stamp(), &beijing())
+        let Reread::Rows(rows, counts, _) = reread(&kept, d("2026-09-15"), &stamp(), &beijing())
         else {
             panic!("replayed")
         };
-        assert_eq!(rows[0].batch.num_rows(), 1);
-        assert_eq!(counts.zones.fixed_offset, 1);
+        let tables: Vec<(Table, usize)> =
+            rows.iter().map(|r| (r.table, r.batch.num_rows())).collect();
+        assert_eq!(tables, [(Table::Outs, 1), (Table::Leaves, 1)]);
+        assert_eq!(counts.zones.fixed_offset, 2);
+        // An element with nothing in it reads to no row: kept, not lost.
+        let empty = kept.replace(&format!(r#","outs":[{RAW}],"leaves":[{RAW}]"#), "");
+        assert!(matches!(
+            reread(&empty, d("2026-09-15"), &stamp(), &beijing()),
+            Reread::Unreadable("reads to no row and no reason")
+        ));
     }
 }

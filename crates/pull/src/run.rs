@@ -8,18 +8,18 @@
 //! - A run resumes after the windows an interrupted run of the same request committed (unless
 //!   told to restart), and forgets them once it finishes with nothing failed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use attendance_core::chain::Chain;
-use attendance_core::plan::{Plan, Window};
+use attendance_core::plan::{EmployeeType, Plan, Window};
 use attendance_core::table::RunStamp;
 use attendance_lake::commit::Sink;
 use attendance_lake::lease::Lease;
 use attendance_lake::progress::{self, Progress};
 use attendance_lake::store::Store;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use tracing::Instrument;
 
 pub use crate::error::RunError;
@@ -251,7 +251,13 @@ async fn backfill_leased<S: AnswerSource>(
             .map(|(from, to)| (from.to_string(), to.to_string()))
             .collect(),
     };
-    save_zones(store, lease, &summary).await;
+    save_zones(
+        store,
+        lease,
+        summary.employee_type,
+        &summary.normalized.zones,
+    )
+    .await;
     if summary.outcome() == Outcome::Complete
         && let Some(through) = summary.resync.as_ref().and_then(|r| r.through)
     {
@@ -276,11 +282,15 @@ async fn backfill_leased<S: AnswerSource>(
     })
 }
 
-/// Files the zones the run's answers gave into the root's map of users' zones, whatever the
-/// outcome (what was answered is fact). Best effort: the map only helps read approval events,
+/// Files the zones a run's answers gave (`seen`) into the root's map of users' zones, whatever
+/// the outcome (what was answered is fact). Best effort: the map only helps read approval events,
 /// so a failure is logged and never fails the run. Only while the lease is held.
-async fn save_zones(store: &Store, lease: &Lease, summary: &RunSummary) {
-    let seen = &summary.normalized.zones;
+pub(crate) async fn save_zones(
+    store: &Store,
+    lease: &Lease,
+    employee_type: EmployeeType,
+    seen: &BTreeMap<String, (NaiveDate, &'static str)>,
+) {
     if seen.is_empty() {
         return;
     }
@@ -295,7 +305,7 @@ async fn save_zones(store: &Store, lease: &Lease, summary: &RunSummary) {
             return;
         }
     };
-    if zones.merge(summary.employee_type, seen)
+    if zones.merge(employee_type, seen)
         && let Err(e) = zones.save(store).await
     {
         tracing::warn!(error = %Chain(&e), "could not save the users' time zones; the next run saves them");

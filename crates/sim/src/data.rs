@@ -555,17 +555,28 @@ fn odd_zone_name(zone: &Zone, date: NaiveDate, variant: u64) -> Cow<'static, str
     } else {
         zone.name
     };
+    let offset_on = |day: NaiveDate| {
+        let noon = day.and_time(NaiveTime::from_hms_opt(12, 0, 0).expect("noon is a time"));
+        tz.offset_from_utc_datetime(&noon).fix().local_minus_utc()
+    };
+    // A fixed offset only where it is the zone's for every record listed that day: a leave
+    // listed today started up to two days ago, and a time may run past midnight.
+    let offset = offset_on(date);
+    let steady = (1..=3).all(|back| offset_on(date - chrono::Days::new(back)) == offset)
+        && offset_on(date + chrono::Days::new(1)) == offset;
     match variant % 10 {
-        0..4 => {
-            let noon = date.and_time(NaiveTime::from_hms_opt(12, 0, 0).expect("noon is a time"));
-            let offset = tz.offset_from_utc_datetime(&noon).fix().local_minus_utc();
-            Cow::Owned(fixed_offset_spelling(offset, variant / 10))
-        }
-        4..7 => {
-            let windows = attendance_core::windows_zones::WINDOWS_ZONES
-                .iter()
-                .find(|(_, zone)| *zone == iana)
-                .map_or("UTC", |(windows, _)| *windows);
+        0..4 if steady => Cow::Owned(fixed_offset_spelling(offset, variant / 10)),
+        0..7 => {
+            // CLDR's Windows ID for UTC maps to Etc/UTC.
+            let windows = if iana == "UTC" {
+                "UTC"
+            } else {
+                attendance_core::windows_zones::WINDOWS_ZONES
+                    .iter()
+                    .find(|(_, zone)| *zone == iana)
+                    .map(|(windows, _)| *windows)
+                    .expect("every zone of the simulated tenant has a Windows ID")
+            };
             if variant % 10 == 4 {
                 Cow::Owned(windows.to_ascii_lowercase())
             } else {
