@@ -73,6 +73,11 @@ pub enum Command {
         after_help = "Example:\n  attendance-sync backfill ... --record-responses /tmp/corpus\n  attendance-sync replay /tmp/corpus --out /tmp/replayed"
     )]
     Replay(ReplayArgs),
+    /// Rewrite, in the current schema, the partitions of the four tables written under an older
+    /// one (v1: no time_zone_iana, utc_offset_seconds), with the same rows, without the
+    /// network; partitions already current are left as they are. Runs under the root's lease.
+    #[command(after_help = "Example:\n  attendance-sync upgrade --out s3://lake/attendance")]
+    Upgrade(UpgradeArgs),
     /// Receive the approval events the platform pushes and land each once under OUT/_events/:
     /// `serve` is the webhook receiver, `connect` the long connection.
     #[command(subcommand)]
@@ -138,6 +143,19 @@ pub enum RejectsCommand {
         after_help = "Example:\n  attendance-sync rejects replay --out s3://lake/attendance --zone-alias Asia/Beijing=Asia/Shanghai"
     )]
     Replay(RejectsReplayArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct UpgradeArgs {
+    /// Output root, as for backfill.
+    #[arg(long, value_name = "DIR|URL")]
+    pub out: String,
+    /// The kind of user id the root holds, as for backfill.
+    #[arg(long, default_value_t = EmployeeType::EmployeeId, value_parser = employee_type_parser())]
+    pub employee_type: EmployeeType,
+    /// Seconds the lease on the output root lives without renewal, as for backfill.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub lease_ttl: u64,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -15,7 +15,7 @@ use chrono::{Days, NaiveDate};
 use tracing::Instrument;
 
 use crate::cli::{
-    self, BackfillArgs, JobArgs, LogFormat, PlanArgs, ReplayArgs, SyncArgs, UsersFrom,
+    self, BackfillArgs, JobArgs, LogFormat, PlanArgs, ReplayArgs, SyncArgs, UpgradeArgs, UsersFrom,
 };
 #[cfg(feature = "sim")]
 use crate::cli::{DemoArgs, SimulateArgs};
@@ -179,6 +179,37 @@ async fn finish(summary: RunSummary) -> ExitStatus {
     print!("{}", Summary(&summary));
     report_problem(&summary);
     status
+}
+
+pub fn upgrade(args: UpgradeArgs) -> anyhow::Result<ExitStatus> {
+    runtime()?.block_on(async {
+        let ttl = std::time::Duration::from_secs(args.lease_ttl.max(3));
+        let summary = attendance_pull::upgrade::upgrade_root(&args.out, args.employee_type, ttl)
+            .await?;
+        let store = attendance_lake::store::Store::open(&args.out)?;
+        let path = attendance_lake::runs::write_manifest(&store, &summary.run_id, &summary).await?;
+        let mut by_table: std::collections::BTreeMap<&str, usize> = Default::default();
+        for file in &summary.report.files {
+            *by_table.entry(file.table.name()).or_default() += 1;
+        }
+        let tables: Vec<String> = by_table.iter().map(|(t, n)| format!("{t} {n}")).collect();
+        println!(
+            "upgrade {}: {} partition files rewritten in schema v{}{}, {} partitions already v{}, {} parts removed",
+            summary.run_id,
+            summary.report.files.len(),
+            summary.schema_version,
+            if tables.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", tables.join(", "))
+            },
+            summary.report.current,
+            summary.schema_version,
+            summary.report.removed.len()
+        );
+        println!("  {:<18} {path}", "manifest");
+        Ok(ExitStatus::Success)
+    })
 }
 
 pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitStatus> {

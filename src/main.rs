@@ -63,6 +63,7 @@ fn main() -> ExitCode {
         Command::Sync(args) => commands::sync(args, quiet),
         Command::Plan(args) => commands::plan(args),
         Command::Replay(args) => commands::replay(args),
+        Command::Upgrade(args) => commands::upgrade(args),
         Command::Events(EventsCommand::Serve(args)) => events::serve(args),
         Command::Events(EventsCommand::Connect(args)) => events::connect(args),
         Command::Events(EventsCommand::Compact(args)) => events::compact(args),

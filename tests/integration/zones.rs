@@ -357,3 +357,57 @@ fn zone_aliases_are_checked_at_start_up_and_read_from_a_job_file() {
             > 0
     );
 }
+
+#[test]
+fn upgrade_brings_a_v1_partition_to_v2_with_the_same_rows() {
+    let tenant = small_tenant(0);
+    let ws = Workspace::new();
+    backfill(&tenant, &ws, &fixtures(), "2026-09-01", "2026-09-30", &[]).assert_ok();
+    let out = ws.out();
+    let content = all_content(&out);
+    // One leaves partition as schema v1 wrote it: without the two zone columns.
+    let (date, batch) = TableData::read(&out, Table::Leaves).batches.remove(0);
+    let keep: Vec<usize> = (0..batch.num_columns())
+        .filter(|&i| {
+            let name = batch.schema().field(i).name().clone();
+            name != "time_zone_iana" && name != "utc_offset_seconds"
+        })
+        .collect();
+    let v1 = batch.project(&keep).unwrap();
+    let writer = attendance_lake::writer::ParquetWriter::new(
+        "leaves",
+        v1.schema(),
+        |c| Table::Leaves.values_of(c),
+        Some(attendance_core::plan::EmployeeType::EmployeeId),
+    );
+    let file = out.join(format!("leaves/date={date}/part-00000.parquet"));
+    std::fs::write(&file, writer.encode(&v1).unwrap()).unwrap();
+    let on_disk = || {
+        let bytes = std::fs::read(&file).unwrap();
+        attendance_lake::writer::schema_in(bytes).unwrap()
+    };
+    assert_ne!(on_disk().fields(), Table::Leaves.schema().fields());
+
+    let out_arg = out.display().to_string();
+    let run = run_bin(&["upgrade", "--out", &out_arg], &[]);
+    run.assert_ok();
+    assert!(
+        run.stdout()
+            .contains("1 partition files rewritten in schema v2 (leaves 1)"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(on_disk().fields(), Table::Leaves.schema().fields());
+    assert_eq!(
+        all_content(&out),
+        content,
+        "the same rows, offsets read from v1's zones"
+    );
+    let again = run_bin(&["upgrade", "--out", &out_arg], &[]);
+    again.assert_ok();
+    assert!(
+        again.stdout().contains(": 0 partition files rewritten"),
+        "{}",
+        again.stdout()
+    );
+}

@@ -100,6 +100,17 @@ pub struct WrittenFile {
     pub bytes: u64,
 }
 
+/// What [`Sink::upgrade`] did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct UpgradeReport {
+    /// The files of the partitions rewritten.
+    pub files: Vec<WrittenFile>,
+    /// Parts left over by a partition rewritten into fewer.
+    pub removed: Vec<String>,
+    /// Partitions already in the current schema, not touched.
+    pub current: usize,
+}
+
 /// What committing one window did.
 #[derive(Debug, Default)]
 pub struct CommitReport {
@@ -337,6 +348,21 @@ impl Sink {
         let rows = table::sorted(&refs, table::every_row(&refs).collect()).map_err(merge_err)?;
         let added = Added::of(rows).map_err(merge_err)?;
         let rows = added.rows.clone();
+        let keep = Keep::NotAmong(added);
+        self.rewrite_partition((table, date), Some(rows), existing, keep, stamp, still_ours)
+            .await
+    }
+
+    /// Replaces one partition (table, date) with the old rows `keep` keeps and the `fresh` ones.
+    async fn rewrite_partition(
+        &self,
+        (table, date): (Table, NaiveDate),
+        fresh: Option<RecordBatch>,
+        existing: Existing,
+        keep: Keep,
+        stamp: Arc<RunStamp>,
+        still_ours: &(dyn Fn() -> bool + Send + Sync),
+    ) -> Result<CommitReport, SinkError> {
         let merger = Merger {
             store: Arc::clone(&self.store),
             writers: Arc::clone(&self.writers),
@@ -350,21 +376,67 @@ impl Sink {
                 statuses: Default::default(),
             },
             stamp,
-            keep: Keep::NotAmong(added),
+            keep,
         };
         self.run_plan(still_ours, move |outbox| {
             let mut planned = Planned {
                 outbox: Some(outbox),
                 ..Planned::default()
             };
-            *planned.fresh_rows.entry(table).or_default() += rows.num_rows() as u64;
+            if let Some(fresh) = &fresh {
+                *planned.fresh_rows.entry(table).or_default() += fresh.num_rows() as u64;
+            }
             let writer = &merger.writers[table as usize];
-            merger.merge_partition(writer, date, Some(rows), existing, &mut planned)?;
+            merger.merge_partition(writer, date, fresh, existing, &mut planned)?;
             planned.send()?;
             planned.outbox = None;
             Ok(planned)
         })
         .await
+    }
+
+    /// Rewrites in the current schema every partition of the four tables that holds a file of
+    /// an older one (v1, read up by [`table::upgrade_v1`]), with the same rows; partitions
+    /// already current are not touched. One partition at a time, each replaced whole.
+    pub async fn upgrade(
+        &self,
+        stamp: Arc<RunStamp>,
+        still_ours: &(dyn Fn() -> bool + Send + Sync),
+    ) -> Result<UpgradeReport, SinkError> {
+        let mut report = UpgradeReport::default();
+        for table in Table::ALL {
+            let mut by_date: BTreeMap<NaiveDate, Vec<(usize, String)>> = BTreeMap::new();
+            for rel in self.store.list_files(table.name()).await? {
+                if let Some((date, index)) = parse_part(&rel) {
+                    by_date.entry(date).or_default().push((index, rel));
+                }
+            }
+            for (date, parts) in by_date {
+                let mut existing = Existing::default();
+                let mut older = false;
+                for (index, rel) in parts {
+                    let bytes = self.store.get(&rel).await?.unwrap_or_default();
+                    let schema =
+                        writer::schema_in(bytes.clone()).map_err(|source| SinkError::Read {
+                            path: self.store.describe(&rel),
+                            source,
+                        })?;
+                    older |= schema.fields() != table.schema().fields();
+                    existing.parts.push((index, rel, bytes));
+                }
+                if !older {
+                    report.current += 1;
+                    continue;
+                }
+                let stamp = Arc::clone(&stamp);
+                let done = self
+                    .rewrite_partition((table, date), None, existing, Keep::All, stamp, still_ours)
+                    .await?;
+                report.files.extend(done.files);
+                report.removed.extend(done.removed);
+            }
+        }
+        Ok(report)
     }
 
     /// Runs `plan` on a blocking thread while the partitions it hands over are put in place.
@@ -415,6 +487,8 @@ struct Merger {
 
 /// Which old rows of a partition a merge keeps.
 enum Keep {
+    /// Every one ([`Sink::upgrade`]).
+    All,
     /// Those outside the run's scope (a backfill's commit).
     OutsideScope,
     /// Those equal to none of the rows added ([`Sink::add_rows`]).
@@ -512,6 +586,7 @@ impl Merger {
             for batch in decoded {
                 let batch = current_schema(table, batch, date, || self.store.describe(rel))?;
                 let rows = match &self.keep {
+                    Keep::All => Ok((0..batch.num_rows()).collect()),
                     Keep::OutsideScope => outside_scope(&batch, &self.scope),
                     Keep::NotAmong(added) => (0..batch.num_rows())
                         .filter_map(|row| match added.contains(&batch, row) {
@@ -784,6 +859,66 @@ mod tests {
         (rows, flat.rejects)
     }
 
+    /// Writes u1's outs of 2026-09-01 as schema v1 wrote them, the v2 rows less time_zone_iana
+    /// and utc_offset_seconds (v1's time_zone was the IANA name read); returns the v2 rows.
+    async fn put_v1_outs(store: &Store) -> RecordBatch {
+        let answer = r#"{"user_approvals":[{"user_id":"u1","date":"20260901","time_zone":"America/New_York",
+            "outs":[{"approval_id":"v1-a","start_time":"2026-09-01 09:00:00"},{"approval_id":"v1-b"}]}]}"#;
+        let v2 = u1_outs(answer, "v1");
+        let keep: Vec<usize> = (0..v2.num_columns())
+            .filter(|&i| {
+                let name = v2.schema().field(i).name().clone();
+                name != "time_zone_iana" && name != "utc_offset_seconds"
+            })
+            .collect();
+        let v1 = v2.project(&keep).unwrap();
+        let v1_writer = writer::ParquetWriter::new(
+            "outs",
+            v1.schema(),
+            |c| Table::Outs.values_of(c),
+            Some(EmployeeType::EmployeeId),
+        );
+        let path = part_path("outs", d("2026-09-01"), 0);
+        store
+            .put(&path, v1_writer.encode(&v1).unwrap())
+            .await
+            .unwrap();
+        v2
+    }
+
+    #[tokio::test]
+    async fn upgrade_rewrites_the_v1_partitions_only_with_the_same_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::Local(dir.path().join("root")));
+        let sink = Sink::new(Arc::clone(&store), EmployeeType::EmployeeId);
+        // u2's rows of 2026-09-02 in v2; then u1's of 2026-09-01 put over as v1.
+        commit(&sink, &["u2"], Status::APPROVED, "a", dir.path()).await;
+        let v2 = put_v1_outs(&store).await;
+        let current = part_path("outs", d("2026-09-02"), 0);
+        let before = store.get(&current).await.unwrap().unwrap();
+        let stamp = Arc::new(RunStamp {
+            run_id: "upgrade".into(),
+            ingested_at_micros: 2,
+        });
+        let report = sink.upgrade(Arc::clone(&stamp), &|| true).await.unwrap();
+        let written: Vec<&str> = report.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(written, ["outs/date=2026-09-01/part-00000.parquet"]);
+        assert_eq!(report.current, 1);
+        let v1_path = part_path("outs", d("2026-09-01"), 0);
+        let schema = writer::schema_in(store.get(&v1_path).await.unwrap().unwrap()).unwrap();
+        assert_eq!(schema.fields(), Table::Outs.schema().fields());
+        let rows = read_table(&store, Table::Outs).await.unwrap();
+        assert_eq!(rows[0].1, v2, "the same rows, now v2 on disk");
+        assert_eq!(
+            store.get(&current).await.unwrap().unwrap(),
+            before,
+            "untouched"
+        );
+        // Nothing older is left: a second upgrade writes nothing.
+        let again = sink.upgrade(stamp, &|| true).await.unwrap();
+        assert!(again.files.is_empty() && again.current == 2);
+    }
+
     /// The outs of `answer`, an answer to a query of u1 written by run `run_id`.
     fn u1_outs(answer: &str, run_id: &str) -> RecordBatch {
         let stamp = RunStamp {
@@ -925,29 +1060,7 @@ mod tests {
         use arrow_array::types::Int32Type;
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::Local(dir.path().join("root")));
-        // u1's rows as schema v1 wrote them: the v2 rows less time_zone_iana and
-        // utc_offset_seconds (v1's time_zone was the IANA name read).
-        let answer = r#"{"user_approvals":[{"user_id":"u1","date":"20260901","time_zone":"America/New_York",
-            "outs":[{"approval_id":"v1-a","start_time":"2026-09-01 09:00:00"},{"approval_id":"v1-b"}]}]}"#;
-        let v2 = u1_outs(answer, "v1");
-        let keep: Vec<usize> = (0..v2.num_columns())
-            .filter(|&i| {
-                let name = v2.schema().field(i).name().clone();
-                name != "time_zone_iana" && name != "utc_offset_seconds"
-            })
-            .collect();
-        let v1 = v2.project(&keep).unwrap();
-        let v1_writer = writer::ParquetWriter::new(
-            "outs",
-            v1.schema(),
-            |c| Table::Outs.values_of(c),
-            Some(EmployeeType::EmployeeId),
-        );
-        let path = part_path("outs", d("2026-09-01"), 0);
-        store
-            .put(&path, v1_writer.encode(&v1).unwrap())
-            .await
-            .unwrap();
+        let v2 = put_v1_outs(&store).await;
 
         // Read as v2 without a rewrite, and the same after one that keeps u1's rows.
         let read = read_table(&store, Table::Outs).await.unwrap();

@@ -159,6 +159,11 @@ pub fn employee_type_in(bytes: Vec<u8>) -> Result<Option<String>, ParquetError> 
     ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes)).map(|b| employee_type_of(&b))
 }
 
+/// The Arrow schema of a file, from its footer.
+pub fn schema_in(bytes: Vec<u8>) -> Result<arrow_schema::SchemaRef, ParquetError> {
+    ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes)).map(|b| Arc::clone(b.schema()))
+}
+
 /// The employee type a file was written with, from its key-value metadata.
 fn employee_type_of<T>(builder: &ArrowReaderBuilder<T>) -> Option<String> {
     builder

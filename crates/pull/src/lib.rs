@@ -28,6 +28,7 @@ pub mod resync;
 pub mod run;
 pub mod source;
 pub mod summary;
+pub mod upgrade;
 pub mod users;
 
 pub use error::RunError;
