@@ -203,7 +203,7 @@ pub fn upgrade(args: UpgradeArgs) -> anyhow::Result<ExitStatus> {
             } else {
                 format!(" ({})", tables.join(", "))
             },
-            summary.report.current,
+            summary.report.partitions_already_current,
             summary.schema_version,
             summary.report.removed.len()
         );

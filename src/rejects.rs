@@ -146,21 +146,21 @@ pub fn replay_report(s: &RejectsReplaySummary) -> String {
             format!("{} ({})", s.replayed_total(), by_table.join(", "))
         },
     );
-    for (zone, n) in &s.rows_by_alias {
+    for (zone, n) in &s.zones.by_alias {
         w(&mut text, "", format!("read as {zone} by alias: {n}"));
     }
-    if s.rows_at_fixed_offset > 0 {
+    if s.zones.fixed_offset > 0 {
         w(
             &mut text,
             "",
-            format!("read at a fixed offset: {}", s.rows_at_fixed_offset),
+            format!("read at a fixed offset: {}", s.zones.fixed_offset),
         );
     }
-    if s.rows_by_windows_id > 0 {
+    if s.zones.windows_id > 0 {
         w(
             &mut text,
             "",
-            format!("read through a Windows zone ID: {}", s.rows_by_windows_id),
+            format!("read through a Windows zone ID: {}", s.zones.windows_id),
         );
     }
     w(

@@ -101,7 +101,7 @@ impl fmt::Display for Summary<'_> {
             );
             w(f, "zones read", v)?;
             let targets: std::collections::BTreeSet<&str> =
-                s.zone_aliases.iter().map(|(_, to)| to.as_str()).collect();
+                s.zone_aliases.values().map(String::as_str).collect();
             for to in targets {
                 let n = zones.by_alias.get(to).copied().unwrap_or(0);
                 w(f, "", format!("read as {to} by alias: {n}"))?;

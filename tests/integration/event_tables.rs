@@ -67,11 +67,11 @@ fn table_rows(root: &Path, table: &str) -> BTreeMap<String, BTreeMap<String, Opt
     rows
 }
 
-/// The pull table's (start, end, zone) in µs of each approval id.
-/// A pulled approval's start and end, and the IANA zone they were read in (none for a fixed
-/// offset, which the events, read in the user's named zone, do not show).
+/// A pulled approval's start and end in µs, and the IANA zone they were read in (none for a
+/// fixed offset, which the events, read in the user's named zone, do not show).
 type Pulled = (i64, i64, Option<String>);
 
+/// The pull table's [`Pulled`] of each approval id.
 fn pulled_instants(root: &Path, table: Table) -> BTreeMap<String, Pulled> {
     let mut found = BTreeMap::new();
     for (_, b) in TableData::read(root, table).batches {

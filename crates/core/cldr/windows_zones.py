@@ -42,9 +42,6 @@ print(f"//! the npm packages cldr-core and cldr-bcp47 {package['version']} (CLDR
 print("//!")
 print("//! Sorted by the ID in ASCII lower case, so that a lookup ignoring case can binary search it.")
 print()
-print(f'/// The CLDR release the table was generated from.')
-print(f'pub const CLDR_VERSION: &str = "{data["version"]["_cldrVersion"]}";')
-print()
 print("/// (Windows ID as CLDR spells it, IANA name), sorted by the ID in ASCII lower case.")
 print("pub const WINDOWS_ZONES: &[(&str, &str)] = &[")
 for windows, iana in sorted(rows.items(), key=lambda kv: kv[0].lower()):

@@ -168,9 +168,12 @@ pub struct FlattenCounts {
 /// Rows whose zone name was read other than as an IANA name.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct ZoneCounts {
+    #[serde(rename = "rows_at_fixed_offset")]
     pub fixed_offset: u64,
+    #[serde(rename = "rows_by_windows_id")]
     pub windows_id: u64,
     /// By the canonical name the alias reads as.
+    #[serde(rename = "rows_by_alias")]
     pub by_alias: BTreeMap<&'static str, u64>,
 }
 
@@ -180,15 +183,21 @@ impl ZoneCounts {
     }
 }
 
+impl std::ops::AddAssign for ZoneCounts {
+    fn add_assign(&mut self, other: ZoneCounts) {
+        self.fixed_offset += other.fixed_offset;
+        self.windows_id += other.windows_id;
+        for (name, n) in other.by_alias {
+            *self.by_alias.entry(name).or_default() += n;
+        }
+    }
+}
+
 impl std::ops::AddAssign for FlattenCounts {
     fn add_assign(&mut self, other: FlattenCounts) {
         self.dst_gap_shifted += other.dst_gap_shifted;
         self.dst_ambiguous_earlier += other.dst_ambiguous_earlier;
-        self.zones.fixed_offset += other.zones.fixed_offset;
-        self.zones.windows_id += other.zones.windows_id;
-        for (name, n) in other.zones.by_alias {
-            *self.zones.by_alias.entry(name).or_default() += n;
-        }
+        self.zones += other.zones;
     }
 }
 
@@ -384,15 +393,7 @@ fn flatten_typed(
         };
         let user_id = user_id.unwrap_or_default();
         note_zone(&mut zones, user_id, date, zone.name);
-        let mut ctx = Ctx {
-            user_id,
-            status: scope.status,
-            zone,
-            zone_sent: zone_name.filter(|n| !n.trim().is_empty()).unwrap_or("UTC"),
-            midnight: date.and_time(chrono::NaiveTime::MIN).and_utc(),
-            gap: false,
-            ambiguous: false,
-        };
+        let mut ctx = Ctx::new(user_id, scope.status, (date, zone, zone_name));
         let mut keep =
             |table: Table, index: usize, result: Result<(), Problem>, ctx: &mut Ctx| match result {
                 Ok(()) => ctx.count(&mut counts),
@@ -504,15 +505,7 @@ fn flatten_raw(
         };
         let user_id = user_id.unwrap_or_default();
         note_zone(&mut zones, user_id, date, zone.name);
-        let mut ctx = Ctx {
-            user_id,
-            status: scope.status,
-            zone,
-            zone_sent: zone_name.filter(|n| !n.trim().is_empty()).unwrap_or("UTC"),
-            midnight: date.and_time(chrono::NaiveTime::MIN).and_utc(),
-            gap: false,
-            ambiguous: false,
-        };
+        let mut ctx = Ctx::new(user_id, scope.status, (date, zone, zone_name));
         for table in Table::ALL {
             for record in list_of(&ua, table) {
                 let result = match table {
@@ -693,6 +686,23 @@ struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
+    /// The context of a placed user-date: its date, zone, and zone name as sent.
+    fn new(
+        user_id: &'a str,
+        status: Status,
+        (date, zone, sent): (NaiveDate, Zone, Option<&'a str>),
+    ) -> Self {
+        Ctx {
+            user_id,
+            status,
+            zone,
+            zone_sent: sent.filter(|n| !n.trim().is_empty()).unwrap_or("UTC"),
+            midnight: date.and_time(chrono::NaiveTime::MIN).and_utc(),
+            gap: false,
+            ambiguous: false,
+        }
+    }
+
     /// Counts the row just written by the DST rule it needed, and starts the next record afresh.
     fn count(&mut self, counts: &mut DstCounts) {
         let read_as = self.zone.read_as;
@@ -931,15 +941,15 @@ mod tests {
 
     fn run_with(body: &str, users: &[&str], window: Window, aliases: &ZoneAliases) -> Flattened {
         let batch: Vec<String> = users.iter().map(|s| s.to_string()).collect();
-        let typed = flatten(
+        flatten(
             &data(body),
             Status::APPROVED,
             window,
             &batch,
             &stamp(),
             aliases,
-        );
-        typed.unwrap()
+        )
+        .unwrap()
     }
 
     /// The same answer through the record-by-record way, as when the typed read fails.

@@ -99,11 +99,6 @@ impl Zone {
             Rule::Fixed(seconds) => seconds,
         }
     }
-
-    /// Whether this zone is a fixed offset (no DST).
-    pub fn is_fixed(&self) -> bool {
-        matches!(self.rule, Rule::Fixed(_))
-    }
 }
 
 /// Whether `name` is the canonical name of a fixed offset (`UTC±HH:MM`, [`Zone::name`]).
@@ -306,9 +301,12 @@ impl ZoneAliases {
         self.by_name.is_empty()
     }
 
-    /// Each alias and the canonical name of its target.
-    pub fn pairs(&self) -> impl Iterator<Item = (&str, &'static str)> {
-        self.by_name.iter().map(|(from, z)| (from.as_str(), z.name))
+    /// Each alias and the canonical name of its target, for summaries and manifests.
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.by_name
+            .iter()
+            .map(|(from, z)| (from.clone(), z.name.to_string()))
+            .collect()
     }
 }
 
@@ -612,7 +610,10 @@ mod tests {
             fixed.offset_at(at("2026-01-15T17:00:00Z")),
             5 * 3600 + 45 * 60
         );
-        assert!(fixed.is_fixed() && !ny.is_fixed());
+        assert_eq!(
+            (fixed.read_as, ny.read_as),
+            (ReadAs::FixedOffset, ReadAs::Iana)
+        );
     }
 
     #[test]

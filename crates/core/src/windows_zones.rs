@@ -4,9 +4,6 @@
 //!
 //! Sorted by the ID in ASCII lower case, so that a lookup ignoring case can binary search it.
 
-/// The CLDR release the table was generated from.
-pub const CLDR_VERSION: &str = "48";
-
 /// (Windows ID as CLDR spells it, IANA name), sorted by the ID in ASCII lower case.
 pub const WINDOWS_ZONES: &[(&str, &str)] = &[
     ("Afghanistan Standard Time", "Asia/Kabul"),

@@ -57,7 +57,7 @@ pub enum SinkError {
     #[error(transparent)]
     Rejects(#[from] RejectsError),
     #[error(
-        "{path} does not have the columns of {table} schema v{}: move it away or write to a new output root",
+        "{path} has the columns of neither {table} schema v1 nor v{}: move it away or write to a new output root",
         SCHEMA_VERSION
     )]
     SchemaMismatch { path: String, table: &'static str },
@@ -108,7 +108,8 @@ pub struct UpgradeReport {
     /// Parts left over by a partition rewritten into fewer.
     pub removed: Vec<String>,
     /// Partitions already in the current schema, not touched.
-    pub current: usize,
+    #[serde(rename = "current")]
+    pub partitions_already_current: usize,
 }
 
 /// What committing one window did.
@@ -425,7 +426,7 @@ impl Sink {
                     existing.parts.push((index, rel, bytes));
                 }
                 if !older {
-                    report.current += 1;
+                    report.partitions_already_current += 1;
                     continue;
                 }
                 let stamp = Arc::clone(&stamp);
@@ -551,7 +552,7 @@ impl Merger {
         Ok(planned)
     }
 
-    /// The new content of one partition: old rows outside the scope plus the fresh rows.
+    /// The new content of one partition: the old rows `self.keep` keeps plus the fresh rows.
     fn merge_partition(
         &self,
         writer: &TableWriter,
@@ -570,7 +571,7 @@ impl Merger {
             return Ok(());
         }
         let expected = table.schema();
-        // The old rows outside the scope, as (batch, row) of `batches`: copied once, with the
+        // The old rows kept, as (batch, row) of `batches`: copied once, with the
         // fresh ones, into the sorted partition.
         let mut batches = Vec::new();
         let mut kept = Vec::new();
@@ -903,7 +904,7 @@ mod tests {
         let report = sink.upgrade(Arc::clone(&stamp), &|| true).await.unwrap();
         let written: Vec<&str> = report.files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(written, ["outs/date=2026-09-01/part-00000.parquet"]);
-        assert_eq!(report.current, 1);
+        assert_eq!(report.partitions_already_current, 1);
         let v1_path = part_path("outs", d("2026-09-01"), 0);
         let schema = writer::schema_in(store.get(&v1_path).await.unwrap().unwrap()).unwrap();
         assert_eq!(schema.fields(), Table::Outs.schema().fields());
@@ -916,7 +917,7 @@ mod tests {
         );
         // Nothing older is left: a second upgrade writes nothing.
         let again = sink.upgrade(stamp, &|| true).await.unwrap();
-        assert!(again.files.is_empty() && again.current == 2);
+        assert!(again.files.is_empty() && again.partitions_already_current == 2);
     }
 
     /// The outs of `answer`, an answer to a query of u1 written by run `run_id`.

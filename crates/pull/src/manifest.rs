@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use attendance_core::chain::Chain;
-use attendance_core::flatten::FlattenCounts;
+use attendance_core::flatten::{FlattenCounts, ZoneCounts};
 use attendance_core::plan::{EmployeeType, Status, Window};
 use attendance_core::table::{SCHEMA_VERSION, Table};
 use attendance_feishu::ClientStats;
@@ -93,10 +93,8 @@ pub struct Manifest {
 pub struct ZonesRead {
     /// Alias → the zone it is read as (canonical name).
     pub aliases: BTreeMap<String, String>,
-    /// Rows read through an alias, by the zone it is read as.
-    pub rows_by_alias: BTreeMap<&'static str, u64>,
-    pub rows_at_fixed_offset: u64,
-    pub rows_by_windows_id: u64,
+    #[serde(flatten)]
+    pub rows: ZoneCounts,
 }
 
 /// A window re-read because of landed events, and what became of it.
@@ -186,10 +184,8 @@ impl Manifest {
             rejects: normalized.rejects,
             dst: normalized.dst.clone(),
             zones: ZonesRead {
-                aliases: s.zone_aliases.iter().cloned().collect(),
-                rows_by_alias: normalized.dst.zones.by_alias.clone(),
-                rows_at_fixed_offset: normalized.dst.zones.fixed_offset,
-                rows_by_windows_id: normalized.dst.zones.windows_id,
+                aliases: s.zone_aliases.clone(),
+                rows: normalized.dst.zones.clone(),
             },
             refused_users: extracted.refused_users.iter().cloned().collect(),
             failed_queries: extracted

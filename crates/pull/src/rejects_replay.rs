@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use attendance_core::answer::QueryData;
 use attendance_core::chain::Chain;
-use attendance_core::flatten::{self, AnswerRows, FlattenCounts};
+use attendance_core::flatten::{self, AnswerRows, FlattenCounts, ZoneCounts};
 use attendance_core::plan::{EmployeeType, Status, Window};
 use attendance_core::table::{RunStamp, Table};
 use attendance_core::tz::{ZoneAliases, parse_yyyymmdd};
@@ -69,11 +69,10 @@ pub struct RejectsReplaySummary {
     pub records: usize,
     /// Records that are rows now, by table.
     pub replayed: BTreeMap<Table, u64>,
-    /// Of those, the rows read through an alias, by the zone it is read as; at a fixed offset;
+    /// Of those, the rows read through an alias (by the zone it is read as), at a fixed offset,
     /// through a Windows ID.
-    pub rows_by_alias: BTreeMap<&'static str, u64>,
-    pub rows_at_fixed_offset: u64,
-    pub rows_by_windows_id: u64,
+    #[serde(flatten)]
+    pub zones: ZoneCounts,
     /// Records that still fail, by field and today's reason.
     pub still_rejected: BTreeMap<String, u64>,
     /// Lines that cannot be read again, by why; kept as they are.
@@ -119,11 +118,7 @@ pub async fn replay_rejects(
         output: request.out.clone(),
         from: request.from,
         to: request.to,
-        zone_aliases: request
-            .zone_aliases
-            .pairs()
-            .map(|(from, to)| (from.to_string(), to.to_string()))
-            .collect(),
+        zone_aliases: request.zone_aliases.to_map(),
         ..RejectsReplaySummary::default()
     };
     let mut zones = BTreeMap::new();
@@ -185,11 +180,7 @@ async fn replay_leased(
                         *summary.replayed.entry(part.table).or_default() += part.dates.len() as u64;
                         rows.entry((part.table, row_date)).or_default().push(part);
                     }
-                    summary.rows_at_fixed_offset += counts.zones.fixed_offset;
-                    summary.rows_by_windows_id += counts.zones.windows_id;
-                    for (name, n) in counts.zones.by_alias {
-                        *summary.rows_by_alias.entry(name).or_default() += n;
-                    }
+                    summary.zones += counts.zones;
                 }
                 Reread::Fails(updated, why) => {
                     *summary.still_rejected.entry(why).or_default() += 1;
@@ -232,8 +223,8 @@ async fn replay_leased(
 
 /// What reading one kept line again came to.
 enum Reread {
-    /// Rows (one record is one row, of one date), how their zones were read, and the users'
-    /// zones they show.
+    /// Rows (one record's, or a whole user_approval's: all of one date), how their zones were
+    /// read, and the users' zones they show.
     Rows(
         Vec<AnswerRows>,
         FlattenCounts,
@@ -323,7 +314,12 @@ fn reread(line: &str, file_date: NaiveDate, stamp: &RunStamp, aliases: &ZoneAlia
     let data = QueryData::recorded(&answer);
     let flat = match flatten::flatten(&data, status, window, &batch, stamp, aliases) {
         Ok(flat) => flat,
-        Err(_) => return Reread::Unreadable("its record is not JSON"),
+        Err(flatten::FlattenError::Shape(_)) => {
+            return Reread::Unreadable("its record is not JSON");
+        }
+        Err(flatten::FlattenError::Build { .. }) => {
+            return Reread::Unreadable("its rows could not be built (a bug of attendance-sync)");
+        }
     };
     if let Some(first) = flat.rejects.first() {
         let mut changed = false;

@@ -245,11 +245,7 @@ async fn backfill_leased<S: AnswerSource>(
         manifest: None,
         extra_windows: plan.extra.iter().map(|e| e.window).collect(),
         resync,
-        zone_aliases: request
-            .zone_aliases
-            .pairs()
-            .map(|(from, to)| (from.to_string(), to.to_string()))
-            .collect(),
+        zone_aliases: request.zone_aliases.to_map(),
     };
     save_zones(
         store,

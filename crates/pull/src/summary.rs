@@ -100,7 +100,7 @@ pub struct RunSummary {
     pub extra_windows: Vec<Window>,
     pub resync: Option<ResyncPlan>,
     /// The zone aliases the run read names through: alias → canonical name of its zone.
-    pub zone_aliases: Vec<(String, String)>,
+    pub zone_aliases: BTreeMap<String, String>,
 }
 
 /// How a run ended, before it becomes an exit status.
