@@ -146,16 +146,14 @@ pub async fn compact_in_chunks(
     default_zone: Zone,
     chunk: usize,
 ) -> Result<CompactSummary, CompactError> {
-    let lease = Arc::new(
-        Lease::acquire_at(Arc::clone(&store), COMPACT_LEASE_PATH, run_id, lease_ttl).await?,
-    );
-    let renewal = lease.keep_renewed();
-    let result = compact_leased(&store, &lease, run_id, default_zone, chunk.max(1)).await;
-    renewal.abort();
-    if let Err(e) = lease.release().await {
-        tracing::warn!(error = %attendance_core::chain::Chain(&e), "could not release the lease; it expires by itself");
-    }
-    result
+    Lease::run_under(
+        &store,
+        COMPACT_LEASE_PATH,
+        run_id,
+        lease_ttl,
+        async |lease| compact_leased(&store, lease, run_id, default_zone, chunk.max(1)).await,
+    )
+    .await?
 }
 
 async fn compact_leased(

@@ -151,12 +151,5 @@ pub(crate) async fn leased<T>(
     ttl: Duration,
     work: impl AsyncFnOnce(&Lease) -> Result<T, ExternalError>,
 ) -> Result<T, ExternalError> {
-    let lease = Arc::new(Lease::acquire_at(Arc::clone(store), path, run_id, ttl).await?);
-    let renewal = lease.keep_renewed();
-    let result = work(&lease).await;
-    renewal.abort();
-    if let Err(e) = lease.release().await {
-        tracing::warn!(error = %attendance_core::chain::Chain(&e), "could not release the lease; it expires by itself");
-    }
-    result
+    Lease::run_under(store, path, run_id, ttl, async |lease| work(lease).await).await?
 }

@@ -223,6 +223,26 @@ impl Lease {
             || std::time::Instant::now() > *self.valid_until.lock().expect("lease clock lock")
     }
 
+    /// Runs `work` under the lease at `path` of `store` for `run_id`: taken first, renewed
+    /// while `work` runs, given up after it whatever it came to (a failed release is logged:
+    /// the lease then expires by itself). `Err` only when the lease could not be taken.
+    pub async fn run_under<T>(
+        store: &Arc<Store>,
+        path: &'static str,
+        run_id: &str,
+        ttl: Duration,
+        work: impl AsyncFnOnce(&Arc<Lease>) -> T,
+    ) -> Result<T, LeaseError> {
+        let lease = Arc::new(Lease::acquire_at(Arc::clone(store), path, run_id, ttl).await?);
+        let renewal = lease.keep_renewed();
+        let result = work(&lease).await;
+        renewal.abort();
+        if let Err(e) = lease.release().await {
+            tracing::warn!(error = %Chain(&e), "could not release the lease; it expires by itself");
+        }
+        Ok(result)
+    }
+
     /// Gives the lease up, if it is still ours: a conditional update to an expired, released
     /// record, so a lease another run has taken meanwhile is never touched. The record stays;
     /// the next run takes it over without a word.

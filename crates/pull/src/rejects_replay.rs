@@ -29,7 +29,7 @@ use attendance_core::plan::{EmployeeType, Status, Window};
 use attendance_core::table::{RunStamp, Table};
 use attendance_core::tz::{ZoneAliases, parse_yyyymmdd};
 use attendance_lake::commit::{Sink, SinkError, WrittenFile};
-use attendance_lake::lease::Lease;
+use attendance_lake::lease::{LEASE_PATH, Lease};
 use attendance_lake::partition;
 use attendance_lake::rejects::{REJECTS_DIR, REJECTS_FILE};
 use attendance_lake::store::Store;
@@ -110,8 +110,6 @@ pub async fn replay_rejects(
     let run_id = new_run_id(started_at);
     let store = Arc::new(Store::open(&request.out)?);
     store.check().await?;
-    let lease = Arc::new(Lease::acquire(Arc::clone(&store), &run_id, request.lease_ttl).await?);
-    let renewal = lease.keep_renewed();
     let mut summary = RejectsReplaySummary {
         run_id: run_id.clone(),
         started_at: Some(started_at),
@@ -121,13 +119,19 @@ pub async fn replay_rejects(
         zone_aliases: request.zone_aliases.to_map(),
         ..RejectsReplaySummary::default()
     };
-    let mut zones = BTreeMap::new();
-    let result = replay_leased(request, &store, &lease, &mut summary, &mut zones).await;
-    crate::run::save_zones(&store, &lease, request.employee_type, &zones).await;
-    renewal.abort();
-    if let Err(e) = lease.release().await {
-        tracing::warn!(error = %Chain(&e), "could not release the lease; it expires by itself");
-    }
+    let result = Lease::run_under(
+        &store,
+        LEASE_PATH,
+        &run_id,
+        request.lease_ttl,
+        async |lease| {
+            let mut zones = BTreeMap::new();
+            let result = replay_leased(request, &store, lease, &mut summary, &mut zones).await;
+            crate::run::save_zones(&store, lease, request.employee_type, &zones).await;
+            result
+        },
+    )
+    .await?;
     summary.duration_seconds = clock.elapsed().as_secs_f64();
     let stopped = result.err();
     summary.fatal = stopped.as_ref().map(|e| Chain(e).to_string());

@@ -16,7 +16,7 @@ use attendance_core::chain::Chain;
 use attendance_core::plan::{EmployeeType, Plan, Window};
 use attendance_core::table::RunStamp;
 use attendance_lake::commit::Sink;
-use attendance_lake::lease::Lease;
+use attendance_lake::lease::{LEASE_PATH, Lease};
 use attendance_lake::progress::{self, Progress};
 use attendance_lake::store::Store;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -103,8 +103,6 @@ async fn backfill_in_span<S: AnswerSource>(
     } else {
         None
     };
-    let lease = Arc::new(Lease::acquire(Arc::clone(&store), &run_id, request.lease_ttl).await?);
-    let renewal = lease.keep_renewed();
     let planned = Planned {
         run_id,
         started_at,
@@ -113,31 +111,34 @@ async fn backfill_in_span<S: AnswerSource>(
         plan,
         resync,
     };
-    let outcome = match &request.record_to {
-        Some(dir) => {
-            let range = planned.plan.range();
-            let corpus = Corpus {
-                from: range.from,
-                to: range.to,
-                statuses: planned.plan.statuses.clone(),
-                employee_type: request.employee_type,
-                users: planned.users.clone(),
-            };
-            match Recorder::create(dir, &corpus) {
-                Ok(recorder) => {
-                    let recorded = Recorded::new(source, recorder);
-                    backfill_leased(&recorded, request, &store, &lease, planned).await
+    let run_id = planned.run_id.clone();
+    Lease::run_under(
+        &store,
+        LEASE_PATH,
+        &run_id,
+        request.lease_ttl,
+        async |lease| match &request.record_to {
+            Some(dir) => {
+                let range = planned.plan.range();
+                let corpus = Corpus {
+                    from: range.from,
+                    to: range.to,
+                    statuses: planned.plan.statuses.clone(),
+                    employee_type: request.employee_type,
+                    users: planned.users.clone(),
+                };
+                match Recorder::create(dir, &corpus) {
+                    Ok(recorder) => {
+                        let recorded = Recorded::new(source, recorder);
+                        backfill_leased(&recorded, request, &store, lease, planned).await
+                    }
+                    Err(e) => Err(e.into()),
                 }
-                Err(e) => Err(e.into()),
             }
-        }
-        None => backfill_leased(source, request, &store, &lease, planned).await,
-    };
-    renewal.abort();
-    if let Err(e) = lease.release().await {
-        tracing::warn!(error = %Chain(&e), "could not release the lease; it expires by itself");
-    }
-    outcome
+            None => backfill_leased(source, request, &store, lease, planned).await,
+        },
+    )
+    .await?
 }
 
 /// The part of a backfill that runs under the lease.

@@ -10,11 +10,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use attendance_core::chain::Chain;
 use attendance_core::plan::EmployeeType;
 use attendance_core::table::{RunStamp, SCHEMA_VERSION};
 use attendance_lake::commit::{Sink, UpgradeReport};
-use attendance_lake::lease::Lease;
+use attendance_lake::lease::{LEASE_PATH, Lease};
 use attendance_lake::store::Store;
 use chrono::{DateTime, Utc};
 
@@ -44,25 +43,17 @@ pub async fn upgrade_root(
     let run_id = new_run_id(started_at);
     let store = Arc::new(Store::open(out)?);
     store.check().await?;
-    let lease = Arc::new(Lease::acquire(Arc::clone(&store), &run_id, lease_ttl).await?);
-    let renewal = lease.keep_renewed();
     let sink = Sink::new(Arc::clone(&store), employee_type);
     let stamp = Arc::new(RunStamp {
         run_id: run_id.clone(),
         ingested_at_micros: started_at.timestamp_micros(),
     });
-    let still_ours = {
-        let lease = Arc::clone(&lease);
-        move || !lease.is_lost()
-    };
-    let result = match sink.check_employee_type().await {
-        Ok(()) => sink.upgrade(stamp, &still_ours).await,
-        Err(e) => Err(e),
-    };
-    renewal.abort();
-    if let Err(e) = lease.release().await {
-        tracing::warn!(error = %Chain(&e), "could not release the lease; it expires by itself");
-    }
+    let result = Lease::run_under(&store, LEASE_PATH, &run_id, lease_ttl, async |lease| {
+        let still_ours = || !lease.is_lost();
+        sink.check_employee_type().await?;
+        sink.upgrade(stamp, &still_ours).await
+    })
+    .await?;
     Ok(UpgradeSummary {
         run_id,
         started_at,
