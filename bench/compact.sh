@@ -11,6 +11,9 @@ rm -rf r2m r2m-more r100k r100k.clean
 T='wall %e user %U sys %S rss %M'
 # 100,000 landed over 20 days, compacted from scratch, three times.
 "$B/events-inbox" "$W/r100k.clean" 100000 20 > gen100k.out 2>&1
+# The floor: listing and reading every landed object (and reading each body as JSON), nothing else.
+/usr/bin/time -f "$T" "$B/inbox-read" "$W/r100k.clean" > floor-read.out 2> floor-read.err
+/usr/bin/time -f "$T" "$B/inbox-read" "$W/r100k.clean" parse > floor-parse.out 2> floor-parse.err
 for i in 1 2 3; do
   rm -rf r100k; cp -a r100k.clean r100k
   /usr/bin/time -f "$T" "$B/attendance-sync" events compact --out "$W/r100k" > "c100k-$i.out" 2> "c100k-$i.err"
@@ -25,4 +28,4 @@ cp -a "$W/r2m-more/_events/inbox/." "$W/r2m/_events/inbox/"
 /usr/bin/time -f "$T" "$B/attendance-sync" events compact --out "$W/r2m" > c2m-inc.out 2> c2m-inc.err
 # Nothing new.
 /usr/bin/time -f "$T" "$B/attendance-sync" events compact --out "$W/r2m" > c2m-idle.out 2> c2m-idle.err
-for f in c100k-1 c100k-2 c100k-3 c2m c2m-inc c2m-idle; do echo "$f: $(grep wall "$f.err")"; done
+for f in floor-read floor-parse c100k-1 c100k-2 c100k-3 c2m c2m-inc c2m-idle; do echo "$f: $(grep wall "$f.err")"; done

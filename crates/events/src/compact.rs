@@ -39,7 +39,7 @@ use attendance_core::event_table::{
     approval_events_values,
 };
 use attendance_core::tz::{self, Zone};
-use attendance_lake::inbox::{self, INBOX_DIR, LandedEvent};
+use attendance_lake::inbox::{self, LandedText, Listing, Transport};
 use attendance_lake::lease::{Lease, LeaseError};
 use attendance_lake::store::{Store, StoreError};
 use attendance_lake::writer::{self, ParquetWriter};
@@ -48,7 +48,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use parquet::errors::ParquetError;
 use serde::{Deserialize, Serialize};
 
-use crate::state::{COMPACTED_DIR, Kept, StateBook, check_lease};
+use crate::state::{COMPACTED_DIR, Kept, StateBook, check_lease, encode_for};
 
 /// What a compaction did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -117,7 +117,10 @@ pub const COMPACT_CURSOR_PATH: &str = "_events/compacted/cursor.json";
 pub const RELIST_MARGIN: Duration = Duration::from_secs(600);
 
 /// Inbox objects read and compacted at a time.
-pub const DEFAULT_CHUNK: usize = 20_000;
+pub const DEFAULT_CHUNK: usize = 50_000;
+
+/// Inbox objects read before their JSON is reduced to what a chunk keeps.
+const READ_BATCH: usize = 1_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Cursor {
@@ -186,12 +189,8 @@ async fn compact_leased(
     let since = cursor
         .as_ref()
         .map(|c| c.through - chrono::Duration::from_std(RELIST_MARGIN).expect("ten minutes"));
-    let mut listing = store.list_files_modified_since(INBOX_DIR, since).await?;
-    listing.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
-    let through = listing
-        .last()
-        .map(|(_, modified)| *modified)
-        .max(cursor.as_ref().map(|c| c.through));
+    let listing = Listing::since(store, since).await?;
+    let through = listing.newest().max(cursor.as_ref().map(|c| c.through));
 
     let mut book = StateBook::load(store).await?;
     book.touch_zone_changes(store, &zone_now).await?;
@@ -203,25 +202,37 @@ async fn compact_leased(
         None,
     );
     for part in listing.chunks(chunk) {
-        let paths: Vec<String> = part.iter().map(|(path, _)| path.clone()).collect();
-        let landed = inbox::read_paths(store, &paths).await?;
-        summary.events += landed.len();
-        let prepared: Vec<Prepared<'_>> = landed.iter().map(Prepared::of).collect();
+        // Read in small batches, each object's JSON dropped once read: a chunk holds each
+        // event's text and its reading, not its parsed JSON tree.
+        let mut prepared: Vec<Prepared> = Vec::with_capacity(part.len());
+        for paths in part.chunks(READ_BATCH) {
+            let landed = inbox::read_paths::<LandedText>(store, paths).await?;
+            prepared.extend(landed.into_iter().map(Prepared::of));
+        }
+        summary.events += prepared.len();
         merge_approval_events(store, lease, &writer, &prepared, &mut summary).await?;
-        for p in &prepared {
-            match &p.read {
+        for p in prepared {
+            match p.read {
                 Ok(event) => {
+                    let event = Arc::new(event);
                     let kept = Kept {
                         instance_code: event.common.instance_code.clone().unwrap_or_default(),
-                        event_id: p.landed.id.clone(),
+                        event_id: p.id,
                         received_at: p.received_at,
-                        raw: p.raw.clone(),
+                        raw: p.raw,
+                        event: Some(Arc::clone(&event)),
                     };
-                    book.route(store, event, kept).await?;
+                    book.route(store, &event, kept).await?;
                 }
                 Err(why) => {
-                    rejects.add(p, why);
-                    summary.unreadable.push((p.landed.id.clone(), why.clone()));
+                    rejects.add(
+                        &p.id,
+                        p.event_type.as_deref(),
+                        &p.received_at_text,
+                        &p.raw,
+                        &why,
+                    );
+                    summary.unreadable.push((p.id, why));
                 }
             }
         }
@@ -248,29 +259,45 @@ async fn compact_leased(
     Ok(summary)
 }
 
-/// One landed event read.
-struct Prepared<'a> {
-    landed: &'a LandedEvent,
-    raw: String,
+/// One landed event read: what its rows and its routing need, its JSON tree dropped.
+struct Prepared {
+    id: String,
+    event_type: Option<String>,
+    transport: Transport,
+    /// The receipt time as landed, for the rejects.
+    received_at_text: String,
     received_at: DateTime<Utc>,
+    /// The event's JSON as landed (compact).
+    raw: String,
     read: Result<ApprovalEvent, Unreadable>,
 }
 
-impl<'a> Prepared<'a> {
-    fn of(landed: &'a LandedEvent) -> Prepared<'a> {
+impl Prepared {
+    fn of(landed: LandedText) -> Prepared {
         let received_at = DateTime::parse_from_rfc3339(&landed.received_at)
             .map(|t| t.with_timezone(&Utc))
             .map_err(|e| Unreadable {
                 field: "received_at".into(),
                 reason: format!("{:?} is not an RFC 3339 time: {e}", landed.received_at),
             });
+        let raw = String::from(Box::<str>::from(landed.body));
+        let read = received_at.as_ref().map_err(Clone::clone).and_then(|_| {
+            let body: serde_json::Value = serde_json::from_str(&raw).map_err(|e| Unreadable {
+                field: "body".into(),
+                reason: format!("not JSON: {e}"),
+            })?;
+            ApprovalEvent::read(&body)
+        });
         Prepared {
-            landed,
-            raw: landed.body.to_string(),
+            raw,
             // A receipt time that cannot be read (never written so by a receiver) keeps the
             // event's row at the epoch and sends it to the rejects, never to the approvals.
             received_at: *received_at.as_ref().unwrap_or(&DateTime::UNIX_EPOCH),
-            read: received_at.and_then(|_| ApprovalEvent::read(&landed.body)),
+            read,
+            id: landed.id,
+            event_type: landed.event_type,
+            transport: landed.transport,
+            received_at_text: landed.received_at,
         }
     }
 }
@@ -280,18 +307,18 @@ async fn merge_approval_events(
     store: &Store,
     lease: &Lease,
     writer: &ParquetWriter,
-    prepared: &[Prepared<'_>],
+    prepared: &[Prepared],
     summary: &mut CompactSummary,
 ) -> Result<(), CompactError> {
     let inputs: Vec<EventInput<'_>> = prepared
         .iter()
         .map(|p| EventInput {
-            event_id: &p.landed.id,
+            event_id: &p.id,
             received_at: p.received_at,
-            transport: p.landed.transport.as_str(),
+            transport: p.transport.as_str(),
             raw: &p.raw,
             read: p.read.as_ref().ok(),
-            event_type: p.landed.event_type.as_deref(),
+            event_type: p.event_type.as_deref(),
         })
         .collect();
     let mut by_date: BTreeMap<NaiveDate, Vec<&EventInput<'_>>> = BTreeMap::new();
@@ -330,12 +357,7 @@ async fn merge_approval_events(
             continue;
         }
         let merged = merge(existing, approval_events_batch(&missing));
-        let bytes = writer
-            .encode(&merged)
-            .map_err(|source| CompactError::Unreadable {
-                path: store.describe(&path),
-                source,
-            })?;
+        let bytes = encode_for(store, &path, writer, &merged)?;
         check_lease(store, lease, &path)?;
         store.put(&path, bytes).await?;
         summary.new_rows += missing.len();
@@ -352,7 +374,7 @@ struct EventReject<'a> {
     received_at: &'a str,
     field: &'a str,
     reason: &'a str,
-    raw: &'a serde_json::Value,
+    raw: &'a serde_json::value::RawValue,
 }
 
 /// The rejects file, by event id, as read and as added to.
@@ -383,18 +405,27 @@ impl Rejects {
         })
     }
 
-    fn add(&mut self, p: &Prepared<'_>, why: &Unreadable) {
+    fn add(
+        &mut self,
+        event_id: &str,
+        event_type: Option<&str>,
+        received_at: &str,
+        raw: &str,
+        why: &Unreadable,
+    ) {
+        let raw: &serde_json::value::RawValue =
+            serde_json::from_str(raw).expect("an event's compact JSON is JSON");
         let line = serde_json::to_string(&EventReject {
-            event_id: &p.landed.id,
-            event_type: p.landed.event_type.as_deref(),
-            received_at: &p.landed.received_at,
+            event_id,
+            event_type,
+            received_at,
             field: &why.field,
             reason: &why.reason,
-            raw: &p.landed.body,
+            raw,
         })
         .expect("a reject serialises");
-        if self.lines.get(&p.landed.id) != Some(&line) {
-            self.lines.insert(p.landed.id.clone(), line);
+        if self.lines.get(event_id) != Some(&line) {
+            self.lines.insert(event_id.to_owned(), line);
             self.changed = true;
         }
     }

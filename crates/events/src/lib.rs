@@ -11,7 +11,8 @@
 //! - [`compact`]: what landed since the last run into `approval_events` and the approvals'
 //!   tables (`out_events`, `leave_events`, `overtime_events`), under a compaction lease.
 //! - [`state`]: the compaction's own state for the approvals' tables: the events kept beside
-//!   each partition, the index of the approvals, the reverts waiting for their approval.
+//!   each partition, the reverts waiting for their approval.
+//! - [`index`]: where each approval's row is, for the events that name only its instance.
 //!
 //! Depends on `attendance-feishu` (the envelope, frames, event heads, the client for discovery)
 //! and `attendance-lake` (the store). The receivers never take a lease: they run beside
@@ -19,6 +20,7 @@
 //! the root's.
 
 pub mod compact;
+pub mod index;
 pub mod landing;
 pub mod long_connection;
 pub mod metrics;

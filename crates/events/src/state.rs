@@ -12,13 +12,14 @@
 //!   did not change and whose users' zones did not change is not touched.
 //! - Adding an event already kept changes nothing, so routing the same events again (a rerun
 //!   after a crash, the relisting margin) converges on the same files.
-//! - The index of approvals (`approvals/<shard>.ndjson`, 4,096 shards by a hash of the code:
-//!   table, code, date, reverted) lets an event find its approval's partition; a run loads only
-//!   the shards its events name. `users.ndjson` holds the zone each applicant's rows were read
-//!   in (a change rebuilds the partitions holding their rows), `partitions.ndjson` each
-//!   partition's counts. They are saved after the partitions, the index last: an event kept
-//!   but not reflected in the index (a run killed in between) rebuilds its partition when it
-//!   is routed again, so the index, the zones and the counts catch up.
+//! - The index of approvals ([`crate::index`]) lets an event find its approval's partition.
+//!   `users.ndjson` holds the zone each applicant's rows were read in (a change rebuilds the
+//!   partitions holding their rows), `partitions.ndjson` each partition's counts. They are
+//!   saved after the partitions, the index last: an event kept but not reflected in the index
+//!   (a run killed in between) rebuilds its partition when it is routed again, so the index,
+//!   the zones and the counts catch up.
+//! - Each event is parsed once a run: a landed event carries its reading into the kept events
+//!   ([`Kept::event`]); only events read back from a kept file are parsed again.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, OnceLock};
@@ -39,10 +40,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::compact::{CompactError, CompactSummary, table_partition_path};
+use crate::index::{Index, Indexed};
 
 /// Where the compaction keeps its own state, under the root.
 pub const COMPACTED_DIR: &str = "_events/compacted";
-const INDEX_DIR: &str = "_events/compacted/approvals";
 const USERS_PATH: &str = "_events/compacted/users.ndjson";
 const PARTITIONS_PATH: &str = "_events/compacted/partitions.ndjson";
 const PENDING_PATH: &str = "_events/compacted/pending-reverts.parquet";
@@ -58,13 +59,32 @@ fn kept_path((table, date): PartitionKey) -> String {
 }
 
 /// One readable approval event, as kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Kept {
     pub instance_code: String,
     pub event_id: String,
     pub received_at: DateTime<Utc>,
     /// The event's JSON as landed.
     pub raw: String,
+    /// The event as read from `raw`, when this run read it already (a landed event, not one
+    /// read back from a kept file): each event is parsed once a run.
+    pub event: Option<Arc<ApprovalEvent>>,
+}
+
+impl Kept {
+    /// The event, read from `raw` unless this run read it already.
+    fn read(&self) -> Result<Arc<ApprovalEvent>, String> {
+        match &self.event {
+            Some(event) => Ok(Arc::clone(event)),
+            None => {
+                let body: serde_json::Value =
+                    serde_json::from_str(&self.raw).map_err(|e| e.to_string())?;
+                ApprovalEvent::read(&body)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
 }
 
 fn kept_schema() -> SchemaRef {
@@ -130,6 +150,7 @@ async fn read_kept(store: &Store, path: &str) -> Result<Vec<Kept>, CompactError>
                 received_at: DateTime::from_timestamp_micros(received.value(i))
                     .unwrap_or(DateTime::UNIX_EPOCH),
                 raw: raw.value(i).to_owned(),
+                event: None,
             });
         }
     }
@@ -166,13 +187,23 @@ async fn write_kept(
         Arc::new(raw.finish()),
     ];
     let batch = RecordBatch::try_new(kept_schema(), columns).expect("columns in schema order");
-    let bytes = kept_writer()
-        .encode(&batch)
+    let bytes = encode_for(store, path, kept_writer(), &batch)?;
+    Ok(store.put(path, bytes).await?)
+}
+
+/// `batch` encoded by `writer` for `path` (named if the encoding fails).
+pub(crate) fn encode_for(
+    store: &Store,
+    path: &str,
+    writer: &ParquetWriter,
+    batch: &RecordBatch,
+) -> Result<Vec<u8>, CompactError> {
+    writer
+        .encode(batch)
         .map_err(|source| CompactError::Unreadable {
             path: store.describe(path),
             source,
-        })?;
-    Ok(store.put(path, bytes).await?)
+        })
 }
 
 pub(crate) fn check_lease(store: &Store, lease: &Lease, path: &str) -> Result<(), CompactError> {
@@ -184,112 +215,7 @@ pub(crate) fn check_lease(store: &Store, lease: &Lease, path: &str) -> Result<()
     Ok(())
 }
 
-/// The index of approvals, in [`INDEX_SHARDS`] files by a hash of the code: a run loads the
-/// shards of the approvals its events name, never the whole index.
-struct Index {
-    shards: BTreeMap<u16, BTreeMap<ApprovalKey, Indexed>>,
-    dirty: BTreeSet<u16>,
-}
-
-/// Index files, so that a run of a few hundred events reads a few hundred small files.
-pub const INDEX_SHARDS: u16 = 4096;
-
-fn shard_of(code: &str) -> u16 {
-    // FNV-1a: stable across builds and platforms, unlike the standard library's hasher.
-    let hash = code.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    (hash % u64::from(INDEX_SHARDS)) as u16
-}
-
-fn shard_path(shard: u16) -> String {
-    format!("{INDEX_DIR}/{shard:03x}.ndjson")
-}
-
-/// One approval in the index: where its row is, and whether it is reverted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Indexed {
-    table: String,
-    instance_code: String,
-    date: NaiveDate,
-    reverted: bool,
-}
-
-impl Index {
-    async fn shard(
-        &mut self,
-        store: &Store,
-        shard: u16,
-    ) -> Result<&mut BTreeMap<ApprovalKey, Indexed>, CompactError> {
-        let slot = match self.shards.entry(shard) {
-            std::collections::btree_map::Entry::Occupied(loaded) => return Ok(loaded.into_mut()),
-            std::collections::btree_map::Entry::Vacant(slot) => slot,
-        };
-        let path = shard_path(shard);
-        let lines: Vec<Indexed> = read_lines(store, &path).await?;
-        let entries = lines
-            .into_iter()
-            .map(|entry| {
-                let table = table_named(&entry.table).ok_or_else(|| CompactError::State {
-                    path: store.describe(&path),
-                    reason: format!("{:?} is not a table of approvals", entry.table),
-                })?;
-                Ok(((table, entry.instance_code.clone()), entry))
-            })
-            .collect::<Result<_, CompactError>>()?;
-        Ok(slot.insert(entries))
-    }
-
-    async fn entry(
-        &mut self,
-        store: &Store,
-        key: &ApprovalKey,
-    ) -> Result<Option<Indexed>, CompactError> {
-        let shard = self.shard(store, shard_of(&key.1)).await?;
-        Ok(shard.get(key).cloned())
-    }
-
-    /// Records where an approval's row is (loading its shard if no event of the run did).
-    async fn set(
-        &mut self,
-        store: &Store,
-        table: EventTable,
-        code: &str,
-        date: NaiveDate,
-        reverted: bool,
-    ) -> Result<(), CompactError> {
-        let shard = shard_of(code);
-        let entries = self.shard(store, shard).await?;
-        let entry = Indexed {
-            table: table.name().to_owned(),
-            instance_code: code.to_owned(),
-            date,
-            reverted,
-        };
-        let key = (table, code.to_owned());
-        if entries.get(&key) != Some(&entry) {
-            entries.insert(key, entry);
-            self.dirty.insert(shard);
-        }
-        Ok(())
-    }
-
-    async fn save(&mut self, store: &Store, lease: &Lease) -> Result<(), CompactError> {
-        for shard in std::mem::take(&mut self.dirty) {
-            let path = shard_path(shard);
-            let mut text = Vec::new();
-            for entry in self.shards[&shard].values() {
-                serde_json::to_writer(&mut text, entry).expect("an index line serialises");
-                text.push(b'\n');
-            }
-            check_lease(store, lease, &path)?;
-            store.put(&path, text).await?;
-        }
-        Ok(())
-    }
-}
-
-fn table_named(name: &str) -> Option<EventTable> {
+pub(crate) fn table_named(name: &str) -> Option<EventTable> {
     EventTable::ALL.into_iter().find(|t| t.name() == name)
 }
 
@@ -414,25 +340,23 @@ impl StateBook {
             })
             .collect();
         let mut pending: BTreeMap<ApprovalKey, Vec<Kept>> = BTreeMap::new();
-        for kept in read_kept(store, PENDING_PATH).await? {
+        for mut kept in read_kept(store, PENDING_PATH).await? {
             // The table is in the event itself.
             let damaged = |reason: String| CompactError::State {
                 path: store.describe(PENDING_PATH),
                 reason: format!("event {}: {reason}", kept.event_id),
             };
-            let event = parse(&kept).map_err(damaged)?;
+            let event = kept.read().map_err(damaged)?;
             let (table, _, _) = event_state::instance_of(&event)
                 .ok_or_else(|| damaged("not an approval event".into()))?;
+            kept.event = Some(Arc::clone(&event));
             pending
                 .entry((table, kept.instance_code.clone()))
                 .or_default()
                 .push(kept);
         }
         Ok(StateBook {
-            index: Index {
-                shards: BTreeMap::new(),
-                dirty: BTreeSet::new(),
-            },
+            index: Index::default(),
             users,
             users_changed: false,
             partitions,
@@ -574,10 +498,10 @@ impl StateBook {
             if !changed && !touched.contains(&key) && !stale {
                 continue;
             }
-            let events: Vec<ApprovalEvent> = kept
+            let events: Vec<Arc<ApprovalEvent>> = kept
                 .iter()
                 .map(|k| {
-                    parse(k).map_err(|reason| CompactError::State {
+                    k.read().map_err(|reason| CompactError::State {
                         path: store.describe(&path),
                         reason: format!("event {}: {reason}", k.event_id),
                     })
@@ -590,7 +514,7 @@ impl StateBook {
                     .map(|(k, event)| LandedApproval {
                         event_id: &k.event_id,
                         received_at: k.received_at,
-                        event,
+                        event: event.as_ref(),
                     })
                     .collect();
                 // An approval whose newest event starts on another date moves there; one with
@@ -643,12 +567,7 @@ impl StateBook {
             let public = table_partition_path(key.0.name(), key.1);
             match built.partitions.get(&key) {
                 Some(batch) => {
-                    let bytes = table_writer(key.0).encode(batch).map_err(|source| {
-                        CompactError::Unreadable {
-                            path: store.describe(&public),
-                            source,
-                        }
-                    })?;
+                    let bytes = encode_for(store, &public, table_writer(key.0), batch)?;
                     if store.get(&public).await?.as_deref() != Some(bytes.as_slice()) {
                         check_lease(store, lease, &public)?;
                         store.put(&public, bytes).await?;
@@ -686,14 +605,12 @@ impl StateBook {
             for placed in built.placed {
                 self.routed
                     .remove(&(placed.table, placed.instance_code.clone()));
+                let entry = Indexed {
+                    date: placed.date,
+                    reverted: placed.reverted,
+                };
                 self.index
-                    .set(
-                        store,
-                        placed.table,
-                        &placed.instance_code,
-                        placed.date,
-                        placed.reverted,
-                    )
+                    .set(store, &(placed.table, placed.instance_code.clone()), entry)
                     .await?;
                 let zone = (placed.time_zone.to_owned(), placed.zone_source);
                 let applicant = (placed.user_id, placed.open_id);
@@ -754,10 +671,4 @@ impl StateBook {
         }
         state.pending_reverts = self.pending.values().map(Vec::len).sum();
     }
-}
-
-/// A kept event read again.
-fn parse(kept: &Kept) -> Result<ApprovalEvent, String> {
-    let body: serde_json::Value = serde_json::from_str(&kept.raw).map_err(|e| e.to_string())?;
-    ApprovalEvent::read(&body).map_err(|e| e.to_string())
 }

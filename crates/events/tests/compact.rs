@@ -593,7 +593,7 @@ async fn a_run_killed_before_saving_its_index_is_caught_up_by_the_next() {
     let tables = public_tables(dir.path());
     // As if killed after keeping the events and writing the tables, before anything else.
     let compacted = dir.path().join("_events/compacted");
-    std::fs::remove_dir_all(compacted.join("approvals")).unwrap();
+    std::fs::remove_dir_all(compacted.join("index")).unwrap();
     for file in ["users.ndjson", "partitions.ndjson", "cursor.json"] {
         std::fs::remove_file(compacted.join(file)).unwrap();
     }
@@ -672,7 +672,7 @@ async fn an_approval_whose_newest_event_starts_elsewhere_moves_with_all_its_even
     // them back, and a later revert of Y still finds its approval.
     let tables = public_tables(dir.path());
     let compacted = dir.path().join("_events/compacted");
-    std::fs::remove_dir_all(compacted.join("approvals")).unwrap();
+    std::fs::remove_dir_all(compacted.join("index")).unwrap();
     for file in ["users.ndjson", "partitions.ndjson", "cursor.json"] {
         std::fs::remove_file(compacted.join(file)).unwrap();
     }

@@ -8,6 +8,7 @@
 //!   (256 directories, evenly filled), and an id unfit for a file name is named by its hash.
 //! - An object holds one [`LandedEvent`] as JSON, whole; objects are never rewritten.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -93,6 +94,17 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A landed event with its body as the text landed (compact JSON), for readers that keep the
+/// text and read the body their own way.
+#[derive(Debug, Deserialize)]
+pub struct LandedText {
+    pub id: String,
+    pub event_type: Option<String>,
+    pub transport: Transport,
+    pub received_at: String,
+    pub body: Box<serde_json::value::RawValue>,
+}
+
 /// Every landed event, in path order. Reads every object, [`READ_CONCURRENCY`] at a time:
 /// meant for roots whose inbox the compaction keeps small, for tests and for the demo.
 pub async fn read_all(store: &Store) -> Result<Vec<LandedEvent>, StoreError> {
@@ -100,9 +112,13 @@ pub async fn read_all(store: &Store) -> Result<Vec<LandedEvent>, StoreError> {
     read_paths(store, &files).await
 }
 
-/// The landed events at these paths, in their order ([`READ_CONCURRENCY`] reads at a time);
-/// an object gone since it was listed is left out.
-pub async fn read_paths(store: &Store, paths: &[String]) -> Result<Vec<LandedEvent>, StoreError> {
+/// The landed events at these paths, in their order ([`READ_CONCURRENCY`] reads at a time),
+/// each read as a `T` ([`LandedEvent`] or [`LandedText`]); an object gone since it was listed
+/// is left out.
+pub async fn read_paths<T: serde::de::DeserializeOwned + Send>(
+    store: &Store,
+    paths: &[String],
+) -> Result<Vec<T>, StoreError> {
     use futures::{StreamExt, TryStreamExt};
     // Owned paths: a stream of borrowed ones makes the future not `Send` for every lifetime
     // (rust-lang/rust#102211), which a spawned compaction needs.
@@ -126,6 +142,75 @@ pub async fn read_paths(store: &Store, paths: &[String]) -> Result<Vec<LandedEve
         .await
 }
 
+/// The inbox objects modified at or after a time, oldest first (by modification, then path),
+/// each held as its time and its path's tail in one buffer (~60 bytes an object, not the ~100
+/// of an owned path and time): what a backlog of millions costs to list.
+#[derive(Debug, Default)]
+pub struct Listing {
+    tails: String,
+    /// Modification, start and length of the tail in `tails`.
+    entries: Vec<(DateTime<Utc>, u32, u32)>,
+}
+
+impl Listing {
+    /// Lists the inbox one shard directory at a time ([`READ_CONCURRENCY`] at once), keeping the
+    /// objects modified at or after `since` (every object without it).
+    pub async fn since(store: &Store, since: Option<DateTime<Utc>>) -> Result<Listing, StoreError> {
+        use futures::{StreamExt, TryStreamExt};
+        let mut listing = Listing::default();
+        let mut shards = futures::stream::iter(0..=u8::MAX)
+            .map(|shard| async move {
+                let dir = format!("{INBOX_DIR}/{shard:02x}");
+                store.list_files_modified_since(&dir, since).await
+            })
+            .buffered(READ_CONCURRENCY);
+        while let Some(files) = shards.try_next().await? {
+            for (path, modified) in files {
+                let tail = path.strip_prefix(INBOX_DIR).unwrap_or(&path);
+                let start = u32::try_from(listing.tails.len()).map_err(|_| StoreError::Io {
+                    action: "list",
+                    location: store.describe(INBOX_DIR),
+                    source: "more than 4 GiB of object names in one listing".into(),
+                })?;
+                listing.tails.push_str(tail);
+                listing.entries.push((modified, start, tail.len() as u32));
+            }
+        }
+        let tails = &listing.tails;
+        let tail = |start: u32, len: u32| &tails[start as usize..(start + len) as usize];
+        listing
+            .entries
+            .sort_unstable_by(|a, b| (a.0, tail(a.1, a.2)).cmp(&(b.0, tail(b.1, b.2))));
+        Ok(listing)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The newest modification listed.
+    pub fn newest(&self) -> Option<DateTime<Utc>> {
+        self.entries.last().map(|e| e.0)
+    }
+
+    /// The paths, oldest first, `n` at a time.
+    pub fn chunks(&self, n: usize) -> impl Iterator<Item = Vec<String>> + '_ {
+        self.entries.chunks(n.max(1)).map(|chunk| {
+            chunk
+                .iter()
+                .map(|(_, start, len)| {
+                    let tail = &self.tails[*start as usize..(start + len) as usize];
+                    format!("{INBOX_DIR}{tail}")
+                })
+                .collect()
+        })
+    }
+}
+
 /// Objects read at once by [`read_paths`]: an object store answers each GET in milliseconds, and
 /// tens of them in flight hide that.
 pub const READ_CONCURRENCY: usize = 32;
@@ -133,6 +218,49 @@ pub const READ_CONCURRENCY: usize = 32;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_listing_is_oldest_first_then_by_path_and_keeps_what_is_new_enough() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::Local(dir.path().to_path_buf());
+        let t0 = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        // Ids in several shard directories; two share a time.
+        let landed = [("e", 30), ("a", 10), ("d", 20), ("c", 20), ("b", 40)];
+        for (id, secs) in landed {
+            let path = dir.path().join(path_of(id));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let file = std::fs::File::create(&path).unwrap();
+            file.set_modified(t0 + std::time::Duration::from_secs(secs))
+                .unwrap();
+        }
+        let listing = Listing::since(&store, None).await.unwrap();
+        assert_eq!(listing.len(), 5);
+        let (c, d) = if path_of("c") < path_of("d") {
+            (path_of("c"), path_of("d"))
+        } else {
+            (path_of("d"), path_of("c"))
+        };
+        let expected = vec![path_of("a"), c, d, path_of("e"), path_of("b")];
+        let chunks: Vec<Vec<String>> = listing.chunks(2).collect();
+        assert_eq!(chunks.len(), 3);
+        assert_eq!(chunks.concat(), expected);
+        assert_eq!(
+            listing.newest(),
+            Some(DateTime::<Utc>::from(
+                t0 + std::time::Duration::from_secs(40)
+            ))
+        );
+        let since = DateTime::<Utc>::from(t0 + std::time::Duration::from_secs(20));
+        let newer = Listing::since(&store, Some(since)).await.unwrap();
+        assert_eq!(
+            newer.chunks(10).flatten().collect::<Vec<_>>(),
+            expected[1..]
+        );
+        let empty = Listing::since(&Store::Local(dir.path().join("none")), None)
+            .await
+            .unwrap();
+        assert!(empty.is_empty());
+    }
 
     #[test]
     fn ids_name_files_safely() {
