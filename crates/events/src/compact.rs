@@ -57,7 +57,7 @@ pub struct CompactSummary {
     pub events: usize,
     /// Rows added to `approval_events` (events no partition held yet).
     pub new_rows: usize,
-    /// `approval_events` partitions rewritten, by date.
+    /// `approval_events` partitions rewritten, by date, each once.
     pub partitions: Vec<NaiveDate>,
     /// Events read in this run whose body could not be read: id, field, reason (their rows
     /// are kept in `approval_events`, and they are kept aside in the rejects).
@@ -67,7 +67,7 @@ pub struct CompactSummary {
     pub state: StateCounts,
     /// Approvals whose row was rebuilt in this run.
     pub rebuilt: usize,
-    /// Partitions of the approvals' tables written (changed or new) and deleted.
+    /// Partitions of the approvals' tables written (changed or new) and deleted, each once.
     pub state_written: Vec<String>,
     pub state_deleted: Vec<String>,
 }
@@ -245,6 +245,13 @@ async fn compact_leased(
     book.save(store, lease).await?;
     rejects.save(store, lease).await?;
     book.totals(&mut summary);
+    // Chunks can write a partition more than once: each is named once.
+    summary.partitions.sort_unstable();
+    summary.partitions.dedup();
+    for written in [&mut summary.state_written, &mut summary.state_deleted] {
+        written.sort_unstable();
+        written.dedup();
+    }
     if let Some(through) = through
         && cursor.as_ref().is_none_or(|c| c.through != through)
     {
