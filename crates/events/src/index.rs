@@ -7,8 +7,9 @@
 //!   stable hash of the code), each sorted by (table, code) and holding an approval once. A run
 //!   loads the shards its events name, and writes back only those it changed.
 //! - A loaded shard stays in its columns as read (about 40 bytes an approval), and a run's
-//!   changes sit beside them until saved: holding every shard of an index of millions of
-//!   approvals costs tens of megabytes, not the hundreds a map of owned entries would.
+//!   changes sit beside them in a map, folded into the columns (unsaved) once they outnumber
+//!   the rows: holding every shard of an index of millions of approvals costs tens of
+//!   megabytes, not the hundreds a map of owned entries would.
 //! - The layout before this one (4,096 NDJSON files under `_events/compacted/approvals/`,
 //!   hashed the same way, so that old file `s` belongs to shard `s mod 256`) is still read: a
 //!   shard with no file of its own is read from its sixteen old files, which are removed once
