@@ -4,16 +4,18 @@
 //!
 //! Invariants:
 //! - The index is [`SHARDS`] Parquet files (`_events/compacted/index/<shard>.parquet`, by a
-//!   stable hash of the code), each sorted by (table, code) and holding an approval once. A run
+//!   stable hash of the code), each sorted by table (in [`EventTable`]'s order, not by name)
+//!   and code, and holding an approval once. A run
 //!   loads the shards its events name, and writes back only those it changed.
 //! - A loaded shard stays in its columns as read (about 40 bytes an approval), and a run's
-//!   changes sit beside them in a map, folded into the columns (unsaved) once they outnumber
-//!   the rows: holding every shard of an index of millions of approvals costs tens of
+//!   changes sit beside them in a map, folded into the columns (unsaved) past `FOLD_AT` or an
+//!   eighth of the rows: holding every shard of an index of millions of approvals costs tens of
 //!   megabytes, not the hundreds a map of owned entries would.
 //! - The layout before this one (4,096 NDJSON files under `_events/compacted/approvals/`,
 //!   hashed the same way, so that old file `s` belongs to shard `s mod 256`) is still read: a
 //!   shard with no file of its own is read from its sixteen old files, which are removed once
-//!   it is saved. A run killed in between finds the new file and ignores the old ones.
+//!   it is saved. A run killed in between finds the new file, ignores the old ones and removes
+//!   them. One listing a run tells which shards have old files.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
@@ -40,8 +42,10 @@ pub const SHARDS: u16 = 256;
 
 const DIR: &str = "_events/compacted/index";
 
-/// Changes a shard holds in a map before they are folded into its columns.
-const FOLD_AT: usize = 4096;
+/// Changes a shard holds in a map before they are folded into its columns (or an eighth of its
+/// rows, if more): the map stays small beside the columns, and a row is copied by a fold at
+/// most about eight times per change.
+const FOLD_AT: usize = 512;
 
 /// The layout before: 4,096 NDJSON files, hashed the same way.
 const LEGACY_DIR: &str = "_events/compacted/approvals";
@@ -59,6 +63,8 @@ pub struct Indexed {
 pub struct Index {
     shards: BTreeMap<u16, Shard>,
     dirty: BTreeSet<u16>,
+    /// The shards with files of the layout before, listed once a run (on first use).
+    old_files: Option<BTreeSet<u16>>,
 }
 
 /// One shard: its columns as read (sorted by table, code) and the run's changes beside them.
@@ -68,8 +74,11 @@ struct Shard {
     dates: Date32Array,
     reverted: BooleanArray,
     changes: BTreeMap<ApprovalKey, Indexed>,
-    /// Read from the layout before: its old files go once it is saved.
+    /// Files of the layout before exist for this shard: they go once its own file holds
+    /// their entries.
     legacy: bool,
+    /// Its own file exists (it was read from it, or saved).
+    on_file: bool,
 }
 
 fn hash(code: &str) -> u64 {
@@ -166,15 +175,16 @@ impl Shard {
             reverted: reverted.clone(),
             changes: BTreeMap::new(),
             legacy: false,
+            on_file: false,
         })
     }
 
     /// Moves the changes into the columns, unsaved: a change held in the map costs about 100
     /// bytes, in the columns about 30, and a backlog changes every approval it names.
     fn fold(&mut self) {
-        let legacy = self.legacy;
+        let (legacy, on_file) = (self.legacy, self.on_file);
         *self = Shard::from_batch(&self.batch()).expect("a shard's own rows are in order");
-        self.legacy = legacy;
+        (self.legacy, self.on_file) = (legacy, on_file);
     }
 
     fn empty() -> Shard {
@@ -185,6 +195,7 @@ impl Shard {
             reverted: BooleanArray::from(Vec::<bool>::new()),
             changes: BTreeMap::new(),
             legacy: false,
+            on_file: false,
         }
     }
 
@@ -272,15 +283,23 @@ struct LegacyLine {
 
 impl Index {
     async fn shard(&mut self, store: &Store, shard: u16) -> Result<&mut Shard, CompactError> {
-        let slot = match self.shards.entry(shard) {
-            std::collections::btree_map::Entry::Occupied(loaded) => return Ok(loaded.into_mut()),
-            std::collections::btree_map::Entry::Vacant(slot) => slot,
+        if self.shards.contains_key(&shard) {
+            return Ok(self.shards.get_mut(&shard).expect("just checked"));
+        }
+        let old_files = match &self.old_files {
+            Some(listed) => listed,
+            None => self.old_files.insert(list_legacy(store).await?),
         };
-        let loaded = match read_shard(store, shard).await? {
+        let legacy = old_files.contains(&shard);
+        let mut loaded = match read_shard(store, shard).await? {
+            // Old files beside a shard's own file are left from a run killed after saving it:
+            // its file holds their entries.
             Some(loaded) => loaded,
-            None => read_legacy(store, shard).await?,
+            None if legacy => read_legacy(store, shard).await?,
+            None => Shard::empty(),
         };
-        Ok(slot.insert(loaded))
+        loaded.legacy = legacy;
+        Ok(self.shards.entry(shard).or_insert(loaded))
     }
 
     /// Where `key`'s row is, if the index knows it.
@@ -305,16 +324,15 @@ impl Index {
             return Ok(());
         }
         shard.changes.insert(key.clone(), entry);
-        // Folded when the changes outnumber the rows: each row is copied a bounded number of
-        // times however many changes come.
-        if shard.changes.len() >= FOLD_AT.max(shard.tables.len()) {
+        if shard.changes.len() >= FOLD_AT.max(shard.tables.len() / 8) {
             shard.fold();
         }
         self.dirty.insert(number);
         Ok(())
     }
 
-    /// Writes the shards changed since the last save.
+    /// Writes the shards changed since the last save, then removes the files of the layout
+    /// before whose entries a shard's own file now holds.
     pub async fn save(&mut self, store: &Store, lease: &Lease) -> Result<(), CompactError> {
         for number in std::mem::take(&mut self.dirty) {
             let path = shard_path(number);
@@ -328,15 +346,40 @@ impl Index {
             store.put(&path, bytes).await?;
             let legacy = shard.legacy;
             *shard = Shard::from_batch(&batch).expect("a shard's own rows are in order");
-            if legacy {
-                for old in legacy_paths(number) {
+            (shard.legacy, shard.on_file) = (legacy, true);
+        }
+        for (number, shard) in &mut self.shards {
+            if shard.legacy && shard.on_file {
+                for old in legacy_paths(*number) {
                     check_lease(store, lease, &old)?;
                     store.delete(&old).await?;
+                }
+                shard.legacy = false;
+                if let Some(listed) = &mut self.old_files {
+                    listed.remove(number);
                 }
             }
         }
         Ok(())
     }
+}
+
+/// The shards with files of the layout before (one listing; none on a root that never had it).
+async fn list_legacy(store: &Store) -> Result<BTreeSet<u16>, CompactError> {
+    let mut shards = BTreeSet::new();
+    for path in store.list_files(LEGACY_DIR).await? {
+        let number = path
+            .rsplit('/')
+            .next()
+            .and_then(|name| name.strip_suffix(".ndjson"))
+            .and_then(|hex| u16::from_str_radix(hex, 16).ok())
+            .filter(|old| *old < LEGACY_SHARDS);
+        // Anything else there is not the index's: left alone.
+        if let Some(old) = number {
+            shards.insert(old % SHARDS);
+        }
+    }
+    Ok(shards)
 }
 
 async fn read_shard(store: &Store, shard: u16) -> Result<Option<Shard>, CompactError> {
@@ -348,13 +391,32 @@ async fn read_shard(store: &Store, shard: u16) -> Result<Option<Shard>, CompactE
         path: store.describe(&path),
         source,
     })?;
-    let batch = arrow_select::concat::concat_batches(&schema(), &batches).map_err(|e| {
-        CompactError::State {
-            path: store.describe(&path),
-            reason: e.to_string(),
+    let damaged = |reason: String| CompactError::State {
+        path: store.describe(&path),
+        reason,
+    };
+    let shard_schema = schema();
+    let expected: Vec<&DataType> = shard_schema
+        .fields()
+        .iter()
+        .map(|f| f.data_type())
+        .collect();
+    for b in &batches {
+        let types: Vec<&DataType> = b
+            .schema_ref()
+            .fields()
+            .iter()
+            .map(|f| f.data_type())
+            .collect();
+        if types != expected {
+            return Err(damaged(format!("not an index shard (columns {types:?})")));
         }
-    })?;
-    columns_of(store, &path, batch).map(Some)
+    }
+    let batch = arrow_select::concat::concat_batches(&schema(), &batches)
+        .map_err(|e| damaged(e.to_string()))?;
+    let mut shard = columns_of(store, &path, batch)?;
+    shard.on_file = true;
+    Ok(Some(shard))
 }
 
 /// A shard from its file's rows, checked to be in order and to name tables of approvals.
@@ -372,7 +434,6 @@ async fn read_legacy(store: &Store, shard: u16) -> Result<Shard, CompactError> {
         let Some(bytes) = store.get(&path).await? else {
             continue;
         };
-        loaded.legacy = true;
         for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let damaged = |reason: String| CompactError::State {
                 path: store.describe(&path),
@@ -391,6 +452,8 @@ async fn read_legacy(store: &Store, shard: u16) -> Result<Shard, CompactError> {
             );
         }
     }
+    // Into columns at once: an old shard read and not changed is not held as a map.
+    loaded.fold();
     Ok(loaded)
 }
 
@@ -584,12 +647,9 @@ mod tests {
                 .unwrap();
         }
         let shard = &index.shards[&200];
-        assert_eq!(
-            shard.tables.len(),
-            FOLD_AT,
-            "folded once, at {FOLD_AT} changes"
-        );
-        assert_eq!(shard.changes.len(), 900);
+        assert!(shard.tables.len() >= FOLD_AT, "folded");
+        assert!(shard.changes.len() < FOLD_AT);
+        assert_eq!(shard.tables.len() + shard.changes.len(), codes.len());
         for (i, code) in codes.iter().enumerate() {
             let got = index
                 .entry(&store, &key(EventTable::ALL[i % 3], code))
@@ -610,6 +670,62 @@ mod tests {
             assert_eq!(got, Some(entry(i)), "{code}");
         }
         assert_eq!(fresh.shards[&200].tables.len(), FOLD_AT + 900);
+        lease.release().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn old_files_beside_a_saved_shard_lose_and_go_and_an_unchanged_old_shard_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::Local(dir.path().to_path_buf()));
+        let lease = Lease::acquire(Arc::clone(&store), "t", Duration::from_secs(60))
+            .await
+            .unwrap();
+        let leave = EventTable::ALL[1];
+        let (a, b) = (codes_in(9, 1).remove(0), codes_in(10, 1).remove(0));
+        let old_line = |code: &str, d: u32| {
+            let old = hash(code) % u64::from(LEGACY_SHARDS);
+            let text = format!(
+                "{{\"table\":\"leave_events\",\"instance_code\":\"{code}\",\"date\":\"{}\",\"reverted\":false}}\n",
+                day(d)
+            );
+            (format!("{LEGACY_DIR}/{old:03x}.ndjson"), text.into_bytes())
+        };
+        // Shard 9 saved in the new layout (date 5), then its old file put back with another
+        // date, as a run killed between the save and the removal leaves it; shard 10 only in
+        // the old layout.
+        let mut first = Index::default();
+        let new_entry = Indexed {
+            date: day(5),
+            reverted: false,
+        };
+        first.set(&store, &key(leave, &a), new_entry).await.unwrap();
+        first.save(&store, &lease).await.unwrap();
+        let (stale_path, stale) = old_line(&a, 1);
+        store.put(&stale_path, stale).await.unwrap();
+        let (only_old_path, only_old) = old_line(&b, 2);
+        store.put(&only_old_path, only_old).await.unwrap();
+
+        let mut index = Index::default();
+        assert_eq!(
+            index.entry(&store, &key(leave, &a)).await.unwrap(),
+            Some(new_entry)
+        );
+        let b_entry = index.entry(&store, &key(leave, &b)).await.unwrap();
+        assert_eq!(b_entry.map(|e| e.date), Some(day(2)));
+        assert!(
+            index.shards[&10].changes.is_empty(),
+            "an old shard is read into columns"
+        );
+        index.save(&store, &lease).await.unwrap();
+        assert!(
+            !dir.path().join(&stale_path).exists(),
+            "the stale old file went"
+        );
+        assert!(
+            dir.path().join(&only_old_path).exists(),
+            "an unchanged old shard stays"
+        );
+        assert!(!dir.path().join(shard_path(10)).exists());
         lease.release().await.unwrap();
     }
 
@@ -638,5 +754,20 @@ mod tests {
         let err = Index::default().shard(&store, 3).await.err().unwrap();
         assert!(err.to_string().contains("out of order"), "{err}");
         assert!(err.to_string().contains("index/03.parquet"), "{err}");
+        // A Parquet file of other columns there: named, not a panic.
+        let other = Arc::new(Schema::new(vec![Field::new("x", DataType::Utf8, false)]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&other),
+            vec![Arc::new(StringArray::from(vec!["a"])) as ArrayRef],
+        )
+        .unwrap();
+        let foreign = ParquetWriter::new("x", other, |_| Values::Unique, None);
+        store
+            .put(&shard_path(4), foreign.encode(&batch).unwrap())
+            .await
+            .unwrap();
+        let err = Index::default().shard(&store, 4).await.err().unwrap();
+        assert!(err.to_string().contains("not an index shard"), "{err}");
+        assert!(err.to_string().contains("index/04.parquet"), "{err}");
     }
 }

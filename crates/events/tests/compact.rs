@@ -446,13 +446,8 @@ async fn runs_in_small_chunks_over_batches_of_landings_equal_one_run_over_everyt
         let summary = chunked(["b0", "b1", "b2", "b3"][i]).await;
         assert!(summary.events >= batch.len());
         // Chunks of 7 write some partitions more than once; each is named once.
-        let mut distinct = summary.partitions.clone();
-        distinct.dedup();
-        assert_eq!(distinct, summary.partitions);
-        let mut written = summary.state_written.clone();
-        written.dedup();
-        assert_eq!(written, summary.state_written);
         assert!(summary.partitions.windows(2).all(|w| w[0] < w[1]));
+        assert!(summary.state_written.windows(2).all(|w| w[0] < w[1]));
     }
     let pending_before = chunked("b4").await.state.pending_reverts;
     assert_eq!(pending_before, 0, "every revert found its approval");

@@ -166,12 +166,20 @@ impl Listing {
             .buffered(READ_CONCURRENCY);
         while let Some(files) = shards.try_next().await? {
             for (path, modified) in files {
-                let tail = path.strip_prefix(INBOX_DIR).unwrap_or(&path);
-                let start = u32::try_from(listing.tails.len()).map_err(|_| StoreError::Io {
+                let too_many = || StoreError::Io {
                     action: "list",
                     location: store.describe(INBOX_DIR),
                     source: "more than 4 GiB of object names in one listing".into(),
+                };
+                // Listed under the inbox, so named from the root through it.
+                let tail = path.strip_prefix(INBOX_DIR).ok_or_else(|| StoreError::Io {
+                    action: "list",
+                    location: store.describe(&path),
+                    source: "listed outside the inbox".into(),
                 })?;
+                // Offsets are u32: the end of this tail must fit.
+                u32::try_from(listing.tails.len() + tail.len()).map_err(|_| too_many())?;
+                let start = listing.tails.len() as u32;
                 listing.tails.push_str(tail);
                 listing.entries.push((modified, start, tail.len() as u32));
             }
