@@ -95,7 +95,8 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// A landed event with its body as the text landed (compact JSON), for readers that keep the
-/// text and read the body their own way.
+/// text and read the body their own way. Only the fields such a reader uses: the record's
+/// `id_source`, `schema` and `receiver` are not read.
 #[derive(Debug, Deserialize)]
 pub struct LandedText {
     pub id: String,
