@@ -219,6 +219,13 @@ pub struct Span {
 }
 
 impl ApprovalEvent {
+    /// Reads a whole event body from its JSON text (see [`ApprovalEvent::read`]).
+    pub fn read_text(text: &str) -> Result<ApprovalEvent, Unreadable> {
+        let body: Value =
+            serde_json::from_str(text).map_err(|e| unreadable("body", format!("not JSON: {e}")))?;
+        ApprovalEvent::read(&body)
+    }
+
     /// Reads a whole event body (v1 `{ts, uuid, type, event}` or v2 `{schema, header, event}`).
     pub fn read(body: &Value) -> Result<ApprovalEvent, Unreadable> {
         let header = body.get("header").filter(|h| h.is_object());

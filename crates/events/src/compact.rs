@@ -288,13 +288,10 @@ impl Prepared {
                 reason: format!("{:?} is not an RFC 3339 time: {e}", landed.received_at),
             });
         let raw = String::from(Box::<str>::from(landed.body));
-        let read = received_at.as_ref().map_err(Clone::clone).and_then(|_| {
-            let body: serde_json::Value = serde_json::from_str(&raw).map_err(|e| Unreadable {
-                field: "body".into(),
-                reason: format!("not JSON: {e}"),
-            })?;
-            ApprovalEvent::read(&body)
-        });
+        let read = received_at
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|_| ApprovalEvent::read_text(&raw));
         Prepared {
             raw,
             // A receipt time that cannot be read (never written so by a receiver) keeps the

@@ -76,13 +76,9 @@ impl Kept {
     fn read(&self) -> Result<Arc<ApprovalEvent>, String> {
         match &self.event {
             Some(event) => Ok(Arc::clone(event)),
-            None => {
-                let body: serde_json::Value =
-                    serde_json::from_str(&self.raw).map_err(|e| e.to_string())?;
-                ApprovalEvent::read(&body)
-                    .map(Arc::new)
-                    .map_err(|e| e.to_string())
-            }
+            None => ApprovalEvent::read_text(&self.raw)
+                .map(Arc::new)
+                .map_err(|e| e.to_string()),
         }
     }
 }
