@@ -63,7 +63,8 @@ pub struct Indexed {
 pub struct Index {
     shards: BTreeMap<u16, Shard>,
     dirty: BTreeSet<u16>,
-    /// The shards with files of the layout before, listed once a run (on first use).
+    /// The shards with files of the layout before, listed once a run (on first use); their
+    /// files go once the shard's own file holds their entries.
     old_files: Option<BTreeSet<u16>>,
 }
 
@@ -74,9 +75,6 @@ struct Shard {
     dates: Date32Array,
     reverted: BooleanArray,
     changes: BTreeMap<ApprovalKey, Indexed>,
-    /// Files of the layout before exist for this shard: they go once its own file holds
-    /// their entries.
-    legacy: bool,
     /// Its own file exists (it was read from it, or saved).
     on_file: bool,
 }
@@ -174,7 +172,6 @@ impl Shard {
             dates: dates.clone(),
             reverted: reverted.clone(),
             changes: BTreeMap::new(),
-            legacy: false,
             on_file: false,
         })
     }
@@ -182,9 +179,9 @@ impl Shard {
     /// Moves the changes into the columns, unsaved: a change held in the map costs about 100
     /// bytes, in the columns about 30, and a backlog changes every approval it names.
     fn fold(&mut self) {
-        let (legacy, on_file) = (self.legacy, self.on_file);
+        let on_file = self.on_file;
         *self = Shard::from_batch(&self.batch()).expect("a shard's own rows are in order");
-        (self.legacy, self.on_file) = (legacy, on_file);
+        self.on_file = on_file;
     }
 
     fn empty() -> Shard {
@@ -194,7 +191,6 @@ impl Shard {
             dates: Date32Array::from(Vec::<i32>::new()),
             reverted: BooleanArray::from(Vec::<bool>::new()),
             changes: BTreeMap::new(),
-            legacy: false,
             on_file: false,
         }
     }
@@ -291,14 +287,13 @@ impl Index {
             None => self.old_files.insert(list_legacy(store).await?),
         };
         let legacy = old_files.contains(&shard);
-        let mut loaded = match read_shard(store, shard).await? {
+        let loaded = match read_shard(store, shard).await? {
             // Old files beside a shard's own file are left from a run killed after saving it:
             // its file holds their entries.
             Some(loaded) => loaded,
             None if legacy => read_legacy(store, shard).await?,
             None => Shard::empty(),
         };
-        loaded.legacy = legacy;
         Ok(self.shards.entry(shard).or_insert(loaded))
     }
 
@@ -344,19 +339,17 @@ impl Index {
             let bytes = encode_for(store, &path, shard_writer(), &batch)?;
             check_lease(store, lease, &path)?;
             store.put(&path, bytes).await?;
-            let legacy = shard.legacy;
             *shard = Shard::from_batch(&batch).expect("a shard's own rows are in order");
-            (shard.legacy, shard.on_file) = (legacy, true);
+            shard.on_file = true;
         }
-        for (number, shard) in &mut self.shards {
-            if shard.legacy && shard.on_file {
+        let Some(old_files) = &mut self.old_files else {
+            return Ok(()); // no shard loaded, none listed
+        };
+        for (number, shard) in &self.shards {
+            if shard.on_file && old_files.remove(number) {
                 for old in legacy_paths(*number) {
                     check_lease(store, lease, &old)?;
                     store.delete(&old).await?;
-                }
-                shard.legacy = false;
-                if let Some(listed) = &mut self.old_files {
-                    listed.remove(number);
                 }
             }
         }
