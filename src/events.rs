@@ -208,8 +208,10 @@ pub fn compact_report(summary: &attendance_events::compact::CompactSummary, out:
     use attendance_core::event_state::EventTable;
     use std::fmt::Write as _;
     let mut text = format!(
-        "compacted {} landed events: {} new rows of approval_events in {} partitions\n",
+        "compacted {} deliveries (from {} journals and {} inbox objects no journal held): {} new rows of approval_events in {} partitions\n",
         summary.events,
+        summary.journals,
+        summary.inbox_objects,
         summary.new_rows,
         summary.partitions.len(),
     );

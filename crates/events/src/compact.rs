@@ -4,10 +4,15 @@
 //! approval's start), under the root's lease.
 //!
 //! Invariants:
-//! - Incremental: a run reads the inbox objects modified since the last run's cursor (less
-//!   [`RELIST_MARGIN`], for objects that became visible late), oldest first, [`DEFAULT_CHUNK`]
-//!   at a time, so its memory is bounded by the chunk and its partitions, not by the history.
-//!   The cursor moves only when every chunk is written.
+//! - Incremental: a run reads the journals and inbox objects modified since the last run's
+//!   cursor (less [`RELIST_MARGIN`], for objects that became visible late), oldest first, about
+//!   [`DEFAULT_CHUNK`] events at a time, so its memory is bounded by the chunk and its
+//!   partitions, not by the history. The cursor moves only when every chunk is written.
+//! - Every landed event is read: the journals' events, then the inbox objects listed whose
+//!   event no journal read in the run holds (landed by a receiver that kept no journal, or
+//!   journaled before the relisting margin); an inbox object whose event a journal held is not
+//!   read. Of several copies of one event (a delivery repeated, or an object and its journal
+//!   line), the first read makes its row and joins its approval; the rest change nothing.
 //! - Idempotent: an `approval_events` partition holds each event id once, sorted by id; a
 //!   compaction adds the events its partition lacks and rewrites it whole (an atomic put), and
 //!   leaves a partition that lacks nothing untouched. The approvals' tables are rebuilt per
@@ -24,7 +29,7 @@
 //! - An event whose body cannot be read keeps its row in `approval_events` (ids, type, receipt,
 //!   `raw`), makes no state row, and is kept aside in `_rejects/events.ndjson` with its field and
 //!   reason, and counted; nothing is guessed over.
-//! - The inbox is read, never changed here.
+//! - The inbox and the journals are read, never changed here.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -53,8 +58,13 @@ use crate::state::{COMPACTED_DIR, Kept, StateBook, check_lease, encode_for};
 /// What a compaction did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CompactSummary {
-    /// Inbox objects read (those modified since the last run, less the relisting margin).
+    /// Events read: the journals' lines and the inbox objects read (those modified since the
+    /// last run, less the relisting margin); a delivery in two journals counts twice.
     pub events: usize,
+    /// Journals read.
+    pub journals: usize,
+    /// Inbox objects read: those whose event no journal read in the run held.
+    pub inbox_objects: usize,
     /// Rows added to `approval_events` (events no partition held yet).
     pub new_rows: usize,
     /// `approval_events` partitions rewritten, by date, each once.
@@ -121,6 +131,9 @@ pub const DEFAULT_CHUNK: usize = 50_000;
 
 /// Inbox objects read before their JSON is reduced to what a chunk keeps.
 const READ_BATCH: usize = 1_000;
+
+/// Journals read at once (each up to [`crate::landing::JOURNAL_MAX_EVENTS`] events).
+const JOURNALS_AT_ONCE: usize = inbox::READ_CONCURRENCY;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Cursor {
@@ -189,8 +202,23 @@ async fn compact_leased(
     let since = cursor
         .as_ref()
         .map(|c| c.through - chrono::Duration::from_std(RELIST_MARGIN).expect("ten minutes"));
-    let listing = Listing::since(store, since).await?;
-    let through = listing.newest().max(cursor.as_ref().map(|c| c.through));
+    let journals = Listing::journals_since(store, since).await?;
+    let mut listing = Listing::since(store, since).await?;
+    let through = [
+        listing.newest(),
+        journals.newest(),
+        cursor.as_ref().map(|c| c.through),
+    ]
+    .into_iter()
+    .flatten()
+    .max();
+    // The inbox objects listed whose event no journal read here holds: written by a receiver
+    // that kept no journal, or journaled before the relisting margin.
+    let mut unjournaled: HashSet<u128> = listing
+        .chunks(READ_BATCH)
+        .flatten()
+        .filter_map(|path| inbox::key_of_path(&path))
+        .collect();
 
     let mut book = StateBook::load(store).await?;
     book.touch_zone_changes(store, &zone_now).await?;
@@ -201,42 +229,48 @@ async fn compact_leased(
         approval_events_values,
         None,
     );
+    let mut chunk_state = Chunk {
+        store,
+        lease,
+        writer: &writer,
+        zone_of: &zone_of,
+        default_zone,
+    };
+    // The journals, oldest first, their events taken a chunk at a time.
+    let mut prepared: Vec<Prepared> = Vec::new();
+    for paths in journals.chunks(JOURNALS_AT_ONCE) {
+        let landed = inbox::read_journals::<LandedText>(store, &paths).await?;
+        summary.journals += paths.len();
+        for event in landed {
+            unjournaled.remove(&inbox::id_key(&event.id));
+            prepared.push(Prepared::of(event));
+        }
+        if prepared.len() >= chunk {
+            let full = std::mem::take(&mut prepared);
+            chunk_state
+                .compact(full, &mut book, &mut rejects, &mut summary)
+                .await?;
+        }
+    }
+    if !prepared.is_empty() {
+        chunk_state
+            .compact(prepared, &mut book, &mut rejects, &mut summary)
+            .await?;
+    }
+    // Then what of the inbox no journal held, one object an event.
+    listing.retain(|path| inbox::key_of_path(path).is_none_or(|key| unjournaled.contains(&key)));
+    drop(unjournaled);
     for part in listing.chunks(chunk) {
         // Read in small batches, each object's JSON dropped once read: a chunk holds each
         // event's text and its reading, not its parsed JSON tree.
         let mut prepared: Vec<Prepared> = Vec::with_capacity(part.len());
         for paths in part.chunks(READ_BATCH) {
             let landed = inbox::read_paths::<LandedText>(store, paths).await?;
+            summary.inbox_objects += landed.len();
             prepared.extend(landed.into_iter().map(Prepared::of));
         }
-        summary.events += prepared.len();
-        merge_approval_events(store, lease, &writer, &prepared, &mut summary).await?;
-        for p in prepared {
-            match p.read {
-                Ok(event) => {
-                    let event = Arc::new(event);
-                    let kept = Kept {
-                        instance_code: event.common.instance_code.clone().unwrap_or_default(),
-                        event_id: p.id,
-                        received_at: p.received_at,
-                        raw: p.raw,
-                        event: Some(Arc::clone(&event)),
-                    };
-                    book.route(store, &event, kept).await?;
-                }
-                Err(why) => {
-                    rejects.add(
-                        &p.id,
-                        p.event_type.as_deref(),
-                        &p.received_at_text,
-                        &p.raw,
-                        &why,
-                    );
-                    summary.unreadable.push((p.id, why));
-                }
-            }
-        }
-        book.flush(store, lease, &zone_of, default_zone, &mut summary)
+        chunk_state
+            .compact(prepared, &mut book, &mut rejects, &mut summary)
             .await?;
     }
     // Zone changes alone, when nothing new landed.
@@ -264,6 +298,58 @@ async fn compact_leased(
         store.put(COMPACT_CURSOR_PATH, bytes).await?;
     }
     Ok(summary)
+}
+
+/// What compacting a chunk of events needs besides the chunk.
+struct Chunk<'a> {
+    store: &'a Store,
+    lease: &'a Lease,
+    writer: &'a ParquetWriter,
+    zone_of: &'a (dyn Fn(&Applicant) -> Option<Zone> + Sync),
+    default_zone: Zone,
+}
+
+impl Chunk<'_> {
+    /// Adds a chunk's events to `approval_events`, routes them to their approvals' partitions
+    /// (or the rejects) and brings those partitions up to date.
+    async fn compact(
+        &mut self,
+        prepared: Vec<Prepared>,
+        book: &mut StateBook,
+        rejects: &mut Rejects,
+        summary: &mut CompactSummary,
+    ) -> Result<(), CompactError> {
+        let store = self.store;
+        summary.events += prepared.len();
+        merge_approval_events(store, self.lease, self.writer, &prepared, summary).await?;
+        for p in prepared {
+            match p.read {
+                Ok(event) => {
+                    let event = Arc::new(event);
+                    let kept = Kept {
+                        instance_code: event.common.instance_code.clone().unwrap_or_default(),
+                        event_id: p.id,
+                        received_at: p.received_at,
+                        raw: p.raw,
+                        event: Some(Arc::clone(&event)),
+                    };
+                    book.route(store, &event, kept).await?;
+                }
+                Err(why) => {
+                    rejects.add(
+                        &p.id,
+                        p.event_type.as_deref(),
+                        &p.received_at_text,
+                        &p.raw,
+                        &why,
+                    );
+                    summary.unreadable.push((p.id, why));
+                }
+            }
+        }
+        book.flush(store, self.lease, self.zone_of, self.default_zone, summary)
+            .await
+    }
 }
 
 /// One landed event read: what its rows and its routing need, its JSON tree dropped.

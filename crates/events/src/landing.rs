@@ -1,7 +1,15 @@
 //! The landing of pushed events on the output root, one object per event under
-//! `ROOT/_events/inbox/<shard>/<id>.json`, shared by the webhook receiver and the long connection.
+//! `ROOT/_events/inbox/<shard>/<id>.json` and each delivery in a journal of the deliveries landed
+//! together (`ROOT/_events/journal/`), shared by the webhook receiver and the long connection.
 //!
 //! Invariants:
+//! - A delivery is written to a journal first, then to its inbox object. Deliveries waiting at
+//!   once go into one journal (a group commit: one durable write for all of them, at most
+//!   [`JOURNAL_MAX_EVENTS`] or [`JOURNAL_MAX_BYTES`]), so the compaction reads many events per
+//!   object; a lone delivery gets a journal of its own and waits for no other. A receiver killed
+//!   between the two writes leaves the event in a journal only, and the platform's retry then
+//!   writes its inbox object (and journals it again: the journals hold deliveries, at least
+//!   once; the inbox, events, once).
 //! - An event's object name is a function of its id alone (v1 `uuid`, v2 `header.event_id`, or
 //!   the SHA-256 of the body for a body without either), and it is written with the store's
 //!   conditional create: of any number of deliveries of one event, to any number of receivers
@@ -26,6 +34,12 @@ pub use attendance_lake::inbox::{INBOX_DIR, IdSource, LandedEvent, Transport, pa
 use attendance_lake::store::{Store, StoreError};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
+
+/// The most deliveries one journal holds.
+pub const JOURNAL_MAX_EVENTS: usize = 1_000;
+
+/// Past this many bytes, a journal takes no more deliveries.
+pub const JOURNAL_MAX_BYTES: usize = 4 << 20;
 
 /// How long a landing may take before the delivery is answered as failed (503 on the webhook,
 /// code 500 on the long connection): the platform counts a delivery not acknowledged within
@@ -61,8 +75,92 @@ pub enum LandingError {
         #[source]
         source: StoreError,
     },
+    #[error(
+        "cannot land event {id}: the output root did not take its journal (the platform will retry)"
+    )]
+    Journal {
+        id: String,
+        #[source]
+        source: Arc<StoreError>,
+    },
     #[error("landing an event took over {0:?}: not acknowledged (the platform will retry)")]
     Late(std::time::Duration),
+}
+
+/// A delivery waiting for its journal: its record's JSON line and who to tell.
+struct Waiting {
+    line: Vec<u8>,
+    done: tokio::sync::oneshot::Sender<Result<(), Arc<StoreError>>>,
+}
+
+/// The journal writer of one landing (and its clones): started by the first delivery, it
+/// stops when the last clone is dropped.
+#[derive(Debug, Default)]
+struct Journal {
+    queue: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Waiting>>,
+}
+
+impl Journal {
+    /// Writes `line` in the next journal; returns once that journal is durable.
+    async fn append(&self, store: &Store, line: Vec<u8>) -> Result<(), Arc<StoreError>> {
+        let queue = self.queue.get_or_init(|| {
+            let (send, receive) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(write_journals(store.clone(), writer_tag(), receive));
+            send
+        });
+        let (done, result) = tokio::sync::oneshot::channel();
+        queue
+            .send(Waiting { line, done })
+            .expect("the journal writer lives while its landing does");
+        result
+            .await
+            .expect("the journal writer answers every delivery it takes")
+    }
+}
+
+/// A tag unique to one journal writer: two writers (receivers, or restarts of one) never
+/// compete for a journal's name.
+fn writer_tag() -> String {
+    use rand::Rng;
+    format!("{:016x}", rand::rng().random::<u64>())
+}
+
+/// The journal writer: takes the first delivery waiting and every one waiting behind it, up to
+/// the limits, writes them as one journal (create-if-absent, durable), and answers them all.
+async fn write_journals(
+    store: Store,
+    tag: String,
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<Waiting>,
+) {
+    let mut seq: u64 = 0;
+    while let Some(first) = queue.recv().await {
+        let mut bytes = first.line.len() + 1;
+        let mut batch = vec![first];
+        while batch.len() < JOURNAL_MAX_EVENTS && bytes < JOURNAL_MAX_BYTES {
+            let Ok(next) = queue.try_recv() else { break };
+            bytes += next.line.len() + 1;
+            batch.push(next);
+        }
+        let mut journal = Vec::with_capacity(bytes);
+        for waiting in &batch {
+            journal.extend_from_slice(&waiting.line);
+            journal.push(b'\n');
+        }
+        let result = loop {
+            seq += 1;
+            let path = inbox::journal_path(Utc::now(), &tag, seq);
+            // A name already taken (a tag drawn twice) is never overwritten: the next one is.
+            match store.create(&path, journal.clone()).await {
+                Ok(true) => break Ok(()),
+                Ok(false) => continue,
+                Err(e) => break Err(Arc::new(e)),
+            }
+        };
+        for waiting in batch {
+            // A delivery given up meanwhile (past its deadline) is not waiting any more.
+            let _ = waiting.done.send(result.clone());
+        }
+    }
 }
 
 /// The landing of one root, cheap to clone and share across tasks.
@@ -70,6 +168,7 @@ pub enum LandingError {
 pub struct Landing {
     store: Store,
     receiver: Arc<str>,
+    journal: Arc<Journal>,
 }
 
 impl Landing {
@@ -77,6 +176,7 @@ impl Landing {
         Landing {
             store,
             receiver: Arc::from(receiver.into()),
+            journal: Arc::default(),
         }
     }
 
@@ -97,9 +197,18 @@ impl Landing {
         let record = self.record(body, transport, Utc::now());
         let path = path_of(&record.id);
         let bytes = serde_json::to_vec(&record).expect("a JSON value always serialises");
-        let created = tokio::time::timeout(LAND_DEADLINE, self.store.create(&path, bytes))
+        let landing = async {
+            if let Err(source) = self.journal.append(&self.store, bytes.clone()).await {
+                return Err(LandingError::Journal {
+                    id: record.id.clone(),
+                    source,
+                });
+            }
+            Ok(self.store.create(&path, bytes).await)
+        };
+        let created = tokio::time::timeout(LAND_DEADLINE, landing)
             .await
-            .map_err(|_| LandingError::Late(LAND_DEADLINE))?;
+            .map_err(|_| LandingError::Late(LAND_DEADLINE))??;
         match created {
             Ok(true) => Ok(Landed::New {
                 id: record.id,
@@ -192,6 +301,70 @@ mod tests {
         assert!(all[0].body.get("token").is_none(), "the token is a secret");
         let text = std::fs::read_to_string(dir.path().join(path_of("u-1"))).unwrap();
         assert!(!text.contains("secret-token"));
+    }
+
+    #[tokio::test]
+    async fn deliveries_waiting_together_share_a_journal_written_before_their_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::Local(dir.path().to_path_buf());
+        let landing = Landing::new(store.clone(), "r1");
+        let body = |i: usize| {
+            json!({"uuid": format!("u-{i}"), "token": "secret-token", "type": "event_callback",
+                "event": {"type": "out_approval", "instance_code": format!("I{i}")}})
+        };
+        // Fifty at once (one of them twice), then one alone.
+        let mut deliveries: Vec<Value> = (0..50).map(body).collect();
+        deliveries.push(body(7));
+        let landed = futures::future::join_all(
+            deliveries
+                .into_iter()
+                .map(|b| landing.land(b, Transport::Webhook)),
+        )
+        .await;
+        assert!(landed.iter().all(Result::is_ok));
+        landing.land(body(50), Transport::Webhook).await.unwrap();
+
+        let journals = store.list_files(inbox::JOURNAL_DIR).await.unwrap();
+        assert!(
+            (2..=3).contains(&journals.len()),
+            "grouped, not one a delivery: {journals:?}"
+        );
+        let lines: Vec<LandedEvent> = inbox::read_journals(&store, &journals).await.unwrap();
+        assert_eq!(lines.len(), 52, "every delivery, the repeated one twice");
+        let mut ids: Vec<&str> = lines.iter().map(|l| l.id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 51);
+        let objects = inbox::read_all(&store).await.unwrap();
+        assert_eq!(objects.len(), 51, "the inbox holds each event once");
+        // A journal line is the record its inbox object holds.
+        let first = objects.iter().find(|o| o.id == "u-0").unwrap();
+        assert!(lines.iter().any(|l| l == first));
+        for journal in &journals {
+            let text = std::fs::read_to_string(dir.path().join(journal)).unwrap();
+            assert!(!text.contains("secret-token"), "the token is a secret");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unwritable_journal_fails_the_landing_and_writes_no_object() {
+        let dir = tempfile::tempdir().unwrap();
+        // The journal directory is a file: no journal can be created under it.
+        std::fs::create_dir_all(dir.path().join("_events")).unwrap();
+        std::fs::write(dir.path().join(inbox::JOURNAL_DIR), b"not a directory").unwrap();
+        let landing = Landing::new(Store::Local(dir.path().to_path_buf()), "r1");
+        let err = landing
+            .land(
+                json!({"uuid": "u-1", "event": {"type": "x"}}),
+                Transport::Webhook,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, LandingError::Journal { id, .. } if id == "u-1"),
+            "{err:?}"
+        );
+        assert!(!landing.contains("u-1").await.unwrap(), "not in the inbox");
     }
 
     #[test]

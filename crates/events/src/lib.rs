@@ -1,8 +1,9 @@
 //! Pushed approval events: the webhook receiver, the long connection, and the one landing both
 //! use on the output root.
 //!
-//! - [`landing`]: every event stored whole, once, under `ROOT/_events/inbox/`, before anything
-//!   acknowledges it (see its invariants for how two receivers agree without a lease).
+//! - [`landing`]: every event stored whole, once, under `ROOT/_events/inbox/`, and each delivery
+//!   in a group-committed journal under `ROOT/_events/journal/`, before anything acknowledges it
+//!   (see its invariants for how two receivers agree without a lease).
 //! - [`webhook`]: `POST /webhook/event` (decrypt, verify signature and token, land, answer),
 //!   `/healthz`, `/metrics`.
 //! - [`long_connection`]: discovery, the `pbbp2.Frame` WebSocket, pings, fragments, acks,

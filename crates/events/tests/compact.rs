@@ -32,6 +32,22 @@ async fn ten_days_of_events() -> (SimTenant, Vec<attendance_sim::SimEvent>) {
     (tenant, events)
 }
 
+/// [`ten_days_of_events`], the tenant stopped, and an empty root with a landing on it.
+async fn events_and_an_empty_root() -> (
+    Vec<attendance_sim::SimEvent>,
+    tempfile::TempDir,
+    Arc<Store>,
+    Landing,
+) {
+    let (tenant, events) = ten_days_of_events().await;
+    tenant.shutdown().await;
+    assert!(events.len() > 10);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::Local(dir.path().to_path_buf()));
+    let landing = Landing::new((*store).clone(), "r");
+    (events, dir, store, landing)
+}
+
 /// A compaction of `store` as run `run_id`, default zone Asia/Shanghai.
 async fn run(store: &Arc<Store>, run_id: &str) -> Result<CompactSummary, CompactError> {
     compact(
@@ -494,19 +510,15 @@ async fn runs_in_small_chunks_over_batches_of_landings_equal_one_run_over_everyt
 
 #[tokio::test]
 async fn a_run_reads_what_landed_since_the_last_one() {
-    let (tenant, events) = ten_days_of_events().await;
-    tenant.shutdown().await;
-    assert!(events.len() > 10);
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::Local(dir.path().to_path_buf()));
-    let landing = Landing::new((*store).clone(), "r");
+    let (events, dir, store, landing) = events_and_an_empty_root().await;
     // Two hours ago, one hour ago, now: the run after the second one reads the second and the
     // third (within the relisting margin of the cursor), not the first.
     let (first, rest) = events.split_at(events.len() / 2);
     let (second, third) = rest.split_at(rest.len() - 5);
+    // Everything landed so far (inbox objects and journals) as if landed `ago`.
     let age = |ago: &str| {
         let status = std::process::Command::new("find")
-            .arg(dir.path().join("_events/inbox"))
+            .arg(dir.path().join("_events"))
             .args([
                 "-type",
                 "f",
@@ -687,4 +699,82 @@ async fn an_approval_whose_newest_event_starts_elsewhere_moves_with_all_its_even
     landing.land(revert_y, Transport::Webhook).await.unwrap();
     let last = run(&store, "four").await.unwrap();
     assert_eq!((last.state.reverted, last.state.pending_reverts), (2, 0));
+}
+
+#[tokio::test]
+async fn journals_are_read_and_of_the_inbox_only_what_no_journal_holds() {
+    let (events, dir, store, landing) = events_and_an_empty_root().await;
+    let (legacy, through_landing) = events.split_last().unwrap();
+    for event in through_landing {
+        landing
+            .land(event.body.clone(), Transport::Webhook)
+            .await
+            .unwrap();
+    }
+    // Three delivered again: in the journals twice, in the inbox once.
+    for event in &through_landing[..3] {
+        landing
+            .land(event.body.clone(), Transport::LongConnection)
+            .await
+            .unwrap();
+    }
+    let journal_paths = store
+        .list_files(attendance_lake::inbox::JOURNAL_DIR)
+        .await
+        .unwrap();
+    let journaled: Vec<attendance_lake::inbox::LandedEvent> =
+        attendance_lake::inbox::read_journals(&store, &journal_paths)
+            .await
+            .unwrap();
+    let object = |id: &str| dir.path().join(attendance_lake::inbox::path_of(id));
+    // A receiver killed between its two writes: the event is in a journal only.
+    std::fs::remove_file(object(&journaled[0].id)).unwrap();
+    // An inbox object whose event a journal holds is not read: damaged, it is not noticed.
+    std::fs::write(object(&journaled[1].id), b"{ not what a receiver writes").unwrap();
+    // Landed by a receiver that kept no journal: read from the inbox.
+    let record = landing.record(legacy.body.clone(), Transport::Webhook, chrono::Utc::now());
+    store
+        .put(
+            &attendance_lake::inbox::path_of(&record.id),
+            serde_json::to_vec(&record).unwrap(),
+        )
+        .await
+        .unwrap();
+
+    let summary = run(&store, "j").await.unwrap();
+    assert_eq!(summary.inbox_objects, 1, "only the object no journal holds");
+    assert_eq!(summary.journals, journal_paths.len());
+    assert_eq!(summary.events, journaled.len() + 1);
+    assert_eq!(summary.new_rows, events.len(), "each event once");
+    let incremental = files(dir.path());
+    assert_eq!(ids_in(&incremental).len(), events.len());
+
+    // The same tables as one run over an inbox of each event once, as first received.
+    let fresh = tempfile::tempdir().unwrap();
+    let fresh_store = Arc::new(Store::Local(fresh.path().to_path_buf()));
+    let mut seen = BTreeSet::new();
+    for event in journaled.iter().chain([&record]) {
+        if seen.insert(event.id.clone()) {
+            fresh_store
+                .put(
+                    &attendance_lake::inbox::path_of(&event.id),
+                    serde_json::to_vec(event).unwrap(),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let whole = run(&fresh_store, "f").await.unwrap();
+    assert_eq!((whole.journals, whole.inbox_objects), (0, events.len()));
+    assert_eq!(files(fresh.path()), incremental);
+    assert_eq!(public_tables(fresh.path()), public_tables(dir.path()));
+
+    // An object no journal holds that is not a landed record stops the run, named.
+    std::fs::create_dir_all(object("stray").parent().unwrap()).unwrap();
+    std::fs::write(object("stray"), b"{ damaged").unwrap();
+    let err = run(&store, "h").await.unwrap_err().to_string();
+    assert!(
+        err.contains(&attendance_lake::inbox::path_of("stray")),
+        "{err}"
+    );
 }

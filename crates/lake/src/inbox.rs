@@ -1,12 +1,23 @@
 //! The inbox of pushed events on the output root: where each landed event lives
-//! (`_events/inbox/<shard>/<id>.json`), what its object holds, and reading them back. The
-//! receivers (`attendance-events`) write it; the compaction and the event-driven resync read it.
+//! (`_events/inbox/<shard>/<id>.json`) and the journals of deliveries beside it
+//! (`_events/journal/<date>/<time>-<writer>-<seq>.ndjson`), what their objects hold, and reading
+//! them back. The receivers (`attendance-events`) write both; the compaction reads the journals
+//! and what of the inbox no journal holds, the event-driven resync reads the inbox.
 //!
 //! Invariants:
-//! - An event's path is a function of its id alone, so that a create-if-absent on it stores
-//!   each event once whoever receives it; the shard is the first two hex digits of SHA-256(id)
-//!   (256 directories, evenly filled), and an id unfit for a file name is named by its hash.
-//! - An object holds one [`LandedEvent`] as JSON, whole; objects are never rewritten.
+//! - An event's inbox path is a function of its id alone, so that a create-if-absent on it
+//!   stores each event once whoever receives it; the shard is the first two hex digits of
+//!   SHA-256(id) (256 directories, evenly filled), and an id unfit for a file name is named by
+//!   its hash.
+//! - An inbox object holds one [`LandedEvent`] as JSON, whole; objects are never rewritten.
+//! - A journal holds, one JSON line each, the [`LandedEvent`]s of the deliveries one receiver
+//!   landed together, whole, and is never rewritten. A receiver writes an event's journal
+//!   before its inbox object, so every inbox object written since journals exist has its event
+//!   in a journal at least as old; a delivery repeated, or received by two receivers, is in
+//!   several journals (the inbox still holds it once).
+//! - [`id_key`] of an event's id equals [`key_of_path`] of its inbox path, except for a safe id
+//!   spelled like a hashed name (`h-` and 64 hex digits), whose two keys differ: a reader that
+//!   skips inbox objects by key then reads that one again, never skips another.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -17,6 +28,9 @@ use crate::store::{Store, StoreError};
 
 /// Where landed events live, relative to the root.
 pub const INBOX_DIR: &str = "_events/inbox";
+
+/// Where the receivers' journals of deliveries live, relative to the root.
+pub const JOURNAL_DIR: &str = "_events/journal";
 
 /// How an event reached the receiver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -85,6 +99,34 @@ pub fn path_of(id: &str) -> String {
     format!("{INBOX_DIR}/{shard}/{name}.json")
 }
 
+/// The path of the `seq`th journal of the writer tagged `tag`, written at `at` (the writer's
+/// clock; readers go by the store's modification times, not by these names).
+pub fn journal_path(at: DateTime<Utc>, tag: &str, seq: u64) -> String {
+    format!(
+        "{JOURNAL_DIR}/{}/{}-{tag}-{seq:010}.ndjson",
+        at.format("%Y-%m-%d"),
+        at.format("%H%M%S%.3f")
+    )
+}
+
+/// A 128-bit key of an event id: the first half of its SHA-256.
+pub fn id_key(id: &str) -> u128 {
+    let digest = Sha256::digest(id.as_bytes());
+    u128::from_be_bytes(digest[..16].try_into().expect("16 of 32 bytes"))
+}
+
+/// The [`id_key`] of the event an inbox path names (the module's invariants say when the two
+/// differ); `None` for a path that is not an inbox object's.
+pub fn key_of_path(path: &str) -> Option<u128> {
+    let name = path.rsplit('/').next()?.strip_suffix(".json")?;
+    match name.strip_prefix("h-") {
+        Some(hash) if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            u128::from_str_radix(&hash[..32], 16).ok()
+        }
+        _ => Some(id_key(name)),
+    }
+}
+
 /// The id of an event whose body carries none: `sha256-` and the hex SHA-256 of its bytes.
 pub fn content_id(bytes: &[u8]) -> String {
     format!("sha256-{}", hex(&Sha256::digest(bytes)))
@@ -143,11 +185,46 @@ pub async fn read_paths<T: serde::de::DeserializeOwned + Send>(
         .await
 }
 
-/// The inbox objects modified at or after a time, oldest first (by modification, then path),
-/// each held as its time and its path's tail in one buffer (~60 bytes an object, not the ~100
-/// of an owned path and time): what a backlog of millions costs to list.
+/// The landed events in the journals at these paths, in their order and in each journal's
+/// ([`READ_CONCURRENCY`] reads at a time), each read as a `T` ([`LandedEvent`] or
+/// [`LandedText`]); a journal gone since it was listed is left out. A line that is not one is
+/// named by its journal and line number.
+pub async fn read_journals<T: serde::de::DeserializeOwned + Send>(
+    store: &Store,
+    paths: &[String],
+) -> Result<Vec<T>, StoreError> {
+    use futures::{StreamExt, TryStreamExt};
+    let journals: Vec<Vec<T>> = futures::stream::iter(paths.to_vec())
+        .map(|rel| async move {
+            let Some(bytes) = store.get(&rel).await? else {
+                return Ok(Vec::new());
+            };
+            bytes
+                .split(|b| *b == b'\n')
+                .enumerate()
+                .filter(|(_, line)| !line.is_empty())
+                .map(|(i, line)| {
+                    serde_json::from_slice(line).map_err(|e| StoreError::Io {
+                        action: "parse",
+                        location: format!("{}, line {}", store.describe(&rel), i + 1),
+                        source: Box::new(e),
+                    })
+                })
+                .collect::<Result<Vec<T>, StoreError>>()
+        })
+        .buffered(READ_CONCURRENCY)
+        .try_collect()
+        .await?;
+    Ok(journals.into_iter().flatten().collect())
+}
+
+/// The inbox objects (or the journals) modified at or after a time, oldest first (by
+/// modification, then path), each held as its time and its path's tail in one buffer (~60 bytes
+/// an object, not the ~100 of an owned path and time): what a backlog of millions costs to list.
 #[derive(Debug, Default)]
 pub struct Listing {
+    /// The directory the tails are under.
+    base: &'static str,
     tails: String,
     /// Modification, start and length of the tail in `tails`.
     entries: Vec<(DateTime<Utc>, u32, u32)>,
@@ -158,7 +235,10 @@ impl Listing {
     /// objects modified at or after `since` (every object without it).
     pub async fn since(store: &Store, since: Option<DateTime<Utc>>) -> Result<Listing, StoreError> {
         use futures::{StreamExt, TryStreamExt};
-        let mut listing = Listing::default();
+        let mut listing = Listing {
+            base: INBOX_DIR,
+            ..Listing::default()
+        };
         let mut shards = futures::stream::iter(0..=u8::MAX)
             .map(|shard| async move {
                 let dir = format!("{INBOX_DIR}/{shard:02x}");
@@ -166,31 +246,71 @@ impl Listing {
             })
             .buffered(READ_CONCURRENCY);
         while let Some(files) = shards.try_next().await? {
-            for (path, modified) in files {
-                let too_many = || StoreError::Io {
-                    action: "list",
-                    location: store.describe(INBOX_DIR),
-                    source: "more than 4 GiB of object names in one listing".into(),
-                };
-                // Listed under the inbox, so named from the root through it.
-                let tail = path.strip_prefix(INBOX_DIR).ok_or_else(|| StoreError::Io {
-                    action: "list",
-                    location: store.describe(&path),
-                    source: "listed outside the inbox".into(),
-                })?;
-                // Offsets are u32: the end of this tail must fit.
-                u32::try_from(listing.tails.len() + tail.len()).map_err(|_| too_many())?;
-                let start = listing.tails.len() as u32;
-                listing.tails.push_str(tail);
-                listing.entries.push((modified, start, tail.len() as u32));
-            }
+            listing.extend(store, files)?;
         }
-        let tails = &listing.tails;
-        let tail = |start: u32, len: u32| &tails[start as usize..(start + len) as usize];
-        listing
-            .entries
-            .sort_unstable_by(|a, b| (a.0, tail(a.1, a.2)).cmp(&(b.0, tail(b.1, b.2))));
+        listing.sort();
         Ok(listing)
+    }
+
+    /// Lists the journals modified at or after `since` (every journal without it).
+    pub async fn journals_since(
+        store: &Store,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Listing, StoreError> {
+        let mut listing = Listing {
+            base: JOURNAL_DIR,
+            ..Listing::default()
+        };
+        let files = store.list_files_modified_since(JOURNAL_DIR, since).await?;
+        listing.extend(store, files)?;
+        listing.sort();
+        Ok(listing)
+    }
+
+    fn extend(
+        &mut self,
+        store: &Store,
+        files: Vec<(String, DateTime<Utc>)>,
+    ) -> Result<(), StoreError> {
+        for (path, modified) in files {
+            let too_many = || StoreError::Io {
+                action: "list",
+                location: store.describe(self.base),
+                source: "more than 4 GiB of object names in one listing".into(),
+            };
+            // Listed under the base, so named from the root through it.
+            let tail = path.strip_prefix(self.base).ok_or_else(|| StoreError::Io {
+                action: "list",
+                location: store.describe(&path),
+                source: format!("listed outside {}", self.base).into(),
+            })?;
+            // Offsets are u32: the end of this tail must fit.
+            u32::try_from(self.tails.len() + tail.len()).map_err(|_| too_many())?;
+            let start = self.tails.len() as u32;
+            self.tails.push_str(tail);
+            self.entries.push((modified, start, tail.len() as u32));
+        }
+        Ok(())
+    }
+
+    fn sort(&mut self) {
+        let tails = &self.tails;
+        let tail = |start: u32, len: u32| &tails[start as usize..(start + len) as usize];
+        self.entries
+            .sort_unstable_by(|a, b| (a.0, tail(a.1, a.2)).cmp(&(b.0, tail(b.1, b.2))));
+    }
+
+    /// Keeps the objects whose path (from the root) `keep` accepts, in their order.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        let tails = &self.tails;
+        let base = self.base;
+        let mut path = String::new();
+        self.entries.retain(|(_, start, len)| {
+            path.clear();
+            path.push_str(base);
+            path.push_str(&tails[*start as usize..(start + len) as usize]);
+            keep(&path)
+        });
     }
 
     pub fn len(&self) -> usize {
@@ -213,7 +333,7 @@ impl Listing {
                 .iter()
                 .map(|(_, start, len)| {
                     let tail = &self.tails[*start as usize..(start + len) as usize];
-                    format!("{INBOX_DIR}{tail}")
+                    format!("{}{tail}", self.base)
                 })
                 .collect()
         })
@@ -269,6 +389,81 @@ mod tests {
             .await
             .unwrap();
         assert!(empty.is_empty());
+    }
+
+    #[test]
+    fn an_inbox_path_gives_its_ids_key() {
+        for id in [
+            "bc447199585340d1f3728d26b1c0297a",
+            "../../etc/passwd",
+            "",
+            "a b",
+            "x.y-z_1",
+        ] {
+            assert_eq!(key_of_path(&path_of(id)), Some(id_key(id)), "{id:?}");
+        }
+        assert_ne!(id_key("a"), id_key("b"));
+        assert_eq!(key_of_path("_events/inbox/00/no-suffix"), None);
+        // A safe id spelled like a hashed name keeps two keys (read again, never skipped).
+        let lookalike = format!("h-{}", "0".repeat(64));
+        assert_ne!(key_of_path(&path_of(&lookalike)), Some(id_key(&lookalike)));
+    }
+
+    #[tokio::test]
+    async fn journals_are_read_line_by_line_and_a_bad_line_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::Local(dir.path().to_path_buf());
+        let at = DateTime::parse_from_rfc3339("2026-11-30T15:00:00.250Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let first = journal_path(at, "t1", 1);
+        assert_eq!(
+            first,
+            "_events/journal/2026-11-30/150000.250-t1-0000000001.ndjson"
+        );
+        let line = |id: &str| {
+            serde_json::to_string(&LandedEvent {
+                id: id.into(),
+                id_source: IdSource::Uuid,
+                schema: "1".into(),
+                event_type: Some("out_approval".into()),
+                transport: Transport::Webhook,
+                received_at: "2026-11-30T15:00:00.250Z".into(),
+                receiver: "r".into(),
+                body: serde_json::json!({"uuid": id}),
+            })
+            .unwrap()
+        };
+        store
+            .put(
+                &first,
+                format!("{}\n{}\n", line("a"), line("b")).into_bytes(),
+            )
+            .await
+            .unwrap();
+        let second = journal_path(at, "t1", 2);
+        store.put(&second, line("c").into_bytes()).await.unwrap();
+        let gone = journal_path(at, "t1", 3);
+        let read: Vec<LandedText> = read_journals(&store, &[second.clone(), gone, first.clone()])
+            .await
+            .unwrap();
+        let ids: Vec<&str> = read.iter().map(|l| l.id.as_str()).collect();
+        assert_eq!(ids, ["c", "a", "b"], "in the paths' order, then the lines'");
+        let listed = Listing::journals_since(&store, None).await.unwrap();
+        assert_eq!(listed.chunks(10).flatten().count(), 2);
+
+        store
+            .put(
+                &second,
+                format!("{}\n{{\"id\": 1}}\n", line("c")).into_bytes(),
+            )
+            .await
+            .unwrap();
+        let err = read_journals::<LandedText>(&store, &[second])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("0000000002.ndjson, line 2"), "{err}");
     }
 
     #[test]

@@ -1,11 +1,12 @@
-//! Writes a corpus of landed approval events straight into an output root's inbox, oldest
-//! first, as the receivers would have landed them over DAYS days (each file's modification time
-//! is its landing time, the last one ENDING_HOURS_AGO hours ago, default 48): for the
-//! compaction benchmark.
+//! Writes a corpus of landed approval events straight into an output root's inbox and journals,
+//! oldest first, as the receivers would have landed them over DAYS days (each file's
+//! modification time is its landing time, the last one ENDING_HOURS_AGO hours ago, default 48),
+//! JOURNAL_EVENTS deliveries a journal (default 1,000; 0 writes no journals, as receivers that
+//! kept none): for the compaction benchmark.
 //! Each approval gives its event (a leave its V1 and V2 events, one instance code); one in
 //! twenty is reverted a day later. Prints one JSON line: events written, seconds.
 //!
-//! Usage: events-inbox ROOT N DAYS [FIRST_DATE] [FIRST_APPROVAL] [ENDING_HOURS_AGO]
+//! Usage: events-inbox ROOT N DAYS [FIRST_DATE] [FIRST_APPROVAL] [ENDING_HOURS_AGO] [JOURNAL_EVENTS]
 //!
 //! FIRST_APPROVAL numbers the approvals (their codes and event ids), so that corpora written one
 //! after the other into one root do not share ids.
@@ -13,7 +14,7 @@
 use std::io::Write;
 use std::time::Instant;
 
-use attendance_lake::inbox::{IdSource, LandedEvent, Transport, path_of};
+use attendance_lake::inbox::{IdSource, LandedEvent, Transport, journal_path, path_of};
 use chrono::{Days, NaiveDate, TimeDelta};
 use serde_json::{Value, json};
 
@@ -21,7 +22,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 4 {
         eprintln!(
-            "usage: events-inbox ROOT N DAYS [FIRST_DATE] [FIRST_APPROVAL] [ENDING_HOURS_AGO]"
+            "usage: events-inbox ROOT N DAYS [FIRST_DATE] [FIRST_APPROVAL] [ENDING_HOURS_AGO] [JOURNAL_EVENTS]"
         );
         std::process::exit(2);
     }
@@ -40,6 +41,23 @@ fn main() {
         .get(6)
         .map(|n| n.parse().expect("ENDING_HOURS_AGO is a number"))
         .unwrap_or(48);
+    let journal_events: usize = args
+        .get(7)
+        .map(|n| n.parse().expect("JOURNAL_EVENTS is a number"))
+        .unwrap_or(1_000);
+    // A journal's deliveries and the time of its last one; its number.
+    let mut journal: (Vec<u8>, usize, std::time::SystemTime) =
+        (Vec::new(), 0, std::time::SystemTime::UNIX_EPOCH);
+    let mut journals = 0u64;
+    let write_journal = |journal: &mut (Vec<u8>, usize, std::time::SystemTime), seq: u64| {
+        let path = root.join(journal_path(journal.2.into(), "bench", seq));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut file = std::fs::File::create(&path).unwrap();
+        file.write_all(&journal.0).unwrap();
+        file.set_modified(journal.2).unwrap();
+        journal.0.clear();
+        journal.1 = 0;
+    };
     let span = std::time::Duration::from_secs(days * 86_400);
     let last_landing =
         std::time::SystemTime::now() - std::time::Duration::from_secs(ending_hours_ago * 3600);
@@ -125,17 +143,32 @@ fn main() {
                 receiver: "bench".into(),
                 body,
             };
+            let record = serde_json::to_vec(&landed).unwrap();
+            // As a receiver writes them: the journal first, then the inbox object.
+            if journal_events > 0 {
+                journal.0.extend_from_slice(&record);
+                journal.0.push(b'\n');
+                journal.1 += 1;
+                journal.2 = landed_at(written);
+                if journal.1 == journal_events {
+                    journals += 1;
+                    write_journal(&mut journal, journals);
+                }
+            }
             let path = root.join(path_of(&uuid));
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             let mut file = std::fs::File::create(&path).unwrap();
-            file.write_all(&serde_json::to_vec(&landed).unwrap())
-                .unwrap();
+            file.write_all(&record).unwrap();
             file.set_modified(landed_at(written)).unwrap();
             written += 1;
         }
     }
+    if journal.1 > 0 {
+        journals += 1;
+        write_journal(&mut journal, journals);
+    }
     println!(
-        "{{\"events\": {written}, \"seconds\": {:.1}}}",
+        "{{\"events\": {written}, \"journals\": {journals}, \"seconds\": {:.1}}}",
         started.elapsed().as_secs_f64()
     );
 }
