@@ -9,8 +9,8 @@
 //!   [`DEFAULT_CHUNK`] events at a time, so its memory is bounded by the chunk and its
 //!   partitions, not by the history. The cursor moves only when every chunk is written.
 //! - Every landed event is read: the journals' events, then the inbox objects listed whose
-//!   event no journal read in the run holds (landed by a receiver that kept no journal, or
-//!   journaled before the relisting margin); an inbox object whose event a journal held is not
+//!   event no journal read in the run holds (landed by a receiver that kept no journal or was
+//!   killed between its two writes, or journaled before the relisting margin); an inbox object whose event a journal held is not
 //!   read. Of several copies of one event (a delivery repeated, or an object and its journal
 //!   line), the first read makes its row and joins its approval; the rest change nothing.
 //! - Idempotent: an `approval_events` partition holds each event id once, sorted by id; a
@@ -213,7 +213,8 @@ async fn compact_leased(
     .flatten()
     .max();
     // The inbox objects listed whose event no journal read here holds: written by a receiver
-    // that kept no journal, or journaled before the relisting margin.
+    // that kept no journal or was killed before its journal was, or journaled before the
+    // relisting margin.
     let mut unjournaled: HashSet<u128> = listing
         .chunks(READ_BATCH)
         .flatten()

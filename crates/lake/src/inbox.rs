@@ -11,10 +11,10 @@
 //!   its hash.
 //! - An inbox object holds one [`LandedEvent`] as JSON, whole; objects are never rewritten.
 //! - A journal holds, one JSON line each, the [`LandedEvent`]s of the deliveries one receiver
-//!   landed together, whole, and is never rewritten. A receiver writes an event's journal
-//!   before its inbox object, so every inbox object written since journals exist has its event
-//!   in a journal at least as old; a delivery repeated, or received by two receivers, is in
-//!   several journals (the inbox still holds it once).
+//!   landed together, whole, and is never rewritten. A receiver writes a delivery's journal
+//!   line and its event's inbox object at once and acknowledges it when both are durable, so
+//!   an event is in a journal, in the inbox, or (almost always) both; a delivery repeated, or
+//!   received by two receivers, is in several journals (the inbox still holds it once).
 //! - [`id_key`] of an event's id equals [`key_of_path`] of its inbox path, except for a safe id
 //!   spelled like a hashed name (`h-` and 64 hex digits), whose two keys differ: a reader that
 //!   skips inbox objects by key then reads that one again, never skips another.
