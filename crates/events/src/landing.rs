@@ -110,12 +110,16 @@ impl Journal {
             send
         });
         let (done, result) = tokio::sync::oneshot::channel();
-        queue
-            .send(Waiting { line, done })
-            .expect("the journal writer lives while its landing does");
-        result
-            .await
-            .expect("the journal writer answers every delivery it takes")
+        // The writer lives on the runtime of the first delivery: gone with it, it lands nothing.
+        let stopped = || {
+            Arc::new(StoreError::Io {
+                action: "write",
+                location: store.describe(inbox::JOURNAL_DIR),
+                source: "the journal writer stopped with the runtime it was started on".into(),
+            })
+        };
+        queue.send(Waiting { line, done }).map_err(|_| stopped())?;
+        result.await.map_err(|_| stopped())?
     }
 }
 

@@ -252,17 +252,38 @@ impl Listing {
         Ok(listing)
     }
 
-    /// Lists the journals modified at or after `since` (every journal without it).
+    /// Lists the journals modified at or after `since` (every journal without it). With `since`,
+    /// only the date directories from the day before it (or before now, if earlier) to the day
+    /// after now are listed, not the whole history: a journal named by a writer's clock further
+    /// off than that is not listed, and its events are read from their inbox objects instead.
     pub async fn journals_since(
         store: &Store,
         since: Option<DateTime<Utc>>,
     ) -> Result<Listing, StoreError> {
+        use futures::{StreamExt, TryStreamExt};
         let mut listing = Listing {
             base: JOURNAL_DIR,
             ..Listing::default()
         };
-        let files = store.list_files_modified_since(JOURNAL_DIR, since).await?;
-        listing.extend(store, files)?;
+        let Some(since) = since else {
+            let files = store.list_files_modified_since(JOURNAL_DIR, None).await?;
+            listing.extend(store, files)?;
+            listing.sort();
+            return Ok(listing);
+        };
+        let now = Utc::now();
+        let day = chrono::Days::new(1);
+        let first = since.min(now).date_naive() - day;
+        let last = now.date_naive() + day;
+        let mut dates = futures::stream::iter(first.iter_days().take_while(|d| *d <= last))
+            .map(|date| async move {
+                let dir = format!("{JOURNAL_DIR}/{}", date.format("%Y-%m-%d"));
+                store.list_files_modified_since(&dir, Some(since)).await
+            })
+            .buffered(READ_CONCURRENCY);
+        while let Some(files) = dates.try_next().await? {
+            listing.extend(store, files)?;
+        }
         listing.sort();
         Ok(listing)
     }
@@ -413,13 +434,13 @@ mod tests {
     async fn journals_are_read_line_by_line_and_a_bad_line_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::Local(dir.path().to_path_buf());
-        let at = DateTime::parse_from_rfc3339("2026-11-30T15:00:00.250Z")
+        let at = DateTime::parse_from_rfc3339("2025-06-01T15:00:00.250Z")
             .unwrap()
             .with_timezone(&Utc);
         let first = journal_path(at, "t1", 1);
         assert_eq!(
             first,
-            "_events/journal/2026-11-30/150000.250-t1-0000000001.ndjson"
+            "_events/journal/2025-06-01/150000.250-t1-0000000001.ndjson"
         );
         let line = |id: &str| {
             serde_json::to_string(&LandedEvent {
@@ -451,6 +472,21 @@ mod tests {
         assert_eq!(ids, ["c", "a", "b"], "in the paths' order, then the lines'");
         let listed = Listing::journals_since(&store, None).await.unwrap();
         assert_eq!(listed.chunks(10).flatten().count(), 2);
+        // Since a time, only the dates around it and now are listed: the journals above (named
+        // 2025-06-01 but written now) are left to their inbox objects.
+        let now = Utc::now();
+        let today = journal_path(now, "t2", 1);
+        store.put(&today, line("d").into_bytes()).await.unwrap();
+        let recent = Listing::journals_since(&store, Some(now - chrono::Duration::hours(1)))
+            .await
+            .unwrap();
+        let recent: Vec<String> = recent.chunks(10).flatten().collect();
+        assert!(recent.contains(&today), "{recent:?}");
+        assert!(!recent.contains(&first), "{recent:?}");
+        let later = Listing::journals_since(&store, Some(now + chrono::Duration::hours(1)))
+            .await
+            .unwrap();
+        assert!(later.is_empty(), "modified before `since`");
 
         store
             .put(

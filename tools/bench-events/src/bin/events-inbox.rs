@@ -50,7 +50,11 @@ fn main() {
         (Vec::new(), 0, std::time::SystemTime::UNIX_EPOCH);
     let mut journals = 0u64;
     let write_journal = |journal: &mut (Vec<u8>, usize, std::time::SystemTime), seq: u64| {
-        let path = root.join(journal_path(journal.2.into(), &format!("bench{offset}"), seq));
+        let path = root.join(journal_path(
+            journal.2.into(),
+            &format!("bench{offset}"),
+            seq,
+        ));
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let mut file = std::fs::File::create(&path).unwrap();
         file.write_all(&journal.0).unwrap();
