@@ -12,7 +12,11 @@
 //!   event no journal read in the run holds (landed by a receiver that kept no journal or was
 //!   killed between its two writes, or journaled before the relisting margin); an inbox object whose event a journal held is not
 //!   read. Of several copies of one event (a delivery repeated, or an object and its journal
-//!   line), the first read makes its row and joins its approval; the rest change nothing.
+//!   line), the first read makes its row and joins its approval (journals oldest first, so
+//!   normally the first delivery's); the rest change nothing. An event dated by its receipt
+//!   (no time of its own, or unreadable) is the exception, since a redelivery on another day
+//!   would make a second row: it is taken from its inbox object (the first delivery's), else,
+//!   if the inbox lacks it, from its earliest journal line.
 //! - Idempotent: an `approval_events` partition holds each event id once, sorted by id; a
 //!   compaction adds the events its partition lacks and rewrites it whole (an atomic put), and
 //!   leaves a partition that lacks nothing untouched. The approvals' tables are rebuilt per
@@ -243,20 +247,56 @@ async fn compact_leased(
     };
     // The journals, oldest first, their events taken a chunk at a time.
     let mut prepared: Vec<Prepared> = Vec::new();
+    // Copies dated by their receipt, which differs between deliveries of one event.
+    let mut by_receipt: Vec<Prepared> = Vec::new();
     for paths in journals.chunks(JOURNALS_AT_ONCE) {
         let landed = inbox::read_journals::<LandedText>(store, &paths).await?;
         summary.journals += paths.len();
         for event in landed {
-            if let Ok(i) = inbox_keys.binary_search(&inbox::id_key(&event.id)) {
+            let p = Prepared::of(event);
+            if p.dated_by_receipt() {
+                by_receipt.push(p);
+                continue;
+            }
+            if let Ok(i) = inbox_keys.binary_search(&inbox::id_key(&p.id)) {
                 journaled[i] = true;
             }
-            prepared.push(Prepared::of(event));
+            prepared.push(p);
+            if prepared.len() >= chunk {
+                let full = std::mem::take(&mut prepared);
+                chunk_state
+                    .compact(full, &mut book, &mut rejects, &mut summary)
+                    .await?;
+            }
         }
-        if prepared.len() >= chunk {
-            let full = std::mem::take(&mut prepared);
-            chunk_state
-                .compact(full, &mut book, &mut rejects, &mut summary)
-                .await?;
+    }
+    // An event dated by its receipt takes the first delivery's, which its inbox object holds (a
+    // redelivery's journal line on another day would make a second row); an event the inbox
+    // lacks (its receiver killed between its two writes) takes its earliest journal line's.
+    by_receipt.sort_by(|a, b| (&a.id, a.received_at).cmp(&(&b.id, b.received_at)));
+    by_receipt.dedup_by(|later, first| later.id == first.id);
+    while !by_receipt.is_empty() {
+        let part: Vec<Prepared> = by_receipt
+            .drain(..by_receipt.len().min(READ_BATCH))
+            .collect();
+        let paths: Vec<String> = part.iter().map(|p| inbox::path_of(&p.id)).collect();
+        let mut objects: BTreeMap<String, LandedText> =
+            inbox::read_paths::<LandedText>(store, &paths)
+                .await?
+                .into_iter()
+                .map(|o| (o.id.clone(), o))
+                .collect();
+        summary.inbox_objects += objects.len();
+        for copy in part {
+            prepared.push(match objects.remove(&copy.id) {
+                Some(object) => {
+                    if let Ok(i) = inbox_keys.binary_search(&inbox::id_key(&object.id)) {
+                        journaled[i] = true;
+                    }
+                    Prepared::of(object)
+                }
+                None => copy,
+            });
         }
     }
     if !prepared.is_empty() {
@@ -379,6 +419,16 @@ struct Prepared {
 }
 
 impl Prepared {
+    /// Whether its `approval_events` partition is the date of its receipt (it has no time of
+    /// its own, or could not be read).
+    fn dated_by_receipt(&self) -> bool {
+        self.read
+            .as_ref()
+            .ok()
+            .and_then(|e| e.common.event_time)
+            .is_none()
+    }
+
     fn of(landed: LandedText) -> Prepared {
         let received_at = DateTime::parse_from_rfc3339(&landed.received_at)
             .map(|t| t.with_timezone(&Utc))

@@ -94,32 +94,43 @@ struct Waiting {
     done: tokio::sync::oneshot::Sender<Result<(), Arc<StoreError>>>,
 }
 
-/// The journal writer of one landing (and its clones): started by the first delivery, it
-/// stops when the last clone is dropped.
+/// Deliveries waiting for a journal at most: past it (a root that stopped answering, with the
+/// platform delivering again meanwhile), a landing fails at once instead of queueing.
+const JOURNAL_QUEUE: usize = 10 * JOURNAL_MAX_EVENTS;
+
+/// The journal writer of one landing (and its clones): started by the first delivery on that
+/// delivery's runtime, it stops when the last clone is dropped (or the runtime stops).
 #[derive(Debug, Default)]
 struct Journal {
-    queue: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Waiting>>,
+    queue: std::sync::OnceLock<tokio::sync::mpsc::Sender<Waiting>>,
 }
 
 impl Journal {
     /// Writes `line` in the next journal; returns once that journal is durable.
     async fn append(&self, store: &Store, line: Vec<u8>) -> Result<(), Arc<StoreError>> {
         let queue = self.queue.get_or_init(|| {
-            let (send, receive) = tokio::sync::mpsc::unbounded_channel();
+            let (send, receive) = tokio::sync::mpsc::channel(JOURNAL_QUEUE);
             tokio::spawn(write_journals(store.clone(), writer_tag(), receive));
             send
         });
         let (done, result) = tokio::sync::oneshot::channel();
-        // The writer lives on the runtime of the first delivery: gone with it, it lands nothing.
-        let stopped = || {
+        let refused = |why: &str| {
             Arc::new(StoreError::Io {
                 action: "write",
                 location: store.describe(inbox::JOURNAL_DIR),
-                source: "the journal writer stopped with the runtime it was started on".into(),
+                source: why.into(),
             })
         };
-        queue.send(Waiting { line, done }).map_err(|_| stopped())?;
-        result.await.map_err(|_| stopped())?
+        let stopped = "the journal writer stopped with the runtime it was started on";
+        queue
+            .try_send(Waiting { line, done })
+            .map_err(|e| match e {
+                tokio::sync::mpsc::error::TrySendError::Full(_) => refused(
+                    "the journals are not keeping up: the root has not answered for a while",
+                ),
+                tokio::sync::mpsc::error::TrySendError::Closed(_) => refused(stopped),
+            })?;
+        result.await.map_err(|_| refused(stopped))?
     }
 }
 
@@ -135,7 +146,7 @@ fn writer_tag() -> String {
 async fn write_journals(
     store: Store,
     tag: String,
-    mut queue: tokio::sync::mpsc::UnboundedReceiver<Waiting>,
+    mut queue: tokio::sync::mpsc::Receiver<Waiting>,
 ) {
     let mut seq: u64 = 0;
     while let Some(first) = queue.recv().await {

@@ -566,6 +566,8 @@ async fn a_run_reads_what_landed_since_the_last_one() {
         "what landed since, and the margin"
     );
     assert_eq!(two.new_rows, third.len());
+    assert!(two.journals > 0);
+    assert_eq!(two.inbox_objects, 0, "every event read from a journal");
     let three = run(&store, "three").await.unwrap();
     assert_eq!(
         three.events,
@@ -768,6 +770,40 @@ async fn journals_are_read_and_of_the_inbox_only_what_no_journal_holds() {
     assert_eq!((whole.journals, whole.inbox_objects), (0, events.len()));
     assert_eq!(files(fresh.path()), incremental);
     assert_eq!(public_tables(fresh.path()), public_tables(dir.path()));
+
+    // Runs after a cursor: an event whose inbox object is lost (its receiver killed between
+    // its writes) is read from its journal, whether it has a time of its own or is dated by
+    // its receipt.
+    let no_time = |uuid: &str| {
+        json!({"uuid": uuid, "type": "event_callback",
+            "event": {"type": "out_approval", "instance_code": format!("NT-{uuid}")}})
+    };
+    let timed = json!({"ts": "1725500000.5", "uuid": "late-1", "type": "event_callback",
+        "event": {"type": "some_new_type"}});
+    for body in [no_time("nt-1"), no_time("nt-2"), timed] {
+        landing.land(body, Transport::Webhook).await.unwrap();
+    }
+    for lost in ["nt-2", "late-1"] {
+        std::fs::remove_file(object(lost)).unwrap();
+    }
+    let second = run(&store, "k").await.unwrap();
+    assert!(second.journals > 0, "read from journals");
+    assert_eq!(second.new_rows, 3);
+    // A redelivery of the event without a time, received two days later: its row stays the
+    // first delivery's (its inbox object's), not a second row on the later date.
+    let later = chrono::Utc::now() + chrono::Duration::days(2);
+    let again = landing.record(no_time("nt-1"), Transport::LongConnection, later);
+    store
+        .put(
+            &attendance_lake::inbox::journal_path(chrono::Utc::now(), "again", 1),
+            serde_json::to_vec(&again).unwrap(),
+        )
+        .await
+        .unwrap();
+    let third = run(&store, "l").await.unwrap();
+    assert!(third.journals > 0);
+    assert_eq!(third.new_rows, 0, "no second row for a redelivery");
+    assert_eq!(ids_in(&files(dir.path())).len(), events.len() + 3);
 
     // An object no journal holds that is not a landed record stops the run, named.
     std::fs::create_dir_all(object("stray").parent().unwrap()).unwrap();
