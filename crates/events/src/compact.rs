@@ -10,8 +10,8 @@
 //!   partitions, not by the history. The cursor moves only when every chunk is written.
 //! - Every landed event is read: the journals' events, then the inbox objects listed whose
 //!   event no journal read in the run holds (landed by a receiver that kept no journal or was
-//!   killed between its two writes, or journaled before the relisting margin); an inbox object whose event a journal held is not
-//!   read. Of several copies of one event (a delivery repeated, or an object and its journal
+//!   killed between its two writes, or journaled before the relisting margin); an inbox object
+//!   whose event a journal held is not read. Of several copies of one event (a delivery repeated, or an object and its journal
 //!   line), the first read makes its row and joins its approval (journals oldest first, so
 //!   normally the first delivery's); the rest change nothing. An event dated by its receipt
 //!   (no time of its own, or unreadable) is the exception, since a redelivery on another day
@@ -62,8 +62,9 @@ use crate::state::{COMPACTED_DIR, Kept, StateBook, check_lease, encode_for};
 /// What a compaction did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CompactSummary {
-    /// Events read: the journals' lines and the inbox objects read (those modified since the
-    /// last run, less the relisting margin); a delivery in two journals counts twice.
+    /// Deliveries compacted: the journals' lines and the inbox objects read (those modified
+    /// since the last run, less the relisting margin); an event delivered twice counts twice,
+    /// except one dated by its receipt, which counts once.
     pub events: usize,
     /// Journals read.
     pub journals: usize,
@@ -238,7 +239,7 @@ async fn compact_leased(
         approval_events_values,
         None,
     );
-    let mut chunk_state = Chunk {
+    let chunk_state = Chunk {
         store,
         lease,
         writer: &writer,
@@ -366,7 +367,7 @@ impl Chunk<'_> {
     /// Adds a chunk's events to `approval_events`, routes them to their approvals' partitions
     /// (or the rejects) and brings those partitions up to date.
     async fn compact(
-        &mut self,
+        &self,
         prepared: Vec<Prepared>,
         book: &mut StateBook,
         rejects: &mut Rejects,

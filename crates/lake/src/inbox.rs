@@ -18,7 +18,7 @@
 //! - [`id_key`] of an event's id equals [`key_of_path`] of its inbox path, except for a name
 //!   starting `h-` (an id unfit for a file name, named by its hash, or a safe id spelled so),
 //!   which has no key: a reader that skips inbox objects by key always reads those, and never
-//!   skips an object for another event's key.
+//!   skips an object for another event's key (short of two ids whose SHA-256 share 128 bits).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
