@@ -159,27 +159,12 @@ pub async fn read_paths<T: serde::de::DeserializeOwned + Send>(
     store: &Store,
     paths: &[String],
 ) -> Result<Vec<T>, StoreError> {
-    use futures::{StreamExt, TryStreamExt};
-    // Owned paths: a stream of borrowed ones makes the future not `Send` for every lifetime
-    // (rust-lang/rust#102211), which a spawned compaction needs.
-    futures::stream::iter(paths.to_vec())
-        .map(|rel| async move {
-            let Some(bytes) = store.get(&rel).await? else {
-                // Gone between the listing and the read: nothing to report.
-                return Ok(None);
-            };
-            serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| StoreError::Io {
-                    action: "parse",
-                    location: store.describe(&rel),
-                    source: Box::new(e),
-                })
-        })
-        .buffered(READ_CONCURRENCY)
-        .try_filter_map(|event| async move { Ok(event) })
-        .try_collect()
-        .await
+    read_each(store, paths, |rel, bytes| {
+        serde_json::from_slice(&bytes)
+            .map(|event| vec![event])
+            .map_err(|e| parse_error(store.describe(rel), e))
+    })
+    .await
 }
 
 /// The landed events in the journals at these paths, in their order and in each journal's
@@ -190,29 +175,51 @@ pub async fn read_journals<T: serde::de::DeserializeOwned + Send>(
     store: &Store,
     paths: &[String],
 ) -> Result<Vec<T>, StoreError> {
+    read_each(store, paths, |rel, bytes| {
+        bytes
+            .split(|b| *b == b'\n')
+            .enumerate()
+            .filter(|(_, line)| !line.is_empty())
+            .map(|(i, line)| {
+                serde_json::from_slice(line)
+                    .map_err(|e| parse_error(format!("{}, line {}", store.describe(rel), i + 1), e))
+            })
+            .collect()
+    })
+    .await
+}
+
+/// Reads the objects at these paths ([`READ_CONCURRENCY`] at a time), each made into events by
+/// `parse`, all in the paths' order; an object gone since it was listed gives none.
+async fn read_each<T: Send>(
+    store: &Store,
+    paths: &[String],
+    parse: impl Fn(&str, Vec<u8>) -> Result<Vec<T>, StoreError> + Sync,
+) -> Result<Vec<T>, StoreError> {
     use futures::{StreamExt, TryStreamExt};
-    let journals: Vec<Vec<T>> = futures::stream::iter(paths.to_vec())
+    let parse = &parse;
+    // Owned paths: a stream of borrowed ones makes the future not `Send` for every lifetime
+    // (rust-lang/rust#102211), which a spawned compaction needs.
+    let read: Vec<Vec<T>> = futures::stream::iter(paths.to_vec())
         .map(|rel| async move {
-            let Some(bytes) = store.get(&rel).await? else {
-                return Ok(Vec::new());
-            };
-            bytes
-                .split(|b| *b == b'\n')
-                .enumerate()
-                .filter(|(_, line)| !line.is_empty())
-                .map(|(i, line)| {
-                    serde_json::from_slice(line).map_err(|e| StoreError::Io {
-                        action: "parse",
-                        location: format!("{}, line {}", store.describe(&rel), i + 1),
-                        source: Box::new(e),
-                    })
-                })
-                .collect::<Result<Vec<T>, StoreError>>()
+            match store.get(&rel).await? {
+                Some(bytes) => parse(&rel, bytes),
+                // Gone between the listing and the read: nothing to report.
+                None => Ok(Vec::new()),
+            }
         })
         .buffered(READ_CONCURRENCY)
         .try_collect()
         .await?;
-    Ok(journals.into_iter().flatten().collect())
+    Ok(read.into_iter().flatten().collect())
+}
+
+fn parse_error(location: String, e: serde_json::Error) -> StoreError {
+    StoreError::Io {
+        action: "parse",
+        location,
+        source: Box::new(e),
+    }
 }
 
 /// The inbox objects (or the journals) modified at or after a time, oldest first (by
@@ -231,22 +238,8 @@ impl Listing {
     /// Lists the inbox one shard directory at a time ([`READ_CONCURRENCY`] at once), keeping the
     /// objects modified at or after `since` (every object without it).
     pub async fn since(store: &Store, since: Option<DateTime<Utc>>) -> Result<Listing, StoreError> {
-        use futures::{StreamExt, TryStreamExt};
-        let mut listing = Listing {
-            base: INBOX_DIR,
-            ..Listing::default()
-        };
-        let mut shards = futures::stream::iter(0..=u8::MAX)
-            .map(|shard| async move {
-                let dir = format!("{INBOX_DIR}/{shard:02x}");
-                store.list_files_modified_since(&dir, since).await
-            })
-            .buffered(READ_CONCURRENCY);
-        while let Some(files) = shards.try_next().await? {
-            listing.extend(store, files)?;
-        }
-        listing.sort();
-        Ok(listing)
+        let shards = (0..=u8::MAX).map(|shard| format!("{INBOX_DIR}/{shard:02x}"));
+        Listing::of_dirs(store, INBOX_DIR, shards, since).await
     }
 
     /// Lists the journals modified at or after `since` (every journal without it). With `since`,
@@ -259,28 +252,41 @@ impl Listing {
         store: &Store,
         since: Option<DateTime<Utc>>,
     ) -> Result<Listing, StoreError> {
+        let dirs: Vec<String> = match since {
+            None => vec![JOURNAL_DIR.to_owned()],
+            Some(since) => {
+                let now = Utc::now();
+                let day = chrono::Days::new(1);
+                let first = since.min(now).date_naive() - day;
+                let last = now.date_naive() + day;
+                first
+                    .iter_days()
+                    .take_while(|d| *d <= last)
+                    .map(|date| format!("{JOURNAL_DIR}/{}", date.format("%Y-%m-%d")))
+                    .collect()
+            }
+        };
+        Listing::of_dirs(store, JOURNAL_DIR, dirs, since).await
+    }
+
+    /// Lists these directories under `base` ([`READ_CONCURRENCY`] at once), keeping what was
+    /// modified at or after `since`, sorted.
+    async fn of_dirs(
+        store: &Store,
+        base: &'static str,
+        dirs: impl IntoIterator<Item = String>,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Listing, StoreError> {
         use futures::{StreamExt, TryStreamExt};
         let mut listing = Listing {
-            base: JOURNAL_DIR,
+            base,
             ..Listing::default()
         };
-        let Some(since) = since else {
-            let files = store.list_files_modified_since(JOURNAL_DIR, None).await?;
-            listing.extend(store, files)?;
-            listing.sort();
-            return Ok(listing);
-        };
-        let now = Utc::now();
-        let day = chrono::Days::new(1);
-        let first = since.min(now).date_naive() - day;
-        let last = now.date_naive() + day;
-        let mut dates = futures::stream::iter(first.iter_days().take_while(|d| *d <= last))
-            .map(|date| async move {
-                let dir = format!("{JOURNAL_DIR}/{}", date.format("%Y-%m-%d"));
-                store.list_files_modified_since(&dir, Some(since)).await
-            })
+        let dirs: Vec<String> = dirs.into_iter().collect();
+        let mut listed = futures::stream::iter(dirs)
+            .map(|dir| async move { store.list_files_modified_since(&dir, since).await })
             .buffered(READ_CONCURRENCY);
-        while let Some(files) = dates.try_next().await? {
+        while let Some(files) = listed.try_next().await? {
             listing.extend(store, files)?;
         }
         listing.sort();
