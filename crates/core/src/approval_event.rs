@@ -19,6 +19,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_json::Value;
 
+use crate::json::Json;
+
 /// The approval an event is about, by kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ApprovalKind {
@@ -221,19 +223,23 @@ pub struct Span {
 impl ApprovalEvent {
     /// Reads a whole event body from its JSON text (see [`ApprovalEvent::read`]).
     pub fn read_text(text: &str) -> Result<ApprovalEvent, Unreadable> {
-        let body: Value =
-            serde_json::from_str(text).map_err(|e| unreadable("body", format!("not JSON: {e}")))?;
-        ApprovalEvent::read(&body)
+        let body = Json::parse(text).map_err(|e| unreadable("body", format!("not JSON: {e}")))?;
+        ApprovalEvent::read_json(&body)
     }
 
     /// Reads a whole event body (v1 `{ts, uuid, type, event}` or v2 `{schema, header, event}`).
     pub fn read(body: &Value) -> Result<ApprovalEvent, Unreadable> {
+        ApprovalEvent::read_text(&body.to_string())
+    }
+
+    /// [`ApprovalEvent::read`], of a body read as a [`Json`] tree.
+    pub fn read_json(body: &Json<'_>) -> Result<ApprovalEvent, Unreadable> {
         let header = body.get("header").filter(|h| h.is_object());
         let event = body.get("event").filter(|e| !e.is_null());
         let event_type = header
             .and_then(|h| h.get("event_type"))
             .or_else(|| event.and_then(|e| e.get("type")))
-            .and_then(Value::as_str)
+            .and_then(Json::as_str)
             .unwrap_or("")
             .to_owned();
         let event_time = match header {
@@ -241,7 +247,7 @@ impl ApprovalEvent {
                 .and_then(DateTime::<Utc>::from_timestamp_millis),
             None => read_ts(body)?,
         };
-        let empty = Value::Object(Default::default());
+        let empty = Json::Object(Vec::new());
         let e = event.unwrap_or(&empty);
         if !e.is_object() {
             return Err(unreadable("event", "not an object"));
@@ -301,13 +307,13 @@ impl ApprovalEvent {
     }
 }
 
-fn read_ts(body: &Value) -> Result<Option<DateTime<Utc>>, Unreadable> {
+fn read_ts(body: &Json<'_>) -> Result<Option<DateTime<Utc>>, Unreadable> {
     let Some(ts) = body.get("ts").filter(|v| !v.is_null()) else {
         return Ok(None);
     };
-    let text = match ts {
-        Value::String(s) => s.trim().to_owned(),
-        Value::Number(n) => n.to_string(),
+    let text: std::borrow::Cow<'_, str> = match ts {
+        Json::String(s) => s.trim().into(),
+        Json::Number(n) => n.to_string().into(),
         _ => return Err(unreadable("ts", "neither a number nor a string")),
     };
     if text.is_empty() {
@@ -319,17 +325,18 @@ fn read_ts(body: &Value) -> Result<Option<DateTime<Utc>>, Unreadable> {
     if !fraction.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
-    let mut digits: String = fraction.chars().take(9).collect();
-    while digits.len() < 9 {
-        digits.push('0');
-    }
-    let nanos: u32 = digits.parse().map_err(|_| bad())?;
+    // Nanoseconds: the first nine digits of the fraction, padded with zeros.
+    let nanos = fraction
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(9)
+        .fold(0u32, |n, digit| n * 10 + u32::from(digit - b'0'));
     DateTime::<Utc>::from_timestamp(secs, nanos)
         .map(Some)
         .ok_or_else(bad)
 }
 
-fn read_applicant(e: &Value) -> Result<Applicant, Unreadable> {
+fn read_applicant(e: &Json<'_>) -> Result<Applicant, Unreadable> {
     Ok(Applicant {
         user_id: match opt_text(e, "user_id")? {
             Some(id) => Some(id),
@@ -339,7 +346,7 @@ fn read_applicant(e: &Value) -> Result<Applicant, Unreadable> {
     })
 }
 
-fn required_local(e: &Value, key: &str) -> Result<String, Unreadable> {
+fn required_local(e: &Json<'_>, key: &str) -> Result<String, Unreadable> {
     let field = format!("event.{key}");
     let text = opt_text(e, key)?.ok_or_else(|| unreadable(&field, "missing"))?;
     if local_time(&text).is_none() {
@@ -352,7 +359,7 @@ fn required_local(e: &Value, key: &str) -> Result<String, Unreadable> {
 }
 
 /// The shared fields; `prefix` names the kind's own (`out_start_time`, `leave_interval`, …).
-fn read_approval(e: &Value, prefix: &str) -> Result<Approval, Unreadable> {
+fn read_approval(e: &Json<'_>, prefix: &str) -> Result<Approval, Unreadable> {
     let interval = format!("{prefix}_interval");
     Ok(Approval {
         applicant: read_applicant(e)?,
@@ -364,7 +371,7 @@ fn read_approval(e: &Value, prefix: &str) -> Result<Approval, Unreadable> {
     })
 }
 
-fn read_out(e: &Value) -> Result<OutEvent, Unreadable> {
+fn read_out(e: &Json<'_>) -> Result<OutEvent, Unreadable> {
     Ok(OutEvent {
         approval: read_approval(e, "out")?,
         unit: opt_text(e, "out_unit")?,
@@ -389,15 +396,15 @@ pub const LEAVE_EXTRA: [&str; 9] = [
     "leave_premarital_check_up",
 ];
 
-fn read_leave(e: &Value, v2: bool) -> Result<LeaveEvent, Unreadable> {
+fn read_leave(e: &Json<'_>, v2: bool) -> Result<LeaveEvent, Unreadable> {
     let unit = e.get("leave_unit").filter(|v| !v.is_null());
     let (unit_code, unit_name) = match unit {
         None => (None, None),
-        Some(Value::Number(_)) => (opt_int(e, "event.leave_unit", "leave_unit")?, None),
-        Some(Value::String(s)) if s.trim().parse::<i64>().is_ok() => {
+        Some(Json::Number(_)) => (opt_int(e, "event.leave_unit", "leave_unit")?, None),
+        Some(Json::String(s)) if s.trim().parse::<i64>().is_ok() => {
             (opt_int(e, "event.leave_unit", "leave_unit")?, None)
         }
-        Some(Value::String(s)) => (None, Some(s.trim().to_owned()).filter(|s| !s.is_empty())),
+        Some(Json::String(s)) => (None, Some(s.trim().to_owned()).filter(|s| !s.is_empty())),
         Some(_) => return Err(unreadable("event.leave_unit", "neither a number nor text")),
     };
     let mut extra = BTreeMap::new();
@@ -423,17 +430,17 @@ fn read_leave(e: &Value, v2: bool) -> Result<LeaveEvent, Unreadable> {
     })
 }
 
-fn read_overtime(e: &Value) -> Result<OvertimeEvent, Unreadable> {
+fn read_overtime(e: &Json<'_>) -> Result<OvertimeEvent, Unreadable> {
     let time_range = match e.get("time_range").filter(|v| !v.is_null()) {
         None => Vec::new(),
-        Some(Value::Array(items)) => items
+        Some(Json::Array(items)) => items
             .iter()
             .enumerate()
             .map(|(i, item)| {
                 let field = format!("event.time_range[{i}]");
                 let get = |key: &str| {
                     item.get(key)
-                        .and_then(Value::as_str)
+                        .and_then(Json::as_str)
                         .filter(|t| local_time(t).is_some())
                         .map(str::to_owned)
                         .ok_or_else(|| unreadable(&field, format!("{key} is not a local time")))
@@ -448,7 +455,7 @@ fn read_overtime(e: &Value) -> Result<OvertimeEvent, Unreadable> {
     };
     let detail = match e.get("work_detail").filter(|v| !v.is_null()) {
         None => Vec::new(),
-        Some(Value::Array(items)) => items
+        Some(Json::Array(items)) => items
             .iter()
             .enumerate()
             .map(|(i, item)| {
@@ -499,32 +506,32 @@ pub fn local_time(text: &str) -> Option<NaiveDateTime> {
 }
 
 /// A text field: a string ("" is None); anything else but null is unreadable.
-fn opt_text(e: &Value, key: &str) -> Result<Option<String>, Unreadable> {
+fn opt_text(e: &Json<'_>, key: &str) -> Result<Option<String>, Unreadable> {
     match e.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::String(s)) if s.is_empty() => Ok(None),
+        Some(Json::String(s)) => Ok(Some(s.to_string())),
         Some(_) => Err(unreadable(&format!("event.{key}"), "not a string")),
     }
 }
 
 /// A field kept as text whatever its scalar form (numbers written as they came).
-fn scalar_text(e: &Value, key: &str) -> Result<Option<String>, Unreadable> {
+fn scalar_text(e: &Json<'_>, key: &str) -> Result<Option<String>, Unreadable> {
     match e.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(Value::Bool(b)) => Ok(Some(b.to_string())),
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::String(s)) if s.is_empty() => Ok(None),
+        Some(Json::String(s)) => Ok(Some(s.to_string())),
+        Some(Json::Number(n)) => Ok(Some(n.to_string())),
+        Some(Json::Bool(b)) => Ok(Some(b.to_string())),
         Some(_) => Err(unreadable(&format!("event.{key}"), "not a scalar")),
     }
 }
 
 /// An integer given as a number or a decimal string ("" and null are None).
-fn opt_int(e: &Value, field: &str, key: &str) -> Result<Option<i64>, Unreadable> {
+fn opt_int(e: &Json<'_>, field: &str, key: &str) -> Result<Option<i64>, Unreadable> {
     match e.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::Number(n)) => n
             .as_i64()
             .or_else(|| {
                 n.as_f64()
@@ -533,8 +540,8 @@ fn opt_int(e: &Value, field: &str, key: &str) -> Result<Option<i64>, Unreadable>
             })
             .map(Some)
             .ok_or_else(|| unreadable(field, format!("{n} is not a whole number"))),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => s
+        Some(Json::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Json::String(s)) => s
             .trim()
             .parse()
             .map(Some)
@@ -543,24 +550,24 @@ fn opt_int(e: &Value, field: &str, key: &str) -> Result<Option<i64>, Unreadable>
     }
 }
 
-fn read_text_list(value: Option<&Value>, field: &str) -> Result<Vec<String>, Unreadable> {
+fn read_text_list(value: Option<&Json<'_>>, field: &str) -> Result<Vec<String>, Unreadable> {
     match value {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
+        None | Some(Json::Null) => Ok(Vec::new()),
+        Some(Json::Array(items)) => items
             .iter()
             .map(|item| match item {
-                Value::String(s) => Ok(s.clone()),
-                Value::Number(n) => Ok(n.to_string()),
+                Json::String(s) => Ok(s.to_string()),
+                Json::Number(n) => Ok(n.to_string()),
                 other => Ok(other.to_string()),
             })
             .collect(),
-        Some(Value::String(s)) if s.trim().is_empty() || s.trim() == "[]" => Ok(Vec::new()),
+        Some(Json::String(s)) if s.trim().is_empty() || s.trim() == "[]" => Ok(Vec::new()),
         Some(_) => Err(unreadable(field, "not a list")),
     }
 }
 
 /// `leave_range` / `leave_detail`: `[[start, end], …]` as JSON or as one string.
-fn read_ranges(value: Option<&Value>, field: &str) -> Result<Vec<LocalRange>, Unreadable> {
+fn read_ranges(value: Option<&Json<'_>>, field: &str) -> Result<Vec<LocalRange>, Unreadable> {
     let pair = |start: &str, end: &str| -> Result<LocalRange, Unreadable> {
         for t in [start, end] {
             if local_time(t).is_none() {
@@ -573,18 +580,18 @@ fn read_ranges(value: Option<&Value>, field: &str) -> Result<Vec<LocalRange>, Un
         })
     };
     match value {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
+        None | Some(Json::Null) => Ok(Vec::new()),
+        Some(Json::Array(items)) => items
             .iter()
-            .map(|item| match item.as_array().map(Vec::as_slice) {
-                Some([Value::String(a), Value::String(b)]) => pair(a, b),
+            .map(|item| match item.as_array() {
+                Some([Json::String(a), Json::String(b)]) => pair(a, b),
                 _ => Err(unreadable(
                     field,
                     "an element is not a [start, end] pair of strings",
                 )),
             })
             .collect(),
-        Some(Value::String(text)) => {
+        Some(Json::String(text)) => {
             let inner = text.trim();
             if inner.is_empty() || inner == "[]" {
                 return Ok(Vec::new());
@@ -609,17 +616,17 @@ fn read_ranges(value: Option<&Value>, field: &str) -> Result<Vec<LocalRange>, Un
 }
 
 /// `i18n_resources` in any of its three forms.
-fn read_i18n(value: Option<&Value>) -> Result<I18n, Unreadable> {
+fn read_i18n(value: Option<&Json<'_>>) -> Result<I18n, Unreadable> {
     const FIELD: &str = "event.i18n_resources";
-    let entry_of = |v: &Value| -> Result<I18nEntry, Unreadable> {
+    let entry_of = |v: &Json<'_>| -> Result<I18nEntry, Unreadable> {
         let texts = v
             .get("texts")
-            .and_then(Value::as_object)
+            .and_then(Json::as_object)
             .map(|m| {
                 m.iter()
                     .map(|(k, v)| {
                         (
-                            k.clone(),
+                            k.to_string(),
                             v.as_str()
                                 .map(str::to_owned)
                                 .unwrap_or_else(|| v.to_string()),
@@ -631,24 +638,21 @@ fn read_i18n(value: Option<&Value>) -> Result<I18n, Unreadable> {
         Ok(I18nEntry {
             locale: v
                 .get("locale")
-                .and_then(Value::as_str)
+                .and_then(Json::as_str)
                 .unwrap_or("")
                 .to_owned(),
-            is_default: v
-                .get("is_default")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
+            is_default: v.get("is_default").and_then(Json::as_bool).unwrap_or(false),
             texts,
         })
     };
     match value {
-        None | Some(Value::Null) => Ok(I18n::default()),
-        Some(Value::Array(items)) => items
+        None | Some(Json::Null) => Ok(I18n::default()),
+        Some(Json::Array(items)) => items
             .iter()
             .map(|item| match item {
-                Value::Object(_) => entry_of(item),
-                Value::String(s) => {
-                    let parsed: Value = serde_json::from_str(s).map_err(|_| {
+                Json::Object(_) => entry_of(item),
+                Json::String(s) => {
+                    let parsed = Json::parse(s).map_err(|_| {
                         unreadable(FIELD, "an element is a string that is not a JSON object")
                     })?;
                     if !parsed.is_object() {
@@ -666,8 +670,8 @@ fn read_i18n(value: Option<&Value>) -> Result<I18n, Unreadable> {
             })
             .collect::<Result<_, _>>()
             .map(I18n),
-        Some(Value::String(text)) => {
-            if let Ok(parsed @ Value::Array(_)) = serde_json::from_str::<Value>(text) {
+        Some(Json::String(text)) => {
+            if let Ok(parsed @ Json::Array(_)) = Json::parse(text) {
                 return read_i18n(Some(&parsed));
             }
             braces::entries(text).map(I18n).ok_or_else(|| {

@@ -28,6 +28,7 @@ pub mod event_state;
 pub mod event_table;
 pub mod external;
 pub mod flatten;
+pub mod json;
 pub mod plan;
 pub mod table;
 pub mod tz;

@@ -154,6 +154,9 @@ pub enum Values {
     /// idempotent and process ids; approval times): a dictionary would store every value once
     /// more, so plain values, then zstd.
     Unique,
+    /// A JSON document per row (an event as landed): as `Unique`, without statistics. A page's
+    /// least and greatest documents prune no query, and computing them compared every document.
+    Document,
 }
 
 impl Table {

@@ -247,7 +247,7 @@ async fn compact_leased(
         default_zone,
     };
     // The journals, oldest first, their events taken a chunk at a time.
-    let mut prepared: Vec<Prepared> = Vec::new();
+    let mut prepared: Vec<Prepared> = Vec::with_capacity(chunk.min(DEFAULT_CHUNK));
     // Copies dated by their receipt, which differs between deliveries of one event.
     let mut by_receipt: Vec<Prepared> = Vec::new();
     for paths in journals.chunks(JOURNALS_AT_ONCE) {
@@ -264,7 +264,8 @@ async fn compact_leased(
             }
             prepared.push(p);
             if prepared.len() >= chunk {
-                let full = std::mem::take(&mut prepared);
+                let full =
+                    std::mem::replace(&mut prepared, Vec::with_capacity(chunk.min(DEFAULT_CHUNK)));
                 chunk_state
                     .compact(full, &mut book, &mut rejects, &mut summary)
                     .await?;
@@ -379,7 +380,6 @@ impl Chunk<'_> {
         for p in prepared {
             match p.read {
                 Ok(event) => {
-                    let event = Arc::new(event);
                     let kept = Kept {
                         instance_code: event.common.instance_code.clone().unwrap_or_default(),
                         event_id: p.id,
@@ -416,7 +416,8 @@ struct Prepared {
     received_at: DateTime<Utc>,
     /// The event's JSON as landed (compact).
     raw: String,
-    read: Result<ApprovalEvent, Unreadable>,
+    /// Shared with the kept events (and so boxed: a chunk's vector moves small entries).
+    read: Result<Arc<ApprovalEvent>, Unreadable>,
 }
 
 impl Prepared {
@@ -441,7 +442,8 @@ impl Prepared {
         let read = received_at
             .as_ref()
             .map_err(Clone::clone)
-            .and_then(|_| ApprovalEvent::read_text(&raw));
+            .and_then(|_| ApprovalEvent::read_text(&raw))
+            .map(Arc::new);
         Prepared {
             raw,
             // A receipt time that cannot be read (never written so by a receiver) keeps the
@@ -471,7 +473,7 @@ async fn merge_approval_events(
             received_at: p.received_at,
             transport: p.transport.as_str(),
             raw: &p.raw,
-            read: p.read.as_ref().ok(),
+            read: p.read.as_deref().ok(),
             event_type: p.event_type.as_deref(),
         })
         .collect();
@@ -608,6 +610,10 @@ fn merge(existing: Vec<RecordBatch>, new: RecordBatch) -> RecordBatch {
                 .expect("a partition file has the table's columns")
         })
         .collect();
+    if batches.is_empty() {
+        // Sorted already.
+        return new;
+    }
     batches.push(new);
     let all = arrow_select::concat::concat_batches(&schema, &batches)
         .expect("batches of one schema concatenate");

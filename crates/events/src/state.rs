@@ -108,6 +108,7 @@ fn kept_writer() -> &'static ParquetWriter {
             kept_schema(),
             |column| match column {
                 "instance_code" => Values::Repeated,
+                "raw" => Values::Document,
                 _ => Values::Unique,
             },
             None,

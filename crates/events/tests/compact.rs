@@ -131,6 +131,21 @@ async fn landed_events_become_one_row_each_and_compaction_is_idempotent() {
         "ids distinct"
     );
 
+    // The events' JSON is compressed and has no statistics; the ids have theirs.
+    let file = std::fs::File::open(dir.path().join(&once[0].0)).unwrap();
+    let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+    let meta = parquet::file::reader::FileReader::metadata(&reader);
+    for col in meta.row_group(0).columns() {
+        let name = col.column_path().string();
+        assert_eq!(col.statistics().is_none(), name == "raw", "{name}");
+        if name == "raw" {
+            assert!(
+                matches!(col.compression(), parquet::basic::Compression::ZSTD(_)),
+                "{name}"
+            );
+        }
+    }
+
     // Again with nothing new: nothing rewritten, the same bytes.
     let again = run(&store, "c2").await.unwrap();
     assert_eq!((again.new_rows, again.partitions.len()), (0, 0));

@@ -148,7 +148,13 @@ async fn an_event_that_cannot_be_landed_is_answered_500_and_pushed_again() {
     stop.send(true).unwrap();
     let summary = running.await.unwrap().unwrap();
     assert!(summary.failed >= events.len() as u64, "{summary:?}");
-    assert_eq!(summary.landed as usize, events.len());
+    // A delivery in flight as the way cleared can have created its object and failed its
+    // journal line: its redelivery is then a duplicate. Each event is new once at most.
+    assert!(summary.landed as usize <= events.len(), "{summary:?}");
+    assert!(
+        (summary.landed + summary.duplicates) as usize >= events.len(),
+        "{summary:?}"
+    );
     tenant.shutdown().await;
 }
 
