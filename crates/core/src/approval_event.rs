@@ -229,7 +229,7 @@ impl ApprovalEvent {
 
     /// Reads a whole event body (v1 `{ts, uuid, type, event}` or v2 `{schema, header, event}`).
     pub fn read(body: &Value) -> Result<ApprovalEvent, Unreadable> {
-        ApprovalEvent::read_text(&body.to_string())
+        ApprovalEvent::read_json(&Json::from_value(body))
     }
 
     /// [`ApprovalEvent::read`], of a body read as a [`Json`] tree.

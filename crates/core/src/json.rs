@@ -5,7 +5,13 @@
 //!
 //! Invariants:
 //! - [`Json::parse`] accepts exactly the texts `serde_json::from_str::<serde_json::Value>`
-//!   accepts (the same parser reads both), and numbers are the same `serde_json::Number`s.
+//!   accepts (the same parser reads both), and numbers are the same `serde_json::Number`s, with
+//!   one exception: an object whose first key is serde_json's private raw-value token
+//!   (`$serde_json::private::RawValue`), which a `Value` reads as the JSON its string holds (or
+//!   refuses), is read here as the object it is.
+//! - [`Json::from_value`] borrows a `Value`'s strings and keys and copies its numbers: reading a
+//!   `Value` this way gives the numbers it holds, where writing it out and parsing the text
+//!   again could round a float differently.
 //! - A key given twice reads as its last value ([`Json::get`]), as `serde_json::Value` reads it.
 //! - [`Json::to_value`] gives the `serde_json::Value` the same text parses to, so any text made
 //!   from a [`Json`] is the text a `Value` would have made.
@@ -32,6 +38,22 @@ impl<'a> Json<'a> {
     /// Reads a whole JSON text.
     pub fn parse(text: &'a str) -> Result<Json<'a>, serde_json::Error> {
         serde_json::from_str(text)
+    }
+
+    /// The same value, borrowed from a `serde_json::Value`.
+    pub fn from_value(value: &'a Value) -> Json<'a> {
+        match value {
+            Value::Null => Json::Null,
+            Value::Bool(b) => Json::Bool(*b),
+            Value::Number(n) => Json::Number(n.clone()),
+            Value::String(s) => Json::String(Cow::Borrowed(s)),
+            Value::Array(items) => Json::Array(items.iter().map(Json::from_value).collect()),
+            Value::Object(map) => Json::Object(
+                map.iter()
+                    .map(|(k, v)| (Cow::Borrowed(k.as_str()), Json::from_value(v)))
+                    .collect(),
+            ),
+        }
     }
 
     /// The value of `key` in an object (the last one, if the key is repeated); `None` for a
@@ -166,7 +188,7 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(4));
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
         while let Some(item) = seq.next_element()? {
             items.push(item);
         }
@@ -174,8 +196,8 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
-        // The parser gives no size: room for a small object at once, not four reallocations.
-        let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(16));
+        // The parser gives no size: room for a small object at once, not several reallocations.
+        let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(8).min(64));
         while let Some(Key(key)) = map.next_key()? {
             pairs.push((key, map.next_value()?));
         }
@@ -247,6 +269,13 @@ mod tests {
         );
         assert_eq!(json.get("missing"), None);
         assert_eq!(Json::String("x".into()).get("a"), None);
+        assert_eq!(Json::from_value(&value).to_value(), value);
+        // A float whose text reads back rounded differently keeps its number.
+        let float = serde_json::json!({"ts": 1721549813.1637122_f64});
+        assert_eq!(
+            Json::from_value(&float).get("ts").unwrap(),
+            &Json::Number(float["ts"].as_number().unwrap().clone())
+        );
         for bad in ["", "{", "[1,]", "{\"a\" 1}", "nul", "\"\\x\""] {
             assert!(Json::parse(bad).is_err(), "{bad:?}");
             assert!(serde_json::from_str::<Value>(bad).is_err(), "{bad:?}");

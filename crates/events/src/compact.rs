@@ -247,7 +247,7 @@ async fn compact_leased(
         default_zone,
     };
     // The journals, oldest first, their events taken a chunk at a time.
-    let mut prepared: Vec<Prepared> = Vec::with_capacity(chunk.min(DEFAULT_CHUNK));
+    let mut prepared: Vec<Prepared> = Vec::new();
     // Copies dated by their receipt, which differs between deliveries of one event.
     let mut by_receipt: Vec<Prepared> = Vec::new();
     for paths in journals.chunks(JOURNALS_AT_ONCE) {
@@ -264,8 +264,7 @@ async fn compact_leased(
             }
             prepared.push(p);
             if prepared.len() >= chunk {
-                let full =
-                    std::mem::replace(&mut prepared, Vec::with_capacity(chunk.min(DEFAULT_CHUNK)));
+                let full = std::mem::take(&mut prepared);
                 chunk_state
                     .compact(full, &mut book, &mut rejects, &mut summary)
                     .await?;
@@ -416,7 +415,7 @@ struct Prepared {
     received_at: DateTime<Utc>,
     /// The event's JSON as landed (compact).
     raw: String,
-    /// Shared with the kept events (and so boxed: a chunk's vector moves small entries).
+    /// Shared with the kept events, and moved about as a pointer, not as the whole reading.
     read: Result<Arc<ApprovalEvent>, Unreadable>,
 }
 
@@ -600,8 +599,13 @@ impl Rejects {
     }
 }
 
-/// The rows of a partition and new rows, together and sorted by `event_id`.
+/// The rows of a partition and new rows, together and sorted by `event_id`. `new` is sorted
+/// already, as [`approval_events_batch`] builds it.
 fn merge(existing: Vec<RecordBatch>, new: RecordBatch) -> RecordBatch {
+    debug_assert!({
+        let ids = new.column(0).as_string::<i32>();
+        (1..new.num_rows()).all(|i| ids.value(i - 1) <= ids.value(i))
+    });
     let schema = approval_events_schema();
     let mut batches: Vec<RecordBatch> = existing
         .into_iter()

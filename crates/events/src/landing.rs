@@ -11,9 +11,9 @@
 //!   them, and the compaction reads both (an inbox object whose event no journal holds is read
 //!   itself), so neither order is needed. The journals hold deliveries, at least once (a retry
 //!   is journaled again); the inbox holds events, once. A delivery whose object was created but
-//!   whose journal line failed is answered with an error; its redelivery finds the object and
-//!   is a [`Landed::Duplicate`], so receivers' counts of new events can fall short by such
-//!   retries, never the inbox.
+//!   whose journal line failed, or that was given up as late while its write went on, is
+//!   answered with an error; its redelivery finds the object and is a [`Landed::Duplicate`], so
+//!   receivers' counts of new events can fall short by such retries, never the inbox.
 //! - An event's object name is a function of its id alone (v1 `uuid`, v2 `header.event_id`, or
 //!   the SHA-256 of the body for a body without either), and it is written with the store's
 //!   conditional create: of any number of deliveries of one event, to any number of receivers

@@ -5,8 +5,8 @@
 //! - It is written under its table's own schema ([`Table::schema`]), whatever metadata the
 //!   batch's schema carries (rows decoded from an old file carry that file's).
 //! - zstd (level 1) on the columns where it pays ([`Values`]), dictionaries where values repeat,
-//!   page statistics (but on JSON documents, [`Values::Document`]), one row group per 128 Ki rows, and the schema version, table and employee
-//!   type in the key-value metadata.
+//!   page statistics except on JSON documents ([`Values::Document`]), one row group per 128 Ki
+//!   rows, and the schema version, table and employee type in the key-value metadata.
 //! - At most [`MAX_ROWS_PER_FILE`] rows: the caller cuts a larger day into parts.
 
 use std::sync::Arc;
