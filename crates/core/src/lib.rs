@@ -7,6 +7,8 @@
 //! - [`tz`]: the platform's local wall times to UTC instants, with the DST rule.
 //! - [`table`]: the four output tables (schema v1), their column builders and row order.
 //! - [`flatten`]: one answer into Arrow batches of those tables, plus the records kept aside.
+//! - [`json`]: a JSON value read from its text, borrowing its plain strings, for readers of many
+//!   small documents.
 //! - [`approval_event`]: pushed approval events' bodies read into typed records, every form the
 //!   pages show accepted, and the user and dates each names.
 //! - [`event_table`]: the `approval_events` table, one row per distinct landed event.
