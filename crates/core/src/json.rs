@@ -22,6 +22,8 @@ use std::fmt;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Number, Value};
 
+use crate::answer::Text;
+
 /// A JSON value borrowing from the text it was read from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Json<'a> {
@@ -198,39 +200,11 @@ impl<'de> Visitor<'de> for JsonVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
         // The parser gives no size: room for a small object at once, not several reallocations.
         let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(8).min(64));
-        while let Some(Key(key)) = map.next_key()? {
+        // Keys as the answers' texts are read: borrowed unless escaped.
+        while let Some(Text(key)) = map.next_key()? {
             pairs.push((key, map.next_value()?));
         }
         Ok(Json::Object(pairs))
-    }
-}
-
-/// An object's key, borrowed when it needs no unescaping (serde's own `Cow` always copies).
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object key")
-            }
-
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-
-            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
-            }
-
-            fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v)))
-            }
-        }
-        deserializer.deserialize_str(KeyVisitor)
     }
 }
 
