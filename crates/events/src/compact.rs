@@ -7,11 +7,14 @@
 //! - Incremental: a run reads the journals and inbox objects modified since the last run's
 //!   cursor (less [`RELIST_MARGIN`], for objects that became visible late), oldest first, about
 //!   [`DEFAULT_CHUNK`] events at a time, so its memory is bounded by the chunk and its
-//!   partitions, not by the history. The cursor moves only when every chunk is written.
-//! - Every landed event is read: the journals' events, then the inbox objects listed whose
-//!   event no journal read in the run holds (landed by a receiver that kept no journal or was
-//!   killed between its two writes, or journaled before the relisting margin); an inbox object
-//!   whose event a journal held is not read. Of several copies of one event (a delivery repeated, or an object and its journal
+//!   partitions (and 16 bytes for each event read from a journal), not by the history. The
+//!   cursor moves only when every chunk is written, and never past the time the journals were
+//!   listed: a journal written after that is listed by the next run.
+//! - Every landed event is read: the journals' events, then the inbox objects, listed after
+//!   them, whose event no journal read in the run holds (landed by a receiver that kept no
+//!   journal or was killed between its two writes, journaled before the relisting margin, or
+//!   landed since the journals were listed); an inbox object whose event a journal held is not
+//!   read. Of several copies of one event (a delivery repeated, or an object and its journal
 //!   line), the first read makes its row and joins its approval (journals oldest first, so
 //!   normally the first delivery's); the rest change nothing. An event dated by its receipt
 //!   (no time of its own, or unreadable) is the exception, since a redelivery on another day
@@ -207,28 +210,13 @@ async fn compact_leased(
     let since = cursor
         .as_ref()
         .map(|c| c.through - chrono::Duration::from_std(RELIST_MARGIN).expect("ten minutes"));
+    // Anything modified after the journals are listed can be in a journal this run does not
+    // read: the cursor goes no further than this, so that the next run lists that journal.
+    let listed_at = Utc::now();
     let journals = Listing::journals_since(store, since).await?;
-    let mut listing = Listing::since(store, since).await?;
-    let through = [
-        listing.newest(),
-        journals.newest(),
-        cursor.as_ref().map(|c| c.through),
-    ]
-    .into_iter()
-    .flatten()
-    .max();
-    // The keys of the inbox objects listed, and which of them a journal read here holds: sorted
-    // keys and a flag each (17 bytes an object; a hash set would take four times that).
-    let mut inbox_keys: Vec<u128> = Vec::with_capacity(listing.len());
-    inbox_keys.extend(
-        listing
-            .chunks(READ_BATCH)
-            .flatten()
-            .filter_map(|path| inbox::key_of_path(&path)),
-    );
-    inbox_keys.sort_unstable();
-    inbox_keys.dedup();
-    let mut journaled = vec![false; inbox_keys.len()];
+    // The keys of the events the journals hold, to leave their inbox objects unread: sorted,
+    // 16 bytes an event (the listing of the inbox then holds only what no journal held).
+    let mut journaled: Vec<u128> = Vec::new();
 
     let mut book = StateBook::load(store).await?;
     book.touch_zone_changes(store, &zone_now).await?;
@@ -255,12 +243,10 @@ async fn compact_leased(
         summary.journals += paths.len();
         for event in landed {
             let p = Prepared::of(event);
+            journaled.push(inbox::id_key(&p.id));
             if p.dated_by_receipt() {
                 by_receipt.push(p);
                 continue;
-            }
-            if let Ok(i) = inbox_keys.binary_search(&inbox::id_key(&p.id)) {
-                journaled[i] = true;
             }
             prepared.push(p);
             if prepared.len() >= chunk {
@@ -290,12 +276,7 @@ async fn compact_leased(
         summary.inbox_objects += objects.len();
         for copy in part {
             prepared.push(match objects.remove(&copy.id) {
-                Some(object) => {
-                    if let Ok(i) = inbox_keys.binary_search(&inbox::id_key(&object.id)) {
-                        journaled[i] = true;
-                    }
-                    Prepared::of(object)
-                }
+                Some(object) => Prepared::of(object),
                 None => copy,
             });
         }
@@ -308,12 +289,19 @@ async fn compact_leased(
     // Then what of the inbox no journal held (written by a receiver that kept no journal or was
     // killed before its journal was, or journaled before the relisting margin), one object an
     // event.
-    listing.retain(|path| {
-        inbox::key_of_path(path)
-            .and_then(|key| inbox_keys.binary_search(&key).ok())
-            .is_none_or(|i| !journaled[i])
-    });
-    drop((inbox_keys, journaled));
+    journaled.sort_unstable();
+    journaled.dedup();
+    let listing = Listing::since_keeping(store, since, |path| {
+        inbox::key_of_path(path).is_none_or(|key| journaled.binary_search(&key).is_err())
+    })
+    .await?;
+    drop(journaled);
+    let through = [listing.newest(), journals.newest()]
+        .into_iter()
+        .flatten()
+        .map(|newest| newest.min(listed_at))
+        .chain(cursor.as_ref().map(|c| c.through))
+        .max();
     for part in listing.chunks(chunk) {
         // Read in small batches, each object's JSON dropped once read: a chunk holds each
         // event's text and its reading, not its parsed JSON tree.

@@ -232,14 +232,26 @@ pub struct Listing {
     tails: String,
     /// Modification, start and length of the tail in `tails`.
     entries: Vec<(DateTime<Utc>, u32, u32)>,
+    /// The newest modification listed, kept or not.
+    newest: Option<DateTime<Utc>>,
 }
 
 impl Listing {
     /// Lists the inbox one shard directory at a time ([`READ_CONCURRENCY`] at once), keeping the
     /// objects modified at or after `since` (every object without it).
     pub async fn since(store: &Store, since: Option<DateTime<Utc>>) -> Result<Listing, StoreError> {
+        Listing::since_keeping(store, since, |_| true).await
+    }
+
+    /// [`Listing::since`], holding only the objects whose path (from the root) `keep` accepts:
+    /// a listing of millions of which few are wanted holds the few.
+    pub async fn since_keeping(
+        store: &Store,
+        since: Option<DateTime<Utc>>,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Listing, StoreError> {
         let shards = (0..=u8::MAX).map(|shard| format!("{INBOX_DIR}/{shard:02x}"));
-        Listing::of_dirs(store, INBOX_DIR, shards, since).await
+        Listing::of_dirs(store, INBOX_DIR, shards, since, keep).await
     }
 
     /// Lists the journals modified at or after `since` (every journal without it). With `since`,
@@ -266,16 +278,17 @@ impl Listing {
                     .collect()
             }
         };
-        Listing::of_dirs(store, JOURNAL_DIR, dirs, since).await
+        Listing::of_dirs(store, JOURNAL_DIR, dirs, since, |_| true).await
     }
 
     /// Lists these directories under `base` ([`READ_CONCURRENCY`] at once), keeping what was
-    /// modified at or after `since`, sorted.
+    /// modified at or after `since` and `keep` accepts, sorted.
     async fn of_dirs(
         store: &Store,
         base: &'static str,
         dirs: impl IntoIterator<Item = String>,
         since: Option<DateTime<Utc>>,
+        keep: impl Fn(&str) -> bool,
     ) -> Result<Listing, StoreError> {
         use futures::{StreamExt, TryStreamExt};
         let mut listing = Listing {
@@ -287,7 +300,7 @@ impl Listing {
             .map(|dir| async move { store.list_files_modified_since(&dir, since).await })
             .buffered(READ_CONCURRENCY);
         while let Some(files) = listed.try_next().await? {
-            listing.extend(store, files)?;
+            listing.extend(store, files, &keep)?;
         }
         listing.sort();
         Ok(listing)
@@ -297,8 +310,13 @@ impl Listing {
         &mut self,
         store: &Store,
         files: Vec<(String, DateTime<Utc>)>,
+        keep: impl Fn(&str) -> bool,
     ) -> Result<(), StoreError> {
         for (path, modified) in files {
+            self.newest = self.newest.max(Some(modified));
+            if !keep(&path) {
+                continue;
+            }
             let too_many = || StoreError::Io {
                 action: "list",
                 location: store.describe(self.base),
@@ -326,19 +344,6 @@ impl Listing {
             .sort_unstable_by(|a, b| (a.0, tail(a.1, a.2)).cmp(&(b.0, tail(b.1, b.2))));
     }
 
-    /// Keeps the objects whose path (from the root) `keep` accepts, in their order.
-    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
-        let tails = &self.tails;
-        let base = self.base;
-        let mut path = String::new();
-        self.entries.retain(|(_, start, len)| {
-            path.clear();
-            path.push_str(base);
-            path.push_str(&tails[*start as usize..(start + len) as usize]);
-            keep(&path)
-        });
-    }
-
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -347,9 +352,9 @@ impl Listing {
         self.entries.is_empty()
     }
 
-    /// The newest modification listed.
+    /// The newest modification listed, of the objects kept or not.
     pub fn newest(&self) -> Option<DateTime<Utc>> {
-        self.entries.last().map(|e| e.0)
+        self.newest
     }
 
     /// The paths, oldest first, `n` at a time.
@@ -411,6 +416,12 @@ mod tests {
             newer.chunks(10).flatten().collect::<Vec<_>>(),
             expected[1..]
         );
+        // Held: what `keep` accepts; the newest is still of everything listed.
+        let kept = Listing::since_keeping(&store, None, |path| path != path_of("b"))
+            .await
+            .unwrap();
+        assert_eq!(kept.chunks(10).flatten().collect::<Vec<_>>(), expected[..4]);
+        assert_eq!(kept.newest(), listing.newest());
         let empty = Listing::since(&Store::Local(dir.path().join("none")), None)
             .await
             .unwrap();

@@ -8,6 +8,9 @@
 //! - `create` succeeds only if nothing is there, and `update` only if the object is still the
 //!   version that was read: the lease is built on these two.
 //! - Paths are relative to the root, `/`-separated, and never start with `/`.
+//! - On a local disk every file comes into its directory by a rename or a link, after its bytes
+//!   are written, so a directory modified before a time holds no file modified after it: a
+//!   listing of what changed since then skips such a directory's files without looking at each.
 //! - Credentials come from each cloud's standard environment variables (`AWS_*`, `GOOGLE_*`,
 //!   `AZURE_*`); `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT`) points S3 at an S3-compatible store, and
 //!   `AWS_ALLOW_HTTP=true` allows a plain-HTTP one.
@@ -402,7 +405,9 @@ impl Store {
 }
 
 /// Files under `base`, relative to `root`; temporary files older than a day (left by a run that
-/// died before its rename) are removed on the way.
+/// died before its rename) are removed on the way. With `since`, the files of a directory not
+/// modified since then are passed over unlooked-at (see the module's invariants): a listing of
+/// what is new among millions of old files reads their directories, not each file's metadata.
 fn walk(
     root: &Path,
     base: &Path,
@@ -411,6 +416,18 @@ fn walk(
     let mut out = Vec::new();
     let mut stack = vec![base.to_path_buf()];
     while let Some(dir) = stack.pop() {
+        let unchanged = match (since, std::fs::metadata(&dir)) {
+            (Some(since), Ok(meta)) => {
+                let unchanged = DateTime::<Utc>::from(meta.modified()?) < since;
+                if unchanged && without_subdirectories(&meta) {
+                    continue;
+                }
+                unchanged
+            }
+            (_, Err(e)) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            (_, Err(e)) => return Err(e),
+            (None, Ok(_)) => false,
+        };
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -421,6 +438,10 @@ fn walk(
             let path = entry.path();
             if entry.file_type()?.is_dir() {
                 stack.push(path);
+                continue;
+            }
+            // Its files are older than `since`; its subdirectories are looked at on their own.
+            if unchanged {
                 continue;
             }
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -447,6 +468,18 @@ fn walk(
         }
     }
     Ok(out)
+}
+
+/// Whether a directory is known to hold no directory: its link count is 2 and its
+/// subdirectories where the filesystem counts them (ext4, XFS, tmpfs), 1 where it does not.
+#[cfg(unix)]
+fn without_subdirectories(meta: &std::fs::Metadata) -> bool {
+    std::os::unix::fs::MetadataExt::nlink(meta) == 2
+}
+
+#[cfg(not(unix))]
+fn without_subdirectories(_: &std::fs::Metadata) -> bool {
+    false
 }
 
 /// Temporary files older than a day belong to no live run.
@@ -749,6 +782,76 @@ mod tests {
                 .len(),
             1 << 20
         );
+    }
+
+    #[tokio::test]
+    async fn a_local_listing_since_a_time_passes_over_directories_unchanged_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::Local(dir.path().to_path_buf());
+        let now = std::time::SystemTime::now();
+        let hour = std::time::Duration::from_secs(3600);
+        let set = |rel: &str, at: std::time::SystemTime| {
+            std::fs::File::open(dir.path().join(rel))
+                .unwrap()
+                .set_modified(at)
+                .unwrap()
+        };
+        for rel in [
+            "box/aa/old.json",
+            "box/aa/sub/new.json",
+            "box/bb/new.json",
+            "box/cc/old.json",
+        ] {
+            store.put(rel, b"{}".to_vec()).await.unwrap();
+        }
+        // `aa` (which holds a directory) and `cc` (which holds none) took their last file two
+        // hours ago; `aa`'s subdirectory and `bb` took theirs now.
+        for old in ["box/aa/old.json", "box/aa", "box/cc/old.json", "box/cc"] {
+            set(old, now - 2 * hour);
+        }
+        let since = DateTime::<Utc>::from(now - hour);
+        let listed = |since| {
+            let store = &store;
+            async move {
+                let mut files: Vec<String> = store
+                    .list_files_modified_since("box", since)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|(rel, _)| rel)
+                    .collect();
+                files.sort();
+                files
+            }
+        };
+        assert_eq!(
+            listed(Some(since)).await,
+            ["box/aa/sub/new.json", "box/bb/new.json"]
+        );
+        // A file's time alone does not bring it back: the directory vouches for its files, as
+        // every file comes into it by a rename or a link (a file touched in place is not one
+        // the store wrote).
+        set("box/aa/old.json", now);
+        set("box/aa", now - 2 * hour);
+        assert_eq!(
+            listed(Some(since)).await,
+            ["box/aa/sub/new.json", "box/bb/new.json"]
+        );
+        // A file put into it since is listed, as is everything without a time.
+        store
+            .put("box/aa/later.json", b"{}".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(
+            listed(Some(since)).await,
+            [
+                "box/aa/later.json",
+                "box/aa/old.json",
+                "box/aa/sub/new.json",
+                "box/bb/new.json"
+            ]
+        );
+        assert_eq!(listed(None).await.len(), 5);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! oldest first, as the receivers would have landed them over DAYS days (each file's
 //! modification time is its landing time, the last one ENDING_HOURS_AGO hours ago, default 48),
 //! JOURNAL_EVENTS deliveries a journal (default 1,000; 0 writes no journals, as receivers that
-//! kept none): for the compaction benchmark.
+//! kept none): for the compaction benchmark. Each directory's modification time is its last
+//! file's landing, as a receiver writing then would have left it.
 //! Each approval gives its event (a leave its V1 and V2 events, one instance code); one in
 //! twenty is reverted a day later. Prints one JSON line: events written, seconds.
 //!
@@ -49,13 +50,20 @@ fn main() {
     let mut journal: (Vec<u8>, usize, std::time::SystemTime) =
         (Vec::new(), 0, std::time::SystemTime::UNIX_EPOCH);
     let mut journals = 0u64;
+    // Each directory written into and its last file's landing time.
+    let dirs = std::cell::RefCell::new(std::collections::HashMap::new());
+    let landed_in = |path: &std::path::Path, at: std::time::SystemTime| {
+        let dir = path.parent().unwrap().to_path_buf();
+        std::fs::create_dir_all(&dir).unwrap();
+        dirs.borrow_mut().insert(dir, at);
+    };
     let write_journal = |journal: &mut (Vec<u8>, usize, std::time::SystemTime), seq: u64| {
         let path = root.join(journal_path(
             journal.2.into(),
             &format!("bench{offset}"),
             seq,
         ));
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        landed_in(&path, journal.2);
         let mut file = std::fs::File::create(&path).unwrap();
         file.write_all(&journal.0).unwrap();
         file.set_modified(journal.2).unwrap();
@@ -160,7 +168,7 @@ fn main() {
                 }
             }
             let path = root.join(path_of(&uuid));
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            landed_in(&path, landed_at(written));
             let mut file = std::fs::File::create(&path).unwrap();
             file.write_all(&record).unwrap();
             file.set_modified(landed_at(written)).unwrap();
@@ -170,6 +178,9 @@ fn main() {
     if journal.1 > 0 {
         journals += 1;
         write_journal(&mut journal, journals);
+    }
+    for (dir, at) in dirs.into_inner() {
+        std::fs::File::open(&dir).unwrap().set_modified(at).unwrap();
     }
     println!(
         "{{\"events\": {written}, \"journals\": {journals}, \"seconds\": {:.1}}}",
