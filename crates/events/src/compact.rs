@@ -51,7 +51,7 @@ use attendance_core::event_table::{
     approval_events_values,
 };
 use attendance_core::tz::{self, Zone};
-use attendance_lake::inbox::{self, LandedText, Listing, Transport};
+use attendance_lake::inbox::{self, Journaled, LandedText, Listing, Transport};
 use attendance_lake::lease::{Lease, LeaseError};
 use attendance_lake::store::{Store, StoreError};
 use attendance_lake::writer::{self, ParquetWriter};
@@ -129,10 +129,8 @@ pub const EVENT_REJECTS_PATH: &str = "_rejects/events.ndjson";
 /// How far the compaction cursor is: the newest inbox object compacted.
 pub const COMPACT_CURSOR_PATH: &str = "_events/compacted/cursor.json";
 
-/// Objects modified this long before the cursor are read again: an object can become visible
-/// after others modified later (a slow upload, a receiver's clock), and one read twice costs
-/// nothing but the read.
-pub const RELIST_MARGIN: Duration = Duration::from_secs(600);
+/// Objects modified this long before the cursor are read again (see [`inbox::RELIST_MARGIN`]).
+pub const RELIST_MARGIN: Duration = inbox::RELIST_MARGIN;
 
 /// Inbox objects read and compacted at a time.
 pub const DEFAULT_CHUNK: usize = 50_000;
@@ -214,9 +212,9 @@ async fn compact_leased(
     // read: the cursor goes no further than this, so that the next run lists that journal.
     let listed_at = Utc::now();
     let journals = Listing::journals_since(store, since).await?;
-    // The keys of the events the journals hold, to leave their inbox objects unread: sorted,
-    // 16 bytes an event (the listing of the inbox then holds only what no journal held).
-    let mut journaled: Vec<u128> = Vec::new();
+    // The events the journals hold, to leave their inbox objects unread (the listing of the
+    // inbox then holds only what no journal held).
+    let mut journaled = Journaled::default();
 
     let mut book = StateBook::load(store).await?;
     book.touch_zone_changes(store, &zone_now).await?;
@@ -243,7 +241,7 @@ async fn compact_leased(
         summary.journals += paths.len();
         for event in landed {
             let p = Prepared::of(event);
-            journaled.push(inbox::id_key(&p.id));
+            journaled.add(&p.id);
             if p.dated_by_receipt() {
                 by_receipt.push(p);
                 continue;
@@ -289,13 +287,7 @@ async fn compact_leased(
     // Then what of the inbox no journal held (written by a receiver that kept no journal or was
     // killed before its journal was, or journaled before the relisting margin), one object an
     // event.
-    journaled.sort_unstable();
-    journaled.dedup();
-    let listing = Listing::since_keeping(store, since, |path| {
-        inbox::key_of_path(path).is_none_or(|key| journaled.binary_search(&key).is_err())
-    })
-    .await?;
-    drop(journaled);
+    let listing = journaled.unjournaled_since(store, since).await?;
     let through = [listing.newest(), journals.newest()]
         .into_iter()
         .flatten()

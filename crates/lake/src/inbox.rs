@@ -375,6 +375,63 @@ impl Listing {
 /// tens of them in flight hide that.
 pub const READ_CONCURRENCY: usize = 32;
 
+/// Objects modified this long before a reader's cursor are read again: an object can become
+/// visible after others modified later (a slow upload, a receiver's clock), and one read twice
+/// costs nothing but the read.
+pub const RELIST_MARGIN: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Inbox objects a scan reads before handing them on.
+const SCAN_BATCH: usize = 1_000;
+
+/// Every landed event, one at a time: the journals' lines (oldest journal first), then the inbox
+/// objects whose event no journal held, each given to `each` as read. A delivery journaled more
+/// than once is given more than once. It holds [`READ_CONCURRENCY`] journals or a thousand
+/// objects at a time and 16 bytes for each journaled event: a scan of millions stays small.
+pub async fn scan(store: &Store, mut each: impl FnMut(LandedText)) -> Result<(), StoreError> {
+    let journals = Listing::journals_since(store, None).await?;
+    let mut journaled = Journaled::default();
+    for paths in journals.chunks(READ_CONCURRENCY) {
+        for landed in read_journals::<LandedText>(store, &paths).await? {
+            journaled.add(&landed.id);
+            each(landed);
+        }
+    }
+    let listing = journaled.unjournaled_since(store, None).await?;
+    for paths in listing.chunks(SCAN_BATCH) {
+        read_paths::<LandedText>(store, &paths)
+            .await?
+            .into_iter()
+            .for_each(&mut each);
+    }
+    Ok(())
+}
+
+/// The events the journals read so far hold, by [`id_key`] (16 bytes an event): what lets a
+/// reader of the journals leave those events' inbox objects unread.
+#[derive(Debug, Default)]
+pub struct Journaled(Vec<u128>);
+
+impl Journaled {
+    pub fn add(&mut self, id: &str) {
+        self.0.push(id_key(id));
+    }
+
+    /// Lists the inbox objects modified at or after `since` (every one without it) whose event
+    /// no journal read held, after the journals were read: what else of the inbox is to read.
+    pub async fn unjournaled_since(
+        mut self,
+        store: &Store,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Listing, StoreError> {
+        self.0.sort_unstable();
+        self.0.dedup();
+        Listing::since_keeping(store, since, |path| {
+            key_of_path(path).is_none_or(|key| self.0.binary_search(&key).is_err())
+        })
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -102,7 +102,7 @@ pub struct ZonesRead {
 pub struct ResyncedWindow {
     pub window: Window,
     pub users: Vec<String>,
-    /// The events (ids) that asked for it.
+    /// The events (ids) that asked for these users' dates in it.
     pub because_of: Vec<String>,
     pub outcome: WindowState,
 }

@@ -2,8 +2,11 @@
 //! last sync name outside its trailing window, grouped into the queries that re-read them.
 //!
 //! Invariants:
-//! - Pure: a function of the landed events, the cursor, the trailing window, the employee type
-//!   and today. Reading the inbox and acting on the plan are the caller's.
+//! - The plan is a function of the landed events, the cursor, the trailing window, the employee
+//!   type and today ([`ResyncPlan::of`] is that function). [`ResyncPlan::read`] reads the events
+//!   one at a time, holding what the events since the cursor ask for, never the history; acting
+//!   on the plan is the caller's.
+//! - An event is taken once however many times it was delivered (its first reading read).
 //! - An approval event names its applicant and the local dates of its span; a revert names the
 //!   span of the approval event of the same `instance_code`, found among *all* landed events
 //!   (an approval may have landed months before its revert). A revert whose approval never
@@ -18,12 +21,12 @@
 //!   `employee_id`, `open_id` for `open_id`. Events carry no `employee_no`: with that type every
 //!   approval is [`ResyncPlan::without_user`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use attendance_core::approval_event::{ApprovalEvent, EventBody, Span};
+use attendance_core::approval_event::{ApprovalEvent, EventBody, Span, Unreadable};
 use attendance_core::plan::ExtraWindow;
 use attendance_core::plan::{EmployeeType, MAX_USERS_PER_QUERY, MAX_WINDOW_DAYS, Window};
-use attendance_lake::inbox::LandedEvent;
+use attendance_lake::inbox::{self, LandedEvent, LandedText, Listing};
 use attendance_lake::store::{Store, StoreError};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -66,7 +69,8 @@ pub struct ResyncWork {
     pub window: Window,
     /// At most [`MAX_USERS_PER_QUERY`], sorted.
     pub users: Vec<String>,
-    /// The events that asked for it (ids, sorted), for the manifest.
+    /// The events that asked for these users' dates in the window (ids, sorted), for the
+    /// manifest.
     pub because_of: Vec<String>,
 }
 
@@ -105,23 +109,48 @@ impl ResyncPlan {
         self.work.len()
     }
 
-    /// Reads `store`'s inbox and cursor and plans the events received since, for a run over
-    /// `range`.
+    /// Reads `store`'s cursor and the events landed since, and plans them for a run over
+    /// `range`. With a cursor, the inbox objects modified since it (less
+    /// [`inbox::RELIST_MARGIN`]) are read; without one, every landed event. A revert whose
+    /// approval is not among them is looked for in a scan of every landed event, holding only
+    /// the spans of the approvals looked for. Its memory is bounded by the events landed since
+    /// the cursor, not by the history.
     pub async fn read(
         store: &Store,
         range: Window,
         employee_type: EmployeeType,
         today: NaiveDate,
     ) -> Result<ResyncPlan, StoreError> {
-        let events = attendance_lake::inbox::read_all(store).await?;
-        let cursor = Cursor::load(store).await?;
-        Ok(ResyncPlan::of(
-            &events,
-            cursor.map(|c| c.through),
-            range,
-            employee_type,
-            today,
-        ))
+        let since = Cursor::load(store).await?.map(|c| c.through);
+        // A scan of everything keeps no spans: every revert is then looked for after it.
+        let mut planner = Planner::new(since, range, employee_type, today, since.is_some());
+        match since {
+            Some(since) => {
+                let margin = chrono::Duration::from_std(inbox::RELIST_MARGIN).expect("minutes");
+                let listing = Listing::since(store, Some(since - margin)).await?;
+                for paths in listing.chunks(OBJECTS_AT_ONCE) {
+                    for landed in inbox::read_paths::<LandedText>(store, &paths).await? {
+                        planner.add_text(&landed);
+                    }
+                }
+            }
+            None => inbox::scan(store, |landed| planner.add_text(&landed)).await?,
+        }
+        let looked_for = planner.reverted_codes_without_span();
+        if !looked_for.is_empty() {
+            inbox::scan(store, |landed| {
+                let Ok(event) = ApprovalEvent::read_text(landed.body.get()) else {
+                    return;
+                };
+                if let Some(code) = event.common.instance_code.as_deref()
+                    && looked_for.contains(code)
+                {
+                    planner.add_span(&event);
+                }
+            })
+            .await?;
+        }
+        Ok(planner.finish())
     }
 
     /// The work as a plan's extra windows (the batches of one window together).
@@ -148,87 +177,186 @@ impl ResyncPlan {
         employee_type: EmployeeType,
         today: NaiveDate,
     ) -> ResyncPlan {
-        let mut plan = ResyncPlan::default();
-        // Every readable event, and whether it arrived after the cursor.
-        let mut read: Vec<(&LandedEvent, bool, ApprovalEvent)> = Vec::new();
+        let mut planner = Planner::new(since, trailing, employee_type, today, true);
         for landed in events {
-            let received = DateTime::parse_from_rfc3339(&landed.received_at)
-                .ok()
-                .map(|t| t.with_timezone(&Utc));
-            let is_new = match (since, received) {
-                (Some(since), Some(received)) => received > since,
-                // Without a cursor, or without a readable receipt time, an event is new: a
-                // needless re-read costs queries, a missed one costs truth.
-                _ => true,
-            };
-            match ApprovalEvent::read(&landed.body) {
-                Ok(event) => read.push((landed, is_new, event)),
-                Err(e) if is_new => plan.unreadable.push(UnreadableEvent {
-                    event_id: landed.id.clone(),
-                    field: e.field,
-                    reason: e.reason,
-                }),
-                Err(_) => {}
+            planner.add(
+                &landed.id,
+                &landed.received_at,
+                ApprovalEvent::read(&landed.body),
+            );
+        }
+        planner.finish()
+    }
+}
+
+/// Inbox objects read at once.
+const OBJECTS_AT_ONCE: usize = 1_000;
+
+/// A resync plan as its events are read, one at a time.
+struct Planner {
+    since: Option<DateTime<Utc>>,
+    trailing: Window,
+    employee_type: EmployeeType,
+    /// The last date the platform answers for: today + 1.
+    limit: NaiveDate,
+    plan: ResyncPlan,
+    /// The events taken as new (their [`inbox::id_key`]), each once: a delivery read twice
+    /// (a journal line and its object, a redelivery) makes its work once.
+    taken: HashSet<u128>,
+    /// Whether the spans of every event read are kept (else only those [`Planner::add_span`]
+    /// is given).
+    keep_spans: bool,
+    /// Approvals' spans, by instance code.
+    spans: HashMap<String, Vec<Span>>,
+    /// The reverts received since the cursor: event id and instance code.
+    reverts: Vec<(String, String)>,
+    wanted: BTreeMap<String, BTreeMap<NaiveDate, BTreeSet<String>>>,
+}
+
+impl Planner {
+    fn new(
+        since: Option<DateTime<Utc>>,
+        trailing: Window,
+        employee_type: EmployeeType,
+        today: NaiveDate,
+        keep_spans: bool,
+    ) -> Planner {
+        Planner {
+            since,
+            trailing,
+            employee_type,
+            limit: today + Days::new(1),
+            plan: ResyncPlan::default(),
+            taken: HashSet::new(),
+            keep_spans,
+            spans: HashMap::new(),
+            reverts: Vec::new(),
+            wanted: BTreeMap::new(),
+        }
+    }
+
+    fn add_text(&mut self, landed: &LandedText) {
+        let event = ApprovalEvent::read_text(landed.body.get());
+        self.add(&landed.id, &landed.received_at, event);
+    }
+
+    /// One landed event: work if it was received after the cursor, and its span.
+    fn add(&mut self, id: &str, received_at: &str, event: Result<ApprovalEvent, Unreadable>) {
+        let received = DateTime::parse_from_rfc3339(received_at)
+            .ok()
+            .map(|t| t.with_timezone(&Utc));
+        let is_new = match (self.since, received) {
+            (Some(since), Some(received)) => received > since,
+            // Without a cursor, or without a readable receipt time, an event is new: a
+            // needless re-read costs queries, a missed one costs truth.
+            _ => true,
+        };
+        if is_new && !self.taken.insert(inbox::id_key(id)) {
+            return;
+        }
+        let event = match event {
+            Ok(event) => event,
+            Err(e) => {
+                if is_new {
+                    self.plan.unreadable.push(UnreadableEvent {
+                        event_id: id.to_owned(),
+                        field: e.field,
+                        reason: e.reason,
+                    });
+                    self.count(received);
+                }
+                return;
             }
-            if is_new {
-                plan.considered += 1;
-                plan.through = plan.through.max(received);
+        };
+        if self.keep_spans {
+            self.add_span(&event);
+        }
+        if !is_new {
+            return;
+        }
+        self.count(received);
+        match &event.body {
+            EventBody::Revert(_) => self.reverts.push((
+                id.to_owned(),
+                event.common.instance_code.clone().unwrap_or_default(),
+            )),
+            EventBody::Other => {}
+            _ => {
+                if let Some(span) = event.span() {
+                    self.want(&span, id);
+                }
             }
         }
-        // Every approval's span, by instance code, from every landed event.
-        let mut spans: BTreeMap<&str, Vec<Span>> = BTreeMap::new();
-        for (_, _, event) in &read {
-            if let (Some(code), Some(span)) = (event.common.instance_code.as_deref(), event.span())
-            {
-                spans.entry(code).or_default().push(span);
-            }
+    }
+
+    fn count(&mut self, received: Option<DateTime<Utc>>) {
+        self.plan.considered += 1;
+        self.plan.through = self.plan.through.max(received);
+    }
+
+    /// Keeps an approval event's span under its instance code.
+    fn add_span(&mut self, event: &ApprovalEvent) {
+        if let (Some(code), Some(span)) = (event.common.instance_code.as_deref(), event.span()) {
+            self.spans.entry(code.to_owned()).or_default().push(span);
         }
-        let limit = today + Days::new(1);
-        let mut wanted: BTreeMap<String, BTreeMap<NaiveDate, BTreeSet<String>>> = BTreeMap::new();
-        for (landed, _, event) in read.iter().filter(|(_, is_new, _)| *is_new) {
-            let named: Vec<Span> = match &event.body {
-                EventBody::Revert(_) => {
-                    let code = event.common.instance_code.as_deref().unwrap_or("");
-                    match spans.get(code) {
-                        Some(found) => found.clone(),
-                        None => {
-                            plan.unresolved.push(UnresolvedRevert {
-                                event_id: landed.id.clone(),
-                                instance_code: code.to_owned(),
-                            });
-                            continue;
-                        }
+    }
+
+    /// The instance codes of the reverts received since the cursor whose approval's span is not
+    /// known yet.
+    fn reverted_codes_without_span(&self) -> HashSet<String> {
+        self.reverts
+            .iter()
+            .filter(|(_, code)| !self.spans.contains_key(code))
+            .map(|(_, code)| code.clone())
+            .collect()
+    }
+
+    /// The span's user (of the run's employee type) and its dates outside the trailing window,
+    /// up to today + 1, as work asked for by event `id`.
+    fn want(&mut self, span: &Span, id: &str) {
+        let user = match self.employee_type {
+            EmployeeType::EmployeeId => span.applicant.user_id.clone(),
+            EmployeeType::OpenId => span.applicant.open_id.clone(),
+            EmployeeType::EmployeeNo => None,
+        };
+        let Some(user) = user else {
+            self.plan.without_user.push(id.to_owned());
+            return;
+        };
+        let dates = span
+            .first
+            .iter_days()
+            .take_while(|d| *d <= span.last && *d <= self.limit)
+            .filter(|d| !self.trailing.contains(*d));
+        for date in dates {
+            self.wanted
+                .entry(user.clone())
+                .or_default()
+                .entry(date)
+                .or_default()
+                .insert(id.to_owned());
+        }
+    }
+
+    /// The plan: each revert takes its approval's spans, or is unresolved.
+    fn finish(mut self) -> ResyncPlan {
+        for (id, code) in std::mem::take(&mut self.reverts) {
+            match self.spans.remove(&code) {
+                Some(found) => {
+                    for span in &found {
+                        self.want(span, &id);
                     }
+                    // Another revert of the same approval finds them too.
+                    self.spans.insert(code, found);
                 }
-                EventBody::Other => continue,
-                _ => event.span().into_iter().collect(),
-            };
-            for span in named {
-                let user = match employee_type {
-                    EmployeeType::EmployeeId => span.applicant.user_id.clone(),
-                    EmployeeType::OpenId => span.applicant.open_id.clone(),
-                    EmployeeType::EmployeeNo => None,
-                };
-                let Some(user) = user else {
-                    plan.without_user.push(landed.id.clone());
-                    continue;
-                };
-                let dates = span
-                    .first
-                    .iter_days()
-                    .take_while(|d| *d <= span.last && *d <= limit)
-                    .filter(|d| !trailing.contains(*d));
-                for date in dates {
-                    wanted
-                        .entry(user.clone())
-                        .or_default()
-                        .entry(date)
-                        .or_default()
-                        .insert(landed.id.clone());
-                }
+                None => self.plan.unresolved.push(UnresolvedRevert {
+                    event_id: id,
+                    instance_code: code,
+                }),
             }
         }
-        plan.work = group(wanted);
+        let mut plan = self.plan;
+        plan.work = group(self.wanted);
         plan.unresolved.sort_by(|a, b| a.event_id.cmp(&b.event_id));
         plan.unreadable.sort_by(|a, b| a.event_id.cmp(&b.event_id));
         plan.without_user.sort();
@@ -244,37 +372,35 @@ fn bucket_of(date: NaiveDate) -> i64 {
 }
 
 /// Users' dates into windows (one per bucket, from its first wanted date to its last) and
-/// batches of at most [`MAX_USERS_PER_QUERY`] users.
+/// batches of at most [`MAX_USERS_PER_QUERY`] users, each naming the events that asked for its
+/// users' dates in the window.
 fn group(wanted: BTreeMap<String, BTreeMap<NaiveDate, BTreeSet<String>>>) -> Vec<ResyncWork> {
-    // bucket → (first, last, users, events)
-    type Bucket = (NaiveDate, NaiveDate, BTreeSet<String>, BTreeSet<String>);
+    // bucket → (first, last, each user's events)
+    type Bucket = (NaiveDate, NaiveDate, BTreeMap<String, BTreeSet<String>>);
     let mut buckets: BTreeMap<i64, Bucket> = BTreeMap::new();
     for (user, dates) in wanted {
         for (date, events) in dates {
-            let bucket = buckets.entry(bucket_of(date)).or_insert((
-                date,
-                date,
-                BTreeSet::new(),
-                BTreeSet::new(),
-            ));
+            let bucket = buckets
+                .entry(bucket_of(date))
+                .or_insert((date, date, BTreeMap::new()));
             bucket.0 = bucket.0.min(date);
             bucket.1 = bucket.1.max(date);
-            bucket.2.insert(user.clone());
-            bucket.3.extend(events);
+            bucket.2.entry(user.clone()).or_default().extend(events);
         }
     }
     let mut work = Vec::new();
-    for (_, (first, last, users, events)) in buckets {
-        let users: Vec<String> = users.into_iter().collect();
-        let because_of: Vec<String> = events.into_iter().collect();
+    for (_, (first, last, users)) in buckets {
+        let users: Vec<(String, BTreeSet<String>)> = users.into_iter().collect();
         for batch in users.chunks(MAX_USERS_PER_QUERY) {
+            let because_of: BTreeSet<&String> =
+                batch.iter().flat_map(|(_, events)| events).collect();
             work.push(ResyncWork {
                 window: Window {
                     from: first,
                     to: last,
                 },
-                users: batch.to_vec(),
-                because_of: because_of.clone(),
+                users: batch.iter().map(|(user, _)| user.clone()).collect(),
+                because_of: because_of.into_iter().cloned().collect(),
             });
         }
     }
@@ -438,6 +564,113 @@ mod tests {
         assert_eq!(plan, ResyncPlan::default());
     }
 
+    /// Lands `events` in a local root as receivers would: each an inbox object modified at
+    /// `modified`, and all of them in one journal too.
+    fn land(root: &std::path::Path, events: &[LandedEvent], modified: std::time::SystemTime) {
+        let write = |rel: String, bytes: &[u8]| {
+            let path = root.join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, bytes).unwrap();
+            let file = std::fs::File::open(&path).unwrap();
+            file.set_modified(modified).unwrap();
+        };
+        let mut journal = Vec::new();
+        for event in events {
+            let line = serde_json::to_vec(event).unwrap();
+            write(inbox::path_of(&event.id), &line);
+            journal.extend_from_slice(&line);
+            journal.push(b'\n');
+        }
+        write(inbox::journal_path(modified.into(), "test", 1), &journal);
+    }
+
+    #[tokio::test]
+    async fn a_root_is_read_since_its_cursor_and_an_old_revert_found_in_a_scan_of_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::Local(dir.path().to_path_buf());
+        let now = std::time::SystemTime::now();
+        let day = std::time::Duration::from_secs(86_400);
+        // Landed in August (long before the cursor): an approval, and one nothing reverts.
+        land(
+            dir.path(),
+            &[
+                landed(
+                    "e1",
+                    "2026-08-31T02:00:00.000Z",
+                    out("I-old", "u1", "2026-08-31"),
+                ),
+                landed(
+                    "e0",
+                    "2026-08-31T02:00:00.000Z",
+                    out("I-kept", "u3", "2026-08-30"),
+                ),
+            ],
+            now - 90 * day,
+        );
+        // Landed since: its revert, delivered twice, and an approval of September.
+        let revert = landed("e2", "2026-11-30T01:00:00.000Z", revert("I-old", "out"));
+        land(
+            dir.path(),
+            &[
+                revert.clone(),
+                revert,
+                landed(
+                    "e3",
+                    "2026-11-30T01:00:00.000Z",
+                    out("I-sep", "u2", "2026-09-15"),
+                ),
+            ],
+            now,
+        );
+        let read = |store: Store| async move {
+            ResyncPlan::read(&store, trailing(), EmployeeType::EmployeeId, today())
+                .await
+                .unwrap()
+        };
+        Cursor {
+            through: "2026-11-29T02:00:00Z".parse().unwrap(),
+            run_id: "r".into(),
+        }
+        .save(&store)
+        .await
+        .unwrap();
+        let plan = read(store.clone()).await;
+        // The same plan as from every landed event at once.
+        let everything = inbox::read_all(&store).await.unwrap();
+        let since = Some("2026-11-29T02:00:00Z".parse().unwrap());
+        assert_eq!(plan, plan_of(&everything, since));
+        let window = |y, m, d| Window {
+            from: date(y, m, d),
+            to: date(y, m, d),
+        };
+        assert_eq!(
+            plan.work
+                .iter()
+                .map(|w| (w.window, w.users.clone()))
+                .collect::<Vec<_>>(),
+            [
+                (window(2026, 8, 31), vec!["u1".to_string()]),
+                (window(2026, 9, 15), vec!["u2".to_string()]),
+            ]
+        );
+        assert_eq!(
+            plan.considered, 2,
+            "the revert delivered twice is one event"
+        );
+        assert!(plan.unresolved.is_empty() && plan.unreadable.is_empty());
+        // Without a cursor every event is new, the August ones too.
+        store.delete(CURSOR_PATH).await.unwrap();
+        let plan = read(store.clone()).await;
+        assert_eq!(plan, plan_of(&everything, None));
+        assert_eq!(plan.considered, 4);
+        assert_eq!(plan.work.len(), 2, "{:?}", plan.work);
+        assert_eq!(
+            plan.work[0].because_of,
+            ["e0", "e1", "e2"].map(String::from),
+            "August's window: both approvals and the revert"
+        );
+    }
+
     #[test]
     fn leaves_of_several_days_and_both_kinds_merge_and_windows_and_batches_stay_in_bounds() {
         let mut events = Vec::new();
@@ -467,6 +700,19 @@ mod tests {
         let mut covered: BTreeMap<String, BTreeSet<NaiveDate>> = BTreeMap::new();
         for work in &plan.work {
             assert!(work.users.len() <= MAX_USERS_PER_QUERY);
+            // A batch names the events of its users, both kinds of each, and no other's.
+            let mut asked: Vec<String> = work
+                .users
+                .iter()
+                .flat_map(|u| {
+                    let u = &u[1..];
+                    let u = u.trim_start_matches('0');
+                    let u = if u.is_empty() { "0" } else { u };
+                    [format!("a{u}"), format!("b{u}")]
+                })
+                .collect();
+            asked.sort();
+            assert_eq!(work.because_of, asked, "{work:?}");
             let days = (work.window.to - work.window.from).num_days() + 1;
             assert!(days <= MAX_WINDOW_DAYS as i64, "{work:?}");
             for user in &work.users {
