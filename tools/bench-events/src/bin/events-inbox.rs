@@ -1,9 +1,9 @@
 //! Writes a corpus of landed approval events straight into an output root's inbox and journals,
 //! oldest first, as the receivers would have landed them over DAYS days (each file's
-//! modification time is its landing time, the last one ENDING_HOURS_AGO hours ago, default 48),
-//! JOURNAL_EVENTS deliveries a journal (default 1,000; 0 writes no journals, as receivers that
-//! kept none): for the compaction benchmark. Each directory's modification time is its last
-//! file's landing, as a receiver writing then would have left it.
+//! modification time and receipt time are its landing time, the last one ENDING_HOURS_AGO hours
+//! ago, default 48), JOURNAL_EVENTS deliveries a journal (default 1,000; 0 writes no journals,
+//! as receivers that kept none): for the compaction benchmark. Each directory's modification time
+//! is its last file's landing, as a receiver writing then would have left it.
 //! Each approval gives its event (a leave its V1 and V2 events, one instance code); one in
 //! twenty is reverted a day later. Prints one JSON line: events written, seconds.
 //!
@@ -151,7 +151,8 @@ fn main() {
                 schema: "1".into(),
                 event_type: Some(event_type.into()),
                 transport: Transport::Webhook,
-                received_at: "2026-11-30T00:00:00.000Z".into(),
+                received_at: chrono::DateTime::<chrono::Utc>::from(landed_at(written))
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 receiver: "bench".into(),
                 body,
             };
