@@ -126,7 +126,8 @@ pub const COMPACT_LEASE_PATH: &str = "_events/compact-lease.json";
 /// Where the events that cannot be read are kept aside, one JSON object a line, by event id.
 pub const EVENT_REJECTS_PATH: &str = "_rejects/events.ndjson";
 
-/// How far the compaction cursor is: the newest inbox object compacted.
+/// How far the compaction cursor is: the newest journal or inbox object listed, never past the
+/// time the journals were listed.
 pub const COMPACT_CURSOR_PATH: &str = "_events/compacted/cursor.json";
 
 /// Objects modified this long before the cursor are read again (see [`inbox::RELIST_MARGIN`]).
@@ -285,8 +286,8 @@ async fn compact_leased(
             .await?;
     }
     // Then what of the inbox no journal held (written by a receiver that kept no journal or was
-    // killed before its journal was, or journaled before the relisting margin), one object an
-    // event.
+    // killed before its journal was, journaled before the relisting margin, or landed since the
+    // journals were listed), one object an event.
     let listing = journaled.unjournaled_since(store, since).await?;
     let through = [listing.newest(), journals.newest()]
         .into_iter()

@@ -2,7 +2,8 @@
 //! (`_events/inbox/<shard>/<id>.json`) and the journals of deliveries beside it
 //! (`_events/journal/<date>/<time>-<writer>-<seq>.ndjson`), what their objects hold, and reading
 //! them back. The receivers (`attendance-events`) write both; the compaction reads the journals
-//! and what of the inbox no journal holds, the event-driven resync reads the inbox.
+//! and what of the inbox no journal holds; the event-driven resync reads the inbox objects new
+//! since its cursor, and scans both ([`scan`]) when it needs every landed event.
 //!
 //! Invariants:
 //! - An event's inbox path is a function of its id alone, so that a create-if-absent on it
@@ -384,10 +385,14 @@ pub const RELIST_MARGIN: std::time::Duration = std::time::Duration::from_secs(60
 const SCAN_BATCH: usize = 1_000;
 
 /// Every landed event, one at a time: the journals' lines (oldest journal first), then the inbox
-/// objects whose event no journal held, each given to `each` as read. A delivery journaled more
-/// than once is given more than once. It holds [`READ_CONCURRENCY`] journals or a thousand
+/// objects whose event no journal held, each given to `each` as read; returns the newest
+/// modification of the inbox objects listed. A delivery journaled more than once is given more
+/// than once. It holds [`READ_CONCURRENCY`] journals or a thousand
 /// objects at a time and 16 bytes for each journaled event: a scan of millions stays small.
-pub async fn scan(store: &Store, mut each: impl FnMut(LandedText)) -> Result<(), StoreError> {
+pub async fn scan(
+    store: &Store,
+    mut each: impl FnMut(LandedText),
+) -> Result<Option<DateTime<Utc>>, StoreError> {
     let journals = Listing::journals_since(store, None).await?;
     let mut journaled = Journaled::default();
     for paths in journals.chunks(READ_CONCURRENCY) {
@@ -403,7 +408,7 @@ pub async fn scan(store: &Store, mut each: impl FnMut(LandedText)) -> Result<(),
             .into_iter()
             .for_each(&mut each);
     }
-    Ok(())
+    Ok(listing.newest())
 }
 
 /// The events the journals read so far hold, by [`id_key`] (16 bytes an event): what lets a

@@ -10,7 +10,10 @@
 //! - Paths are relative to the root, `/`-separated, and never start with `/`.
 //! - On a local disk every file comes into its directory by a rename or a link, after its bytes
 //!   are written, so a directory modified before a time holds no file modified after it: a
-//!   listing of what changed since then skips such a directory's files without looking at each.
+//!   listing of what changed since then skips such a directory's files without looking at each,
+//!   on the filesystems whose directory times are known to follow their entries (Linux's ext4,
+//!   XFS, Btrfs, tmpfs). Copying files in with their times kept (`cp -a`, `rsync -a`) or
+//!   touching one in place is not a write the store sees.
 //! - Credentials come from each cloud's standard environment variables (`AWS_*`, `GOOGLE_*`,
 //!   `AZURE_*`); `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT`) points S3 at an S3-compatible store, and
 //!   `AWS_ALLOW_HTTP=true` allows a plain-HTTP one.
@@ -405,9 +408,10 @@ impl Store {
 }
 
 /// Files under `base`, relative to `root`; temporary files older than a day (left by a run that
-/// died before its rename) are removed on the way. With `since`, the files of a directory not
-/// modified since then are passed over unlooked-at (see the module's invariants): a listing of
-/// what is new among millions of old files reads their directories, not each file's metadata.
+/// died before its rename) are removed on the way, in the directories looked into. With
+/// `since`, the files of a directory not modified since then are passed over unlooked-at (see
+/// the module's invariants): a listing of what is new among millions of old files reads their
+/// directories, not each file's metadata.
 fn walk(
     root: &Path,
     base: &Path,
@@ -417,7 +421,7 @@ fn walk(
     let mut stack = vec![base.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let unchanged = match (since, std::fs::metadata(&dir)) {
-            (Some(since), Ok(meta)) => {
+            (Some(since), Ok(meta)) if directory_times_hold(&dir) => {
                 let unchanged = DateTime::<Utc>::from(meta.modified()?) < since;
                 if unchanged && without_subdirectories(&meta) {
                     continue;
@@ -426,7 +430,7 @@ fn walk(
             }
             (_, Err(e)) if e.kind() == std::io::ErrorKind::NotFound => continue,
             (_, Err(e)) => return Err(e),
-            (None, Ok(_)) => false,
+            (_, Ok(_)) => false,
         };
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
@@ -468,6 +472,32 @@ fn walk(
         }
     }
     Ok(out)
+}
+
+/// Whether the filesystem holding `dir` is one whose directory times follow the entries made in
+/// them (ext2/3/4, XFS, Btrfs, tmpfs): not a FUSE mount of an object store, a network share or
+/// an overlay, whose directory times may not.
+#[cfg(target_os = "linux")]
+fn directory_times_hold(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    const TRUSTED: [i64; 4] = [0xEF53, 0x5846_5342, 0x9123_683E, 0x0102_1994];
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    let mut stat = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: `path` is a NUL-terminated string and `stat` a buffer of the size statfs writes.
+    if unsafe { libc::statfs(path.as_ptr(), stat.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: statfs returned 0, so it filled `stat`. `f_type`'s width differs between libcs.
+    #[allow(clippy::unnecessary_cast)]
+    let kind = unsafe { stat.assume_init() }.f_type as i64;
+    TRUSTED.contains(&kind)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn directory_times_hold(_: &Path) -> bool {
+    false
 }
 
 /// Whether a directory is known to hold no directory: its link count is 2 and its
@@ -810,6 +840,9 @@ mod tests {
             set(old, now - 2 * hour);
         }
         let since = DateTime::<Utc>::from(now - hour);
+        // Where directory times are not trusted (a filesystem not known to keep them), every
+        // file is looked at, as without `since`.
+        let trusted = directory_times_hold(&dir.path().join("box"));
         let listed = |since| {
             let store = &store;
             async move {
@@ -828,15 +861,17 @@ mod tests {
             listed(Some(since)).await,
             ["box/aa/sub/new.json", "box/bb/new.json"]
         );
-        // A file's time alone does not bring it back: the directory vouches for its files, as
-        // every file comes into it by a rename or a link (a file touched in place is not one
-        // the store wrote).
+        // A file's time alone does not bring it back where directory times are trusted: the
+        // directory vouches for its files, as every file comes into it by a rename or a link (a
+        // file touched in place is not one the store wrote).
         set("box/aa/old.json", now);
         set("box/aa", now - 2 * hour);
-        assert_eq!(
-            listed(Some(since)).await,
-            ["box/aa/sub/new.json", "box/bb/new.json"]
-        );
+        let touched: &[&str] = if trusted {
+            &["box/aa/sub/new.json", "box/bb/new.json"]
+        } else {
+            &["box/aa/old.json", "box/aa/sub/new.json", "box/bb/new.json"]
+        };
+        assert_eq!(listed(Some(since)).await, touched);
         // A file put into it since is listed, as is everything without a time.
         store
             .put("box/aa/later.json", b"{}".to_vec())

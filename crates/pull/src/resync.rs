@@ -4,12 +4,15 @@
 //! Invariants:
 //! - The plan is a function of the landed events, the cursor, the trailing window, the employee
 //!   type and today ([`ResyncPlan::of`] is that function). [`ResyncPlan::read`] reads the events
-//!   one at a time, holding what the events since the cursor ask for, never the history; acting
-//!   on the plan is the caller's.
+//!   one at a time, holding what the events since the cursor ask for and never the history's
+//!   bodies (a scan of every landed event holds 16 bytes a journaled event, and one key an event
+//!   taken as new); acting on the plan is the caller's.
 //! - An event is taken once however many times it was delivered (its first reading read).
 //! - An approval event names its applicant and the local dates of its span; a revert names the
-//!   span of the approval event of the same `instance_code`, found among *all* landed events
-//!   (an approval may have landed months before its revert). A revert whose approval never
+//!   spans of the approval events of the same `instance_code`. [`ResyncPlan::read`] takes them
+//!   from the events it read since the cursor when one of them is its approval (an instance's
+//!   events all name its one span), else from a scan of every landed event (an approval may
+//!   have landed months before its revert). A revert whose approval never
 //!   landed is [`ResyncPlan::unresolved`], never dropped silently; an event that cannot be read
 //!   is [`ResyncPlan::unreadable`] with its field and reason.
 //! - Only events received after the cursor make work; dates inside the trailing window (the
@@ -38,6 +41,12 @@ pub const CURSOR_PATH: &str = "_events/resync-cursor.json";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
     pub through: DateTime<Utc>,
+    /// The newest modification of the inbox objects it listed (by the store's clock, never past
+    /// the time it listed them): the next run lists from here, less [`inbox::RELIST_MARGIN`].
+    /// `through` is by the receivers' clocks, which a listing cannot go by. A cursor without
+    /// it has the next run scan every landed event once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listed: Option<DateTime<Utc>>,
     /// The run that moved it there.
     pub run_id: String,
 }
@@ -99,8 +108,11 @@ pub struct ResyncPlan {
     pub without_user: Vec<String>,
     /// Events received after the cursor (every type).
     pub considered: usize,
-    /// The latest `received_at` among them: the next cursor.
+    /// The latest `received_at` among them.
     pub through: Option<DateTime<Utc>>,
+    /// The cursor to save once the work is done (its `run_id` is the saver's): the latest
+    /// receipt acted on and the newest modification listed. Set by [`ResyncPlan::read`].
+    pub next: Option<Cursor>,
 }
 
 impl ResyncPlan {
@@ -113,29 +125,34 @@ impl ResyncPlan {
     /// `range`. With a cursor, the inbox objects modified since it (less
     /// [`inbox::RELIST_MARGIN`]) are read; without one, every landed event. A revert whose
     /// approval is not among them is looked for in a scan of every landed event, holding only
-    /// the spans of the approvals looked for. Its memory is bounded by the events landed since
-    /// the cursor, not by the history.
+    /// the spans of the approvals looked for. Its memory follows the events landed since the
+    /// cursor, not the history's bodies.
     pub async fn read(
         store: &Store,
         range: Window,
         employee_type: EmployeeType,
         today: NaiveDate,
     ) -> Result<ResyncPlan, StoreError> {
-        let since = Cursor::load(store).await?.map(|c| c.through);
+        let cursor = Cursor::load(store).await?;
+        let since = cursor.as_ref().map(|c| c.through);
+        let margin = chrono::Duration::from_std(inbox::RELIST_MARGIN).expect("minutes");
+        let listed_since = cursor.as_ref().and_then(|c| c.listed).map(|l| l - margin);
+        // An object modified after this may be missed by this listing: the next one starts here.
+        let listed_at = Utc::now();
         // A scan of everything keeps no spans: every revert is then looked for after it.
-        let mut planner = Planner::new(since, range, employee_type, today, since.is_some());
-        match since {
-            Some(since) => {
-                let margin = chrono::Duration::from_std(inbox::RELIST_MARGIN).expect("minutes");
-                let listing = Listing::since(store, Some(since - margin)).await?;
+        let mut planner = Planner::new(since, range, employee_type, today, listed_since.is_some());
+        let newest = match listed_since {
+            Some(from) => {
+                let listing = Listing::since(store, Some(from)).await?;
                 for paths in listing.chunks(OBJECTS_AT_ONCE) {
                     for landed in inbox::read_paths::<LandedText>(store, &paths).await? {
                         planner.add_text(&landed);
                     }
                 }
+                listing.newest()
             }
             None => inbox::scan(store, |landed| planner.add_text(&landed)).await?,
-        }
+        };
         let looked_for = planner.reverted_codes_without_span();
         if !looked_for.is_empty() {
             inbox::scan(store, |landed| {
@@ -150,7 +167,15 @@ impl ResyncPlan {
             })
             .await?;
         }
-        Ok(planner.finish())
+        let mut plan = planner.finish();
+        plan.next = plan.through.or(since).map(|through| Cursor {
+            through,
+            listed: newest
+                .map(|newest| newest.min(listed_at))
+                .max(cursor.and_then(|c| c.listed)),
+            run_id: String::new(),
+        });
+        Ok(plan)
     }
 
     /// The work as a plan's extra windows (the batches of one window together).
@@ -566,13 +591,13 @@ mod tests {
 
     /// Lands `events` in a local root as receivers would: each an inbox object modified at
     /// `modified`, and all of them in one journal too.
-    fn land(root: &std::path::Path, events: &[LandedEvent], modified: std::time::SystemTime) {
+    fn land(root: &std::path::Path, events: &[LandedEvent], modified: DateTime<Utc>) {
         let write = |rel: String, bytes: &[u8]| {
             let path = root.join(rel);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, bytes).unwrap();
             let file = std::fs::File::open(&path).unwrap();
-            file.set_modified(modified).unwrap();
+            file.set_modified(modified.into()).unwrap();
         };
         let mut journal = Vec::new();
         for event in events {
@@ -581,44 +606,34 @@ mod tests {
             journal.extend_from_slice(&line);
             journal.push(b'\n');
         }
-        write(inbox::journal_path(modified.into(), "test", 1), &journal);
+        write(inbox::journal_path(modified, "test", 1), &journal);
     }
 
     #[tokio::test]
     async fn a_root_is_read_since_its_cursor_and_an_old_revert_found_in_a_scan_of_everything() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::Local(dir.path().to_path_buf());
-        let now = std::time::SystemTime::now();
-        let day = std::time::Duration::from_secs(86_400);
-        // Landed in August (long before the cursor): an approval, and one nothing reverts.
+        let now = Utc::now();
+        let at = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let day = chrono::Duration::days(1);
+        // Landed 90 days ago (long before the cursor): an approval, and one nothing reverts.
+        let old = now - day * 90;
         land(
             dir.path(),
             &[
-                landed(
-                    "e1",
-                    "2026-08-31T02:00:00.000Z",
-                    out("I-old", "u1", "2026-08-31"),
-                ),
-                landed(
-                    "e0",
-                    "2026-08-31T02:00:00.000Z",
-                    out("I-kept", "u3", "2026-08-30"),
-                ),
+                landed("e1", &at(old), out("I-old", "u1", "2026-08-31")),
+                landed("e0", &at(old), out("I-kept", "u3", "2026-08-30")),
             ],
-            now - 90 * day,
+            old,
         );
-        // Landed since: its revert, delivered twice, and an approval of September.
-        let revert = landed("e2", "2026-11-30T01:00:00.000Z", revert("I-old", "out"));
+        // Landed since: its revert, and an approval of September, received by a receiver whose
+        // clock runs an hour ahead of the store's.
+        let ahead = at(now + chrono::Duration::hours(1));
         land(
             dir.path(),
             &[
-                revert.clone(),
-                revert,
-                landed(
-                    "e3",
-                    "2026-11-30T01:00:00.000Z",
-                    out("I-sep", "u2", "2026-09-15"),
-                ),
+                landed("e2", &ahead, revert("I-old", "out")),
+                landed("e3", &ahead, out("I-sep", "u2", "2026-09-15")),
             ],
             now,
         );
@@ -627,18 +642,22 @@ mod tests {
                 .await
                 .unwrap()
         };
-        Cursor {
-            through: "2026-11-29T02:00:00Z".parse().unwrap(),
+        // The last sync acted on an event received (by that fast clock) after the store's now.
+        let through = now + chrono::Duration::minutes(30);
+        let cursor = Cursor {
+            through,
+            listed: Some(now - day),
             run_id: "r".into(),
-        }
-        .save(&store)
-        .await
-        .unwrap();
+        };
+        cursor.save(&store).await.unwrap();
         let plan = read(store.clone()).await;
         // The same plan as from every landed event at once.
         let everything = inbox::read_all(&store).await.unwrap();
-        let since = Some("2026-11-29T02:00:00Z".parse().unwrap());
-        assert_eq!(plan, plan_of(&everything, since));
+        let same = |mut plan: ResyncPlan| {
+            plan.next = None;
+            plan
+        };
+        assert_eq!(same(plan.clone()), plan_of(&everything, Some(through)));
         let window = |y, m, d| Window {
             from: date(y, m, d),
             to: date(y, m, d),
@@ -653,15 +672,31 @@ mod tests {
                 (window(2026, 9, 15), vec!["u2".to_string()]),
             ]
         );
-        assert_eq!(
-            plan.considered, 2,
-            "the revert delivered twice is one event"
-        );
+        assert_eq!(plan.considered, 2);
         assert!(plan.unresolved.is_empty() && plan.unreadable.is_empty());
-        // Without a cursor every event is new, the August ones too.
+        // The next cursor: the latest receipt, and the newest object listed by the store's clock
+        // (a listing from the receipt time, an hour ahead, would miss what lands meanwhile).
+        let next = plan.next.clone().unwrap();
+        assert_eq!(next.through, plan.through.unwrap());
+        let listed = next.listed.unwrap();
+        assert!(listed <= Utc::now() && listed >= now - chrono::Duration::seconds(1));
+        // A cursor from before `listed` was kept: every landed event is scanned once, and only
+        // those received after it are new.
+        Cursor {
+            listed: None,
+            ..cursor
+        }
+        .save(&store)
+        .await
+        .unwrap();
+        let plan = read(store.clone()).await;
+        assert_eq!(same(plan.clone()), plan_of(&everything, Some(through)));
+        assert!(plan.next.unwrap().listed.is_some());
+        // Without a cursor every event is new, the old ones too; the journal and the objects
+        // both hold each, and each is taken once.
         store.delete(CURSOR_PATH).await.unwrap();
         let plan = read(store.clone()).await;
-        assert_eq!(plan, plan_of(&everything, None));
+        assert_eq!(same(plan.clone()), plan_of(&everything, None));
         assert_eq!(plan.considered, 4);
         assert_eq!(plan.work.len(), 2, "{:?}", plan.work);
         assert_eq!(

@@ -256,12 +256,12 @@ async fn backfill_leased<S: AnswerSource>(
     )
     .await;
     if summary.outcome() == Outcome::Complete
-        && let Some(through) = summary.resync.as_ref().and_then(|r| r.through)
+        && let Some(next) = summary.resync.as_ref().and_then(|r| r.next.clone())
     {
         // Every re-read committed: the events up to here are acted on.
         let cursor = Cursor {
-            through,
             run_id: summary.run_id.clone(),
+            ..next
         };
         if let Err(e) = cursor.save(store).await {
             tracing::warn!(error = %Chain(&e), "could not move the events cursor; the next run re-reads these events' dates again");
