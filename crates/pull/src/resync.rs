@@ -122,8 +122,9 @@ impl ResyncPlan {
     }
 
     /// Reads `store`'s cursor and the events landed since, and plans them for a run over
-    /// `range`. With a cursor, the inbox objects modified since it (less
-    /// [`inbox::RELIST_MARGIN`]) are read; without one, every landed event. A revert whose
+    /// `range`. With a cursor, the inbox objects modified since the newest one its run listed
+    /// (less [`inbox::RELIST_MARGIN`]) are read; without one (or with one from before it kept
+    /// that), every landed event. A revert whose
     /// approval is not among them is looked for in a scan of every landed event, holding only
     /// the spans of the approvals looked for. Its memory follows the events landed since the
     /// cursor, not the history's bodies.
@@ -235,6 +236,7 @@ struct Planner {
     spans: HashMap<String, Vec<Span>>,
     /// The reverts received since the cursor: event id and instance code.
     reverts: Vec<(String, String)>,
+    /// Each user's dates to re-read, each with the events (ids) that asked for it.
     wanted: BTreeMap<String, BTreeMap<NaiveDate, BTreeSet<String>>>,
 }
 
