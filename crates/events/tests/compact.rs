@@ -841,3 +841,45 @@ async fn journals_are_read_and_of_the_inbox_only_what_no_journal_holds() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn files_dated_ahead_of_the_run_do_not_carry_its_cursor_past_the_listing() {
+    let (events, dir, store, landing) = events_and_an_empty_root().await;
+    let (early, later) = events.split_at(events.len() / 2);
+    for event in early {
+        landing
+            .land(event.body.clone(), Transport::Webhook)
+            .await
+            .unwrap();
+    }
+    // Written by a clock an hour ahead (a share's server, a receiver's): times to come.
+    let status = std::process::Command::new("find")
+        .arg(dir.path().join("_events"))
+        .args(["-type", "f", "-exec", "touch", "-d", "1 hour", "{}", "+"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let one = run(&store, "one").await.unwrap();
+    assert_eq!(one.events, early.len());
+    let cursor: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("_events/compacted/cursor.json")).unwrap(),
+    )
+    .unwrap();
+    let through: chrono::DateTime<chrono::Utc> =
+        cursor["through"].as_str().unwrap().parse().unwrap();
+    assert!(through <= chrono::Utc::now(), "{through}");
+    // What lands now, by the right clock, is read by the next run.
+    for event in later {
+        landing
+            .land(event.body.clone(), Transport::Webhook)
+            .await
+            .unwrap();
+    }
+    let two = run(&store, "two").await.unwrap();
+    assert_eq!(two.new_rows, later.len());
+    assert_eq!(
+        ids_in(&files(dir.path())).len(),
+        events.len(),
+        "every event is one row"
+    );
+}
