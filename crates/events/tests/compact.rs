@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_array::cast::AsArray;
-use attendance_events::compact::{CompactError, CompactSummary, compact, partition_path};
+use attendance_events::compact::{
+    COMPACT_CURSOR_PATH, CompactError, CompactSummary, compact, partition_path,
+};
 use attendance_events::{Landing, Transport};
 use attendance_lake::lease::{Lease, LeaseError};
 use attendance_lake::store::Store;
@@ -861,10 +863,9 @@ async fn files_dated_ahead_of_the_run_do_not_carry_its_cursor_past_the_listing()
     assert!(status.success());
     let one = run(&store, "one").await.unwrap();
     assert_eq!(one.events, early.len());
-    let cursor: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(dir.path().join("_events/compacted/cursor.json")).unwrap(),
-    )
-    .unwrap();
+    let cursor: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(COMPACT_CURSOR_PATH)).unwrap())
+            .unwrap();
     let through: chrono::DateTime<chrono::Utc> =
         cursor["through"].as_str().unwrap().parse().unwrap();
     assert!(through <= chrono::Utc::now(), "{through}");

@@ -358,6 +358,22 @@ impl Listing {
         self.newest
     }
 
+    /// Reads the listed inbox objects, oldest first, a thousand at a time, giving each to `each`
+    /// as read (an object gone since it was listed gives none).
+    pub async fn read(
+        &self,
+        store: &Store,
+        mut each: impl FnMut(LandedText),
+    ) -> Result<(), StoreError> {
+        for paths in self.chunks(SCAN_BATCH) {
+            read_paths::<LandedText>(store, &paths)
+                .await?
+                .into_iter()
+                .for_each(&mut each);
+        }
+        Ok(())
+    }
+
     /// The paths, oldest first, `n` at a time.
     pub fn chunks(&self, n: usize) -> impl Iterator<Item = Vec<String>> + '_ {
         self.entries.chunks(n.max(1)).map(|chunk| {
@@ -381,7 +397,7 @@ pub const READ_CONCURRENCY: usize = 32;
 /// costs nothing but the read.
 pub const RELIST_MARGIN: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Inbox objects a scan reads before handing them on.
+/// Inbox objects a [`Listing::read`] reads before handing them on.
 const SCAN_BATCH: usize = 1_000;
 
 /// Every landed event, one at a time: the journals' lines (oldest journal first), then the inbox
@@ -402,12 +418,7 @@ pub async fn scan(
         }
     }
     let listing = journaled.unjournaled_since(store, None).await?;
-    for paths in listing.chunks(SCAN_BATCH) {
-        read_paths::<LandedText>(store, &paths)
-            .await?
-            .into_iter()
-            .for_each(&mut each);
-    }
+    listing.read(store, each).await?;
     Ok(listing.newest())
 }
 

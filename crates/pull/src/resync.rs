@@ -145,11 +145,9 @@ impl ResyncPlan {
         let newest = match listed_since {
             Some(from) => {
                 let listing = Listing::since(store, Some(from)).await?;
-                for paths in listing.chunks(OBJECTS_AT_ONCE) {
-                    for landed in inbox::read_paths::<LandedText>(store, &paths).await? {
-                        planner.add_text(&landed);
-                    }
-                }
+                listing
+                    .read(store, |landed| planner.add_text(&landed))
+                    .await?;
                 listing.newest()
             }
             None => inbox::scan(store, |landed| planner.add_text(&landed)).await?,
@@ -214,9 +212,6 @@ impl ResyncPlan {
         planner.finish()
     }
 }
-
-/// Inbox objects read at once.
-const OBJECTS_AT_ONCE: usize = 1_000;
 
 /// A resync plan as its events are read, one at a time.
 struct Planner {
