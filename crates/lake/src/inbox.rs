@@ -21,6 +21,8 @@
 //!   which has no key: a reader that skips inbox objects by key always reads those, and never
 //!   skips an object for another event's key (short of two ids whose SHA-256 share 128 bits).
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -233,7 +235,7 @@ pub struct Listing {
     tails: String,
     /// Modification, start and length of the tail in `tails`.
     entries: Vec<(DateTime<Utc>, u32, u32)>,
-    /// The newest modification listed, kept or not.
+    /// The newest modification listed.
     newest: Option<DateTime<Utc>>,
 }
 
@@ -244,12 +246,13 @@ impl Listing {
         Listing::since_keeping(store, since, |_| true).await
     }
 
-    /// [`Listing::since`], holding only the objects whose path (from the root) `keep` accepts:
-    /// a listing of millions of which few are wanted holds the few.
+    /// [`Listing::since`], holding only the objects whose path (from the root) `keep` accepts,
+    /// asked before an object's time is looked up: a listing of millions of which few are
+    /// wanted holds the few, and on a local disk looks up the times of the few only.
     pub async fn since_keeping(
         store: &Store,
         since: Option<DateTime<Utc>>,
-        keep: impl Fn(&str) -> bool,
+        keep: impl Fn(&str) -> bool + Send + Sync + 'static,
     ) -> Result<Listing, StoreError> {
         let shards = (0..=u8::MAX).map(|shard| format!("{INBOX_DIR}/{shard:02x}"));
         Listing::of_dirs(store, INBOX_DIR, shards, since, keep).await
@@ -289,19 +292,27 @@ impl Listing {
         base: &'static str,
         dirs: impl IntoIterator<Item = String>,
         since: Option<DateTime<Utc>>,
-        keep: impl Fn(&str) -> bool,
+        keep: impl Fn(&str) -> bool + Send + Sync + 'static,
     ) -> Result<Listing, StoreError> {
         use futures::{StreamExt, TryStreamExt};
         let mut listing = Listing {
             base,
             ..Listing::default()
         };
+        let keep: Arc<dyn Fn(&str) -> bool + Send + Sync> = Arc::new(keep);
         let dirs: Vec<String> = dirs.into_iter().collect();
         let mut listed = futures::stream::iter(dirs)
-            .map(|dir| async move { store.list_files_modified_since(&dir, since).await })
+            .map(|dir| {
+                let keep = Arc::clone(&keep);
+                async move {
+                    store
+                        .list_files_modified_since_keeping(&dir, since, keep)
+                        .await
+                }
+            })
             .buffered(READ_CONCURRENCY);
         while let Some(files) = listed.try_next().await? {
-            listing.extend(store, files, &keep)?;
+            listing.extend(store, files)?;
         }
         listing.sort();
         Ok(listing)
@@ -311,13 +322,9 @@ impl Listing {
         &mut self,
         store: &Store,
         files: Vec<(String, DateTime<Utc>)>,
-        keep: impl Fn(&str) -> bool,
     ) -> Result<(), StoreError> {
         for (path, modified) in files {
             self.newest = self.newest.max(Some(modified));
-            if !keep(&path) {
-                continue;
-            }
             let too_many = || StoreError::Io {
                 action: "list",
                 location: store.describe(self.base),
@@ -353,7 +360,8 @@ impl Listing {
         self.entries.is_empty()
     }
 
-    /// The newest modification listed, of the objects kept or not.
+    /// The newest modification of the objects listed (those kept: the others' times are not
+    /// looked up).
     pub fn newest(&self) -> Option<DateTime<Utc>> {
         self.newest
     }
@@ -402,7 +410,8 @@ const SCAN_BATCH: usize = 1_000;
 
 /// Every landed event, one at a time: the journals' lines (oldest journal first), then the inbox
 /// objects whose event no journal held, each given to `each` as read; returns the newest
-/// modification of the inbox objects listed. A delivery journaled more than once is given more
+/// modification of the journals and inbox objects listed (a journaled object is no newer than
+/// its journal, written after it, and its time is not looked up). A delivery journaled more than once is given more
 /// than once. It holds [`READ_CONCURRENCY`] journals or a thousand
 /// objects at a time and 16 bytes for each journaled event: a scan of millions stays small.
 pub async fn scan(
@@ -419,7 +428,7 @@ pub async fn scan(
     }
     let listing = journaled.unjournaled_since(store, None).await?;
     listing.read(store, each).await?;
-    Ok(listing.newest())
+    Ok(listing.newest().max(journals.newest()))
 }
 
 /// The events the journals read so far hold, by [`id_key`] (16 bytes an event): what lets a
@@ -441,7 +450,7 @@ impl Journaled {
     ) -> Result<Listing, StoreError> {
         self.0.sort_unstable();
         self.0.dedup();
-        Listing::since_keeping(store, since, |path| {
+        Listing::since_keeping(store, since, move |path| {
             key_of_path(path).is_none_or(|key| self.0.binary_search(&key).is_err())
         })
         .await
@@ -489,12 +498,18 @@ mod tests {
             newer.chunks(10).flatten().collect::<Vec<_>>(),
             expected[1..]
         );
-        // Held: what `keep` accepts; the newest is still of everything listed.
+        // Held: what `keep` accepts, which is asked first; the newest is of those (`b`, the
+        // newest of all, refused, has its time never looked up).
         let kept = Listing::since_keeping(&store, None, |path| path != path_of("b"))
             .await
             .unwrap();
         assert_eq!(kept.chunks(10).flatten().collect::<Vec<_>>(), expected[..4]);
-        assert_eq!(kept.newest(), listing.newest());
+        assert_eq!(
+            kept.newest(),
+            Some(DateTime::<Utc>::from(
+                t0 + std::time::Duration::from_secs(30)
+            ))
+        );
         let empty = Listing::since(&Store::Local(dir.path().join("none")), None)
             .await
             .unwrap();

@@ -191,12 +191,25 @@ impl Store {
         dir: &str,
         since: Option<DateTime<Utc>>,
     ) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        self.list_files_modified_since_keeping(dir, since, Arc::new(|_: &str| true))
+            .await
+    }
+
+    /// [`Store::list_files_modified_since`], only the files whose path (from the root) `keep`
+    /// accepts. On a local disk `keep` is asked before a file's time is looked up, so a file it
+    /// refuses costs no `stat`: a listing of millions of which few are wanted looks at the few.
+    pub async fn list_files_modified_since_keeping(
+        &self,
+        dir: &str,
+        since: Option<DateTime<Utc>>,
+        keep: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+    ) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
         let mut files = match self {
             Store::Local(root) => {
                 let base = root.join(dir);
                 let root = root.clone();
                 let dir_owned = dir.to_string();
-                tokio::task::spawn_blocking(move || walk(&root, &base, since))
+                tokio::task::spawn_blocking(move || walk(&root, &base, since, &*keep))
                     .await
                     .expect("a directory walk never panics")
                     .map_err(|e| self.io("list", &dir_owned, e))?
@@ -224,6 +237,7 @@ impl Store {
                             .join("/");
                         (rel, m.last_modified)
                     })
+                    .filter(|(rel, _)| keep(rel))
                     .collect()
             }
         };
@@ -416,10 +430,20 @@ fn walk(
     root: &Path,
     base: &Path,
     since: Option<DateTime<Utc>>,
+    keep: &dyn Fn(&str) -> bool,
 ) -> std::io::Result<Vec<(String, DateTime<Utc>)>> {
     let mut out = Vec::new();
     let mut stack = vec![base.to_path_buf()];
     while let Some(dir) = stack.pop() {
+        // The directory's path from the root, '/'-separated; its files' paths extend it.
+        let Ok(rel_dir) = dir.strip_prefix(root) else {
+            continue;
+        };
+        let rel_dir: Vec<String> = rel_dir
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        let rel_dir = rel_dir.join("/");
         let unchanged = match (since, std::fs::metadata(&dir)) {
             (Some(since), Ok(meta)) if directory_times_hold(&dir) => {
                 let unchanged = DateTime::<Utc>::from(meta.modified()?) < since;
@@ -439,9 +463,8 @@ fn walk(
         };
         for entry in entries {
             let entry = entry?;
-            let path = entry.path();
             if entry.file_type()?.is_dir() {
-                stack.push(path);
+                stack.push(entry.path());
                 continue;
             }
             // Its files are older than `since`; its subdirectories are looked at on their own.
@@ -450,7 +473,15 @@ fn walk(
             }
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') && name.contains(".tmp-") && is_stale(&entry) {
-                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(entry.path());
+                continue;
+            }
+            let rel = if rel_dir.is_empty() {
+                name
+            } else {
+                format!("{rel_dir}/{name}")
+            };
+            if !keep(&rel) {
                 continue;
             }
             let modified = match entry.metadata() {
@@ -462,13 +493,7 @@ fn walk(
             if since.is_some_and(|since| modified < since) {
                 continue;
             }
-            if let Ok(rel) = path.strip_prefix(root) {
-                let rel: Vec<String> = rel
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                    .collect();
-                out.push((rel.join("/"), modified));
-            }
+            out.push((rel, modified));
         }
     }
     Ok(out)
