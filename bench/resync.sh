@@ -34,7 +34,11 @@ for i in range(10):
         json.dump(record, f, separators=(",", ":"), ensure_ascii=False)
 PY
 cp -a "$W/night/_events/." "$W/r2m/_events/"
-# The last sync ran just before the night's first landing.
-echo "{\"through\": \"$(date -u -d '-25 hours' +%Y-%m-%dT%H:%M:%SZ)\", \"run_id\": \"bench\"}" > "$W/r2m/_events/resync-cursor.json"
+# The last sync ran just before the night's first landing, and listed the inbox then.
+CURSOR="{\"through\": \"$(date -u -d '-25 hours' +%Y-%m-%dT%H:%M:%SZ)\", \"listed\": \"$(date -u -d '-25 hours' +%Y-%m-%dT%H:%M:%SZ)\", \"run_id\": \"bench\"}"
+echo "$CURSOR" > "$W/r2m/_events/resync-cursor.json"
 /usr/bin/time -f "$T" "$B/attendance-sync" plan --out "$W/r2m" --users-file users.txt > plan-night.out 2> plan-night.err
-for f in plan-first plan-night; do echo "$f: $(grep wall "$f.err")"; grep -E "^  events" "$f.out"; done
+# The same night without its reverts of old approvals (no scan of the history).
+rm -f "$W"/r2m/_events/inbox/*/night-revert-*.json
+/usr/bin/time -f "$T" "$B/attendance-sync" plan --out "$W/r2m" --users-file users.txt > plan-night-plain.out 2> plan-night-plain.err
+for f in plan-first plan-night plan-night-plain; do echo "$f: $(grep wall "$f.err")"; grep -E "^  events" "$f.out"; done

@@ -408,17 +408,20 @@ pub const RELIST_MARGIN: std::time::Duration = std::time::Duration::from_secs(60
 /// Inbox objects a [`Listing::read`] reads before handing them on.
 const SCAN_BATCH: usize = 1_000;
 
-/// Every landed event, one at a time: the journals' lines (oldest journal first), then the inbox
-/// objects whose event no journal held, each given to `each` as read; returns the newest
-/// modification of the journals and inbox objects listed (a journaled object is no newer than
-/// its journal, written after it, and its time is not looked up). A delivery journaled more than once is given more
-/// than once. It holds [`READ_CONCURRENCY`] journals or a thousand
-/// objects at a time and 16 bytes for each journaled event: a scan of millions stays small.
+/// Every event landed in the journals and inbox objects modified at or after `since` (every
+/// landed event without it), one at a time: the journals' lines (oldest journal first), then the
+/// inbox objects whose event no journal read held, each given to `each` as read; returns the
+/// newest modification of the journals and inbox objects listed (a journaled object is no newer
+/// than its journal, written after it, and its time is not looked up). A delivery journaled
+/// more than once is given more than once. It holds [`READ_CONCURRENCY`] journals or a
+/// thousand objects at a time and 16 bytes for each journaled event: a scan of millions stays
+/// small.
 pub async fn scan(
     store: &Store,
+    since: Option<DateTime<Utc>>,
     mut each: impl FnMut(LandedText),
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let journals = Listing::journals_since(store, None).await?;
+    let journals = Listing::journals_since(store, since).await?;
     let mut journaled = Journaled::default();
     for paths in journals.chunks(READ_CONCURRENCY) {
         for landed in read_journals::<LandedText>(store, &paths).await? {
@@ -426,7 +429,7 @@ pub async fn scan(
             each(landed);
         }
     }
-    let listing = journaled.unjournaled_since(store, None).await?;
+    let listing = journaled.unjournaled_since(store, since).await?;
     listing.read(store, each).await?;
     Ok(listing.newest().max(journals.newest()))
 }

@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use attendance_core::approval_event::{ApprovalEvent, EventBody, Span, Unreadable};
 use attendance_core::plan::ExtraWindow;
 use attendance_core::plan::{EmployeeType, MAX_USERS_PER_QUERY, MAX_WINDOW_DAYS, Window};
-use attendance_lake::inbox::{self, LandedEvent, LandedText, Listing};
+use attendance_lake::inbox::{self, LandedEvent, LandedText};
 use attendance_lake::store::{Store, StoreError};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -41,7 +41,8 @@ pub const CURSOR_PATH: &str = "_events/resync-cursor.json";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
     pub through: DateTime<Utc>,
-    /// The newest modification of the inbox objects it listed (by the store's clock, never past
+    /// The newest modification of the journals and inbox objects it listed (by the store's
+    /// clock, never past
     /// the time it listed them): the next run lists from here, less [`inbox::RELIST_MARGIN`].
     /// `through` is by the receivers' clocks, which a listing cannot go by. A cursor without
     /// it has the next run scan every landed event once.
@@ -122,9 +123,10 @@ impl ResyncPlan {
     }
 
     /// Reads `store`'s cursor and the events landed since, and plans them for a run over
-    /// `range`. With a cursor, the inbox objects modified since the newest one its run listed
-    /// (less [`inbox::RELIST_MARGIN`]) are read; without one (or with one from before it kept
-    /// that), every landed event. A revert whose
+    /// `range`. With a cursor, the journals and inbox objects modified since the newest one its
+    /// run listed (less [`inbox::RELIST_MARGIN`]) are read, an object only when no journal read
+    /// holds its event ([`inbox::scan`]); without one (or with one from before it kept that),
+    /// every landed event. A revert whose
     /// approval is not among them is looked for in a scan of every landed event, holding only
     /// the spans of the approvals looked for. Its memory follows the events landed since the
     /// cursor, not the history's bodies.
@@ -142,19 +144,10 @@ impl ResyncPlan {
         let listed_at = Utc::now();
         // A scan of everything keeps no spans: every revert is then looked for after it.
         let mut planner = Planner::new(since, range, employee_type, today, listed_since.is_some());
-        let newest = match listed_since {
-            Some(from) => {
-                let listing = Listing::since(store, Some(from)).await?;
-                listing
-                    .read(store, |landed| planner.add_text(&landed))
-                    .await?;
-                listing.newest()
-            }
-            None => inbox::scan(store, |landed| planner.add_text(&landed)).await?,
-        };
+        let newest = inbox::scan(store, listed_since, |landed| planner.add_text(&landed)).await?;
         let looked_for = planner.reverted_codes_without_span();
         if !looked_for.is_empty() {
-            inbox::scan(store, |landed| {
+            inbox::scan(store, None, |landed| {
                 let Ok(event) = ApprovalEvent::read_text(landed.body.get()) else {
                     return;
                 };
@@ -589,6 +582,17 @@ mod tests {
     /// Lands `events` in a local root as receivers would: each an inbox object modified at
     /// `modified`, and all of them in one journal too.
     fn land(root: &std::path::Path, events: &[LandedEvent], modified: DateTime<Utc>) {
+        land_as(root, events, modified, "test", true)
+    }
+
+    /// [`land`] by `receiver`, with or without the inbox objects.
+    fn land_as(
+        root: &std::path::Path,
+        events: &[LandedEvent],
+        modified: DateTime<Utc>,
+        receiver: &str,
+        objects: bool,
+    ) {
         let write = |rel: String, bytes: &[u8]| {
             let path = root.join(rel);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -599,11 +603,13 @@ mod tests {
         let mut journal = Vec::new();
         for event in events {
             let line = serde_json::to_vec(event).unwrap();
-            write(inbox::path_of(&event.id), &line);
+            if objects {
+                write(inbox::path_of(&event.id), &line);
+            }
             journal.extend_from_slice(&line);
             journal.push(b'\n');
         }
-        write(inbox::journal_path(modified, "test", 1), &journal);
+        write(inbox::journal_path(modified, receiver, 1), &journal);
     }
 
     #[tokio::test]
@@ -634,6 +640,16 @@ mod tests {
             ],
             now,
         );
+        // And one whose receiver was killed before it wrote the inbox object: only its journal
+        // holds it.
+        let journal_only = landed("e4", &ahead, out("I-sep-2", "u4", "2026-09-20"));
+        land_as(
+            dir.path(),
+            std::slice::from_ref(&journal_only),
+            now,
+            "killed",
+            false,
+        );
         let read = |store: Store| async move {
             ResyncPlan::read(&store, trailing(), EmployeeType::EmployeeId, today())
                 .await
@@ -649,7 +665,8 @@ mod tests {
         cursor.save(&store).await.unwrap();
         let plan = read(store.clone()).await;
         // The same plan as from every landed event at once.
-        let everything = inbox::read_all(&store).await.unwrap();
+        let mut everything = inbox::read_all(&store).await.unwrap();
+        everything.push(journal_only);
         let same = |mut plan: ResyncPlan| {
             plan.next = None;
             plan
@@ -666,10 +683,16 @@ mod tests {
                 .collect::<Vec<_>>(),
             [
                 (window(2026, 8, 31), vec!["u1".to_string()]),
-                (window(2026, 9, 15), vec!["u2".to_string()]),
+                (
+                    Window {
+                        from: date(2026, 9, 15),
+                        to: date(2026, 9, 20)
+                    },
+                    vec!["u2".to_string(), "u4".to_string()]
+                ),
             ]
         );
-        assert_eq!(plan.considered, 2);
+        assert_eq!(plan.considered, 3);
         assert!(plan.unresolved.is_empty() && plan.unreadable.is_empty());
         // The next cursor: the latest receipt, and the newest object listed by the store's clock
         // (a listing from the receipt time, an hour ahead, would miss what lands meanwhile).
@@ -694,7 +717,7 @@ mod tests {
         store.delete(CURSOR_PATH).await.unwrap();
         let plan = read(store.clone()).await;
         assert_eq!(same(plan.clone()), plan_of(&everything, None));
-        assert_eq!(plan.considered, 4);
+        assert_eq!(plan.considered, 5);
         assert_eq!(plan.work.len(), 2, "{:?}", plan.work);
         assert_eq!(
             plan.work[0].because_of,
