@@ -190,6 +190,9 @@ pub fn connect(args: ConnectArgs) -> anyhow::Result<ExitStatus> {
 }
 
 pub fn compact(args: CompactArgs) -> anyhow::Result<ExitStatus> {
+    // A one-shot run frees and allocates again its chunks' memory, a chunk about a second.
+    #[cfg(not(windows))]
+    crate::allocator::hand_back_freed_pages_after(std::time::Duration::from_secs(1));
     runtime()?.block_on(async {
         let store = Arc::new(Store::open(&args.out)?);
         store.check().await?;

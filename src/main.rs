@@ -8,6 +8,8 @@ use clap::Parser;
 use crate::cli::{Cli, Command, EventsCommand, ExternalCommand, RejectsCommand};
 use crate::exit::ExitStatus;
 
+#[cfg(not(windows))]
+mod allocator;
 mod cli;
 mod commands;
 mod events;
@@ -16,33 +18,6 @@ mod external;
 mod progress;
 mod rejects;
 mod summary;
-
-/// jemalloc, handing back pages unused for 100 ms (purged as it next allocates: no background
-/// thread), with two arenas.
-///
-/// glibc's malloc kept what the runtime's threads freed in holes of its arenas: a 365-day
-/// backfill of 20,000 users peaked ~20 MB above a 1-day one, though its heap was only ~9 MB
-/// larger; trimming glibc's arenas per partition written closed that gap but cost 40% more CPU
-/// in page faults. jemalloc with these options: 1 day 40 MB, 365 days 51 MB, and the offline
-/// replay ~7% less CPU than on glibc (BENCHMARKS.md). `_RJEM_MALLOC_CONF`
-/// overrides them at run time. (mimalloc was tried too: 365 days peaked at 200 MB.)
-#[cfg(not(windows))]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-/// jemalloc reads its options from this symbol before `main` (a C `const char *`).
-#[cfg(not(windows))]
-#[unsafe(export_name = "_rjem_malloc_conf")]
-static JEMALLOC_OPTIONS: JemallocOptions =
-    JemallocOptions(c"dirty_decay_ms:100,muzzy_decay_ms:0,narenas:2".as_ptr());
-
-#[cfg(not(windows))]
-#[repr(transparent)]
-struct JemallocOptions(*const std::ffi::c_char);
-
-// SAFETY: the pointer is to a static, immutable C string; jemalloc only reads it.
-#[cfg(not(windows))]
-unsafe impl Sync for JemallocOptions {}
 
 fn main() -> ExitCode {
     let (args, job_file) = match cli::expand_job_file(std::env::args_os().collect()) {
