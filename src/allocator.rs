@@ -98,7 +98,8 @@ mod tests {
 
     #[test]
     fn a_command_sets_how_soon_freed_pages_go_back_for_every_arena() {
-        // The options the binary starts with.
+        // The options the binary starts with (read from its symbol: a build that renamed it
+        // would start at jemalloc's 10 s; `_RJEM_MALLOC_CONF` set around the tests overrides).
         assert_eq!(decay_ms(c"opt.dirty_decay_ms"), 100);
         assert_eq!(decay_ms(c"arena.0.dirty_decay_ms"), 100);
         hand_back_freed_pages_after(std::time::Duration::from_secs(1));
