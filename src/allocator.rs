@@ -37,22 +37,9 @@ unsafe impl Sync for JemallocOptions {}
 /// pull, which run long or whose peaks the 100 ms keep down. Best effort: an allocator that
 /// refuses leaves the options as they were.
 pub fn hand_back_freed_pages_after(after: std::time::Duration) {
-    let mut narenas: u32 = 0;
-    let mut size = std::mem::size_of::<u32>();
-    // SAFETY: a valid control name, and an old value of the type jemalloc documents for it
-    // (unsigned) with its size.
-    let read = unsafe {
-        tikv_jemalloc_sys::mallctl(
-            c"arenas.narenas".as_ptr(),
-            (&raw mut narenas).cast(),
-            &raw mut size,
-            std::ptr::null_mut(),
-            0,
-        )
-    };
-    if read != 0 {
+    let Some(narenas) = read::<u32>(c"arenas.narenas") else {
         return;
-    }
+    };
     let ms = isize::try_from(after.as_millis()).unwrap_or(isize::MAX);
     // The arenas made so far, one by one (one not yet made refuses), then those made after.
     let names = (0..narenas)
@@ -60,18 +47,41 @@ pub fn hand_back_freed_pages_after(after: std::time::Duration) {
         .chain(["arenas.dirty_decay_ms".to_owned()]);
     for name in names {
         let name = std::ffi::CString::new(name).expect("no NUL in a control name");
-        let mut ms = ms;
-        // SAFETY: a valid control name, a new value of the type jemalloc documents for it
-        // (ssize_t) with its size, and no old value asked for.
-        unsafe {
-            tikv_jemalloc_sys::mallctl(
-                name.as_ptr(),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                (&raw mut ms).cast(),
-                std::mem::size_of::<isize>(),
-            );
-        }
+        write(&name, ms);
+    }
+}
+
+/// A control's value, `T` being the type jemalloc documents for it; `None` if it refuses.
+fn read<T: Default>(name: &std::ffi::CStr) -> Option<T> {
+    let mut value = T::default();
+    let mut size = std::mem::size_of::<T>();
+    // SAFETY: a C string for the name, and room for a `T` with its size, the type the caller
+    // names for this control.
+    let status = unsafe {
+        tikv_jemalloc_sys::mallctl(
+            name.as_ptr(),
+            (&raw mut value).cast(),
+            &raw mut size,
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    (status == 0).then_some(value)
+}
+
+/// Sets a control to `value`, `T` being the type jemalloc documents for it; a control that
+/// refuses keeps its value.
+fn write<T>(name: &std::ffi::CStr, mut value: T) {
+    // SAFETY: a C string for the name, a `T` with its size, the type the caller names for this
+    // control, and no old value asked for.
+    unsafe {
+        tikv_jemalloc_sys::mallctl(
+            name.as_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            (&raw mut value).cast(),
+            std::mem::size_of::<T>(),
+        );
     }
 }
 
@@ -79,31 +89,14 @@ pub fn hand_back_freed_pages_after(after: std::time::Duration) {
 mod tests {
     use super::*;
 
-    fn decay_ms(name: &std::ffi::CStr) -> isize {
-        let mut ms: isize = 0;
-        let mut size = std::mem::size_of::<isize>();
-        // SAFETY: a valid control name, and an old value of its documented type (ssize_t).
-        let read = unsafe {
-            tikv_jemalloc_sys::mallctl(
-                name.as_ptr(),
-                (&raw mut ms).cast(),
-                &raw mut size,
-                std::ptr::null_mut(),
-                0,
-            )
-        };
-        assert_eq!(read, 0, "{name:?} reads");
-        ms
-    }
-
     #[test]
     fn a_command_sets_how_soon_freed_pages_go_back_for_every_arena() {
         // The options the binary starts with (read from its symbol: a build that renamed it
         // would start at jemalloc's 10 s; `_RJEM_MALLOC_CONF` set around the tests overrides).
-        assert_eq!(decay_ms(c"opt.dirty_decay_ms"), 100);
-        assert_eq!(decay_ms(c"arena.0.dirty_decay_ms"), 100);
+        assert_eq!(read::<isize>(c"opt.dirty_decay_ms"), Some(100));
+        assert_eq!(read::<isize>(c"arena.0.dirty_decay_ms"), Some(100));
         hand_back_freed_pages_after(std::time::Duration::from_secs(1));
-        assert_eq!(decay_ms(c"arena.0.dirty_decay_ms"), 1000);
-        assert_eq!(decay_ms(c"arenas.dirty_decay_ms"), 1000);
+        assert_eq!(read::<isize>(c"arena.0.dirty_decay_ms"), Some(1000));
+        assert_eq!(read::<isize>(c"arenas.dirty_decay_ms"), Some(1000));
     }
 }
